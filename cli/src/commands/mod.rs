@@ -1,0 +1,4 @@
+//! One module per subcommand: each turns parsed arguments into work and
+//! output. The argument types live in `main.rs`.
+
+pub mod bump;
