@@ -23,11 +23,8 @@ use crate::image_ref::ImageSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("{context}: {source}")]
-    Git {
-        context: String,
-        source: git2::Error,
-    },
+    #[error("{context}: {}", cause.message())]
+    Git { context: String, cause: git2::Error },
     #[error(transparent)]
     File(#[from] FileError),
     #[error("{0}")]
@@ -58,9 +55,9 @@ trait Context<T> {
 
 impl<T> Context<T> for Result<T, git2::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T, GitError> {
-        self.map_err(|source| GitError::Git {
+        self.map_err(|cause| GitError::Git {
             context: context(),
-            source,
+            cause,
         })
     }
 }
@@ -315,10 +312,14 @@ pub fn commit_and_push(
             ));
         }
     };
-    let mut remote = ws
-        .repo
-        .find_remote(&push.remote)
-        .ctx(|| format!("no remote named {:?} in this repository", push.remote))?;
+    // A fresh Remote per operation: libgit2 reuses a remote's HTTP connection,
+    // which the server may have closed after a rejected push.
+    let remote = || {
+        ws.repo
+            .find_remote(&push.remote)
+            .ctx(|| format!("no remote named {:?} in this repository", push.remote))
+    };
+    remote()?;
 
     // (base the commit is built on, commit to push, edits it carries)
     let first = ws.build_commit(&head, &ws.files, settings)?;
@@ -328,7 +329,9 @@ pub fn commit_and_push(
         *attempts.borrow_mut() += 1;
         if *attempts.borrow() > 1 {
             // Lost a race: rebuild the same bump on the new remote tip.
-            let tip_id = fetch(&ws.repo, &mut remote, &branch).map_err(Attempt::Fatal)?;
+            let tip_id = remote()
+                .and_then(|mut r| fetch(&ws.repo, &mut r, &branch))
+                .map_err(Attempt::Fatal)?;
             let tip = ws
                 .repo
                 .find_commit(tip_id)
@@ -360,13 +363,24 @@ pub fn commit_and_push(
         let Some(commit) = state.borrow().1 else {
             return Ok(()); // upstream already carries this bump
         };
-        push_commit(&ws.repo, &mut remote, commit, &branch)
+        push_commit(
+            &ws.repo,
+            &mut remote().map_err(Attempt::Fatal)?,
+            commit,
+            &branch,
+        )
     };
+    // Concurrent pipelines must not sleep in step: seed the jitter per process.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(push.min_delay)
         .with_max_delay(push.max_delay)
         .with_max_times(push.max_attempts.saturating_sub(1))
-        .with_jitter();
+        .with_jitter()
+        .with_jitter_seed(seed);
     let result = attempt
         .retry(backoff)
         .sleep(std::thread::sleep)
@@ -491,7 +505,7 @@ fn push_refspec(remote: &mut git2::Remote<'_>, refspec: &str) -> Result<(), Atte
         }
         Err(e) => Err(Attempt::Fatal(GitError::Git {
             context: "push failed".into(),
-            source: e,
+            cause: e,
         })),
         Ok(()) => match status.into_inner() {
             None => Ok(()),
@@ -518,7 +532,7 @@ fn local_path(url: &str) -> Option<PathBuf> {
 /// new objects straight into its object database and move the branch with a
 /// compare-and-swap under the ref lock instead.
 fn push_local(repo: &Repository, path: &Path, commit: Oid, branch: &str) -> Result<(), Attempt> {
-    let fatal = |context: String| move |source| Attempt::Fatal(GitError::Git { context, source });
+    let fatal = |context: String| move |cause| Attempt::Fatal(GitError::Git { context, cause });
     let target = Repository::open(path).map_err(fatal(format!(
         "cannot open the remote at {}",
         path.display()

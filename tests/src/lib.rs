@@ -1,1 +1,244 @@
+//! Test harness: runs the built binaries against real local servers.
+//!
+//! Git is observed with the `git` command line (an independent client), and
+//! smart HTTP is served by `git http-backend` behind lighttpd with basic auth.
+//! `tests/run` (and so `.ci/run`) installs what is needed; a missing server
+//! fails the test with a message saying so, never skips it.
 
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A built workspace binary, next to the test executable's `deps/` folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first (tests/run does)",
+        path.display()
+    );
+    path
+}
+
+pub fn gantry() -> Command {
+    let mut cmd = Command::new(binary("gantry"));
+    // Tests decide what GitHub Actions context exists.
+    for var in [
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_ACTOR",
+        "GITHUB_ACTOR_ID",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("GANTRY_LOG", "info");
+    cmd
+}
+
+/// The outcome of a command, with its output as text.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    cmd.output().expect("spawn").into()
+}
+
+/// Runs git in `dir` and returns stdout without trailing white space;
+/// panics with stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_raw(dir, args).trim_end().to_string()
+}
+
+/// Like [`git`], with stdout exactly as printed.
+pub fn git_raw(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Seeder",
+            "-c",
+            "user.email=seed@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .env_remove("GIT_DIR")
+        .output()
+        .expect("git on PATH");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A bare repository on `main` seeded with `files`, and a place for clones.
+pub struct Remote {
+    pub dir: tempfile::TempDir,
+    pub bare: PathBuf,
+}
+
+impl Remote {
+    pub fn new(files: &[(&str, &str)]) -> Remote {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("repos").join("app.git");
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        git(&bare, &["config", "http.receivepack", "true"]);
+        let seed = dir.path().join("seed");
+        git(dir.path(), &["clone", "-q", bare.to_str().unwrap(), "seed"]);
+        for (path, content) in files {
+            let p = seed.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        git(&seed, &["add", "-A"]);
+        git(&seed, &["commit", "-q", "-m", "seed"]);
+        git(&seed, &["push", "-q", "origin", "main"]);
+        Remote { dir, bare }
+    }
+
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+
+    /// A fresh clone (with `origin` set to `url`) named `name`.
+    pub fn clone_as(&self, name: &str, url: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        git(
+            self.dir.path(),
+            &["clone", "-q", self.bare.to_str().unwrap(), name],
+        );
+        git(&path, &["remote", "set-url", "origin", url]);
+        path
+    }
+
+    pub fn log(&self) -> String {
+        git(&self.bare, &["log", "--format=%H %P|%s", "main"])
+    }
+
+    pub fn show(&self, path: &str) -> String {
+        git_raw(&self.bare, &["show", &format!("main:{path}")])
+    }
+}
+
+/// `git http-backend` behind lighttpd on a free loopback port, serving the
+/// bare repositories under `root` with basic auth (`user`/`password`).
+pub struct HttpGit {
+    child: Child,
+    pub port: u16,
+    _conf: tempfile::TempDir,
+}
+
+pub const HTTP_USER: &str = "ci";
+pub const HTTP_PASSWORD: &str = "s3cret-token";
+
+impl HttpGit {
+    pub fn start(root: &Path) -> HttpGit {
+        let lighttpd =
+            which("lighttpd").expect("lighttpd is not installed: run tests/run, which installs it");
+        let backend = [
+            "/usr/lib/git-core/git-http-backend",
+            "/usr/libexec/git-core/git-http-backend",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("git-http-backend not found");
+        let conf = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let users = conf.path().join("users");
+        std::fs::write(&users, format!("{HTTP_USER}:{HTTP_PASSWORD}\n")).unwrap();
+        let config = format!(
+            r#"server.document-root = "{root}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{conf}/error.log"
+server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv")
+alias.url = ("/git" => "{backend}")
+$HTTP["url"] =~ "^/git" {{
+  cgi.assign = ("" => "")
+  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{root}", "GIT_HTTP_EXPORT_ALL" => "")
+  auth.backend = "plain"
+  auth.backend.plain.userfile = "{users}"
+  auth.require = ("" => ("method" => "basic", "realm" => "git", "require" => "valid-user"))
+}}
+"#,
+            root = root.display(),
+            conf = conf.path().display(),
+            users = users.display(),
+        );
+        let path = conf.path().join("lighttpd.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(lighttpd)
+            .args(["-D", "-f"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start lighttpd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "lighttpd did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpGit {
+            child,
+            port,
+            _conf: conf,
+        }
+    }
+
+    /// The URL of `repo` without credentials (gantry gets them from env).
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/git/{repo}", self.port)
+    }
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
