@@ -96,30 +96,18 @@ impl ImageSpec {
             None => (name, None),
         };
         validate_name(name).map_err(|r| err(format!("image name {name:?}: {r}")))?;
-        let new_name = match new_name {
-            None => Field::Unset,
-            Some(PRESERVE) => Field::Preserve,
-            Some(n) => {
-                validate_name(n).map_err(|r| err(format!("new name {n:?}: {r}")))?;
-                Field::Set(n.to_string())
-            }
-        };
-        let new_tag = match tag {
-            None => Field::Unset,
-            Some(PRESERVE) => Field::Preserve,
-            Some(t) => {
-                validate_tag(t).map_err(|r| err(format!("tag {t:?}: {r}")))?;
-                Field::Set(t.to_string())
-            }
-        };
-        let digest = match digest {
-            None => Field::Unset,
-            Some(PRESERVE) => Field::Preserve,
-            Some(d) => {
-                validate_digest(d).map_err(|r| err(format!("digest {d:?}: {r}")))?;
-                Field::Set(d.to_string())
-            }
-        };
+        // Each part is absent, `*` (keep), or a value that must be valid.
+        let field =
+            |part: Option<&str>, what: &str, valid: fn(&str) -> Result<(), String>| match part {
+                None => Ok(Field::Unset),
+                Some(PRESERVE) => Ok(Field::Preserve),
+                Some(v) => valid(v)
+                    .map(|()| Field::Set(v.to_string()))
+                    .map_err(|r| err(format!("{what} {v:?}: {r}"))),
+            };
+        let new_name = field(new_name, "new name", validate_name)?;
+        let new_tag = field(tag, "tag", validate_tag)?;
+        let digest = field(digest, "digest", validate_digest)?;
         Ok(ImageSpec {
             name: name.to_string(),
             new_name,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gantry::image_ref::ImageSpec;
 use gantry::kustomization::{Missing, set_images};
-use gantry_tests::{HTTP_PASSWORD, HTTP_USER, HttpGit, Remote, Run, gantry, git, run};
+use gantry_tests::{HttpGit, Remote, gantry, git, race_pipelines, run};
 
 const FILE: &str = "overlays/prod/kustomization.yaml";
 
@@ -89,60 +89,17 @@ fn race(label: &str, http: bool) {
     let url = server
         .as_ref()
         .map_or_else(|| remote.file_url(), |s| s.url("app.git"));
-    let clones: Vec<_> = (0..N)
-        .map(|i| remote.clone_as(&format!("c{i}"), &url))
-        .collect();
-    let start = Instant::now();
-    let children: Vec<_> = clones
-        .iter()
-        .enumerate()
-        .map(|(i, work)| {
-            gantry()
-                .current_dir(work)
-                .env("GANTRY_GIT_USERNAME", HTTP_USER)
-                .env("GANTRY_GIT_TOKEN", HTTP_PASSWORD)
-                .args([
-                    "bump",
-                    "-f",
-                    FILE,
-                    "-i",
-                    &format!("svc{i:03}=*:9.9.9"),
-                    "--commit",
-                    "--push",
-                    "--max-attempts",
-                    "60",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let runs: Vec<Run> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().into())
-        .collect();
-    let wall = start.elapsed();
-    let attempts: Vec<usize> = runs
-        .iter()
-        .map(|r| {
-            assert_eq!(r.code, 0, "{}", r.stderr);
-            r.stdout
-                .split("after ")
-                .nth(1)
-                .and_then(|s| s.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1)
-        })
-        .collect();
+    let specs: Vec<String> = (0..N).map(|i| format!("svc{i:03}=*:9.9.9")).collect();
+    let race = race_pipelines(&remote, &url, FILE, &specs);
     assert_eq!(
         git(&remote.bare, &["rev-list", "--count", "main"]),
         (N + 1).to_string()
     );
     println!(
-        "race over {label}: {N} pipelines landed in {wall:.2?}; push attempts {} in all, at most {} for one pipeline",
-        attempts.iter().sum::<usize>(),
-        attempts.iter().max().unwrap()
+        "race over {label}: {N} pipelines landed in {:.2?}; push attempts {} in all, at most {} for one pipeline",
+        race.wall,
+        race.attempts.iter().sum::<usize>(),
+        race.attempts.iter().max().unwrap()
     );
 }
 

@@ -145,6 +145,67 @@ impl Remote {
     }
 }
 
+/// What a race of pipelines measured.
+pub struct Race {
+    pub wall: Duration,
+    /// Push attempts each pipeline used.
+    pub attempts: Vec<usize>,
+}
+
+/// Starts one `gantry bump --commit --push` per spec at once, each in its
+/// own clone of `remote` whose origin is `url`; asserts every one succeeds.
+pub fn race_pipelines(remote: &Remote, url: &str, file: &str, specs: &[String]) -> Race {
+    let clones: Vec<PathBuf> = (0..specs.len())
+        .map(|i| remote.clone_as(&format!("racer{i}"), url))
+        .collect();
+    let start = Instant::now();
+    let children: Vec<Child> = clones
+        .iter()
+        .zip(specs)
+        .map(|(work, spec)| {
+            gantry()
+                .current_dir(work)
+                .env("GANTRY_GIT_USERNAME", HTTP_USER)
+                .env("GANTRY_GIT_TOKEN", HTTP_PASSWORD)
+                .args([
+                    "bump",
+                    "-f",
+                    file,
+                    "-i",
+                    spec,
+                    "--commit",
+                    "--push",
+                    "--max-attempts",
+                    "60",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn gantry")
+        })
+        .collect();
+    let runs: Vec<Run> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().into())
+        .collect();
+    let wall = start.elapsed();
+    let attempts = runs
+        .iter()
+        .zip(specs)
+        .map(|(r, spec)| {
+            assert_eq!(r.code, 0, "pipeline {spec} failed: {}", r.stderr);
+            // "pushed <sha> to origin/main after N attempts" (no suffix: 1)
+            r.stdout
+                .split(" after ")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+        })
+        .collect();
+    Race { wall, attempts }
+}
+
 /// `git http-backend` behind lighttpd on a free loopback port, serving the
 /// bare repositories under `root` with basic auth (`user`/`password`).
 pub struct HttpGit {

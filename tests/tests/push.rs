@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use gantry_tests::{HTTP_PASSWORD, HTTP_USER, HttpGit, Remote, Run, gantry, git, run};
+use gantry_tests::{HTTP_PASSWORD, HTTP_USER, HttpGit, Remote, gantry, git, race_pipelines, run};
 
 const KUSTOMIZATION: &str =
     "# overlay\nresources:\n- ../../base\nimages:\n- name: backend\n  newTag: v1\n";
@@ -146,31 +146,16 @@ fn a_stale_clone_reapplies_the_bump_to_the_fresh_file() {
 
 /// 16 pipelines at once, each bumping a different image on one branch:
 /// every bump lands exactly once and history stays linear.
-fn race(url: impl Fn(&Remote, &Option<HttpGit>) -> String, http: bool) {
+fn race(http: bool) {
     const N: usize = 16;
     let remote = Remote::new(&[(FILE, KUSTOMIZATION)]);
     let server = http.then(|| HttpGit::start(remote.bare.parent().unwrap()));
-    let clones: Vec<_> = (0..N)
-        .map(|i| remote.clone_as(&format!("c{i}"), &url(&remote, &server)))
-        .collect();
-    let children: Vec<_> = clones
-        .iter()
-        .enumerate()
-        .map(|(i, work)| {
-            bump(work, &format!("img{i:02}:v{i}"), &["--max-attempts", "60"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let runs: Vec<Run> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().into())
-        .collect();
-    for (i, r) in runs.iter().enumerate() {
-        assert_eq!(r.code, 0, "pipeline {i} failed: {}", r.stderr);
-    }
+    let url = server
+        .as_ref()
+        .map_or_else(|| remote.file_url(), |s| s.url("app.git"));
+    let specs: Vec<String> = (0..N).map(|i| format!("img{i:02}:v{i}")).collect();
+    let race = race_pipelines(&remote, &url, FILE, &specs);
+
     // Linear: every commit has exactly one parent; N commits on top of the seed.
     let log = remote.log();
     let commits: Vec<&str> = log.lines().collect();
@@ -195,33 +180,21 @@ fn race(url: impl Fn(&Remote, &Option<HttpGit>) -> String, http: bool) {
     }
     let file = remote.show(FILE);
     for i in 0..N {
-        assert_eq!(
-            file.matches(&format!("- name: img{i:02}\n  newTag: v{i}\n"))
-                .count(),
-            1,
-            "{file}"
-        );
+        let entry = format!("- name: img{i:02}\n  newTag: v{i}\n");
+        assert_eq!(file.matches(&entry).count(), 1, "{file}");
     }
-    let attempts: usize = runs
-        .iter()
-        .map(|r| {
-            r.stdout
-                .split("after ")
-                .nth(1)
-                .and_then(|s| s.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1)
-        })
-        .sum();
-    println!("race: {N} pipelines, {attempts} push attempts in all");
+    println!(
+        "race: {N} pipelines, {} push attempts in all",
+        race.attempts.iter().sum::<usize>()
+    );
 }
 
 #[test]
 fn sixteen_pipelines_race_over_file_urls() {
-    race(|remote, _| remote.file_url(), false);
+    race(false);
 }
 
 #[test]
 fn sixteen_pipelines_race_over_smart_http() {
-    race(|_, server| server.as_ref().unwrap().url("app.git"), true);
+    race(true);
 }
