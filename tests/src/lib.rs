@@ -127,11 +127,21 @@ impl Remote {
 
     /// A fresh clone (with `origin` set to `url`) named `name`.
     pub fn clone_as(&self, name: &str, url: &str) -> PathBuf {
+        self.clone_with(name, url, &[])
+    }
+
+    /// A clone with one commit of history, as `actions/checkout` makes by default.
+    pub fn shallow_clone_as(&self, name: &str, url: &str) -> PathBuf {
+        self.clone_with(name, url, &["--depth", "1"])
+    }
+
+    fn clone_with(&self, name: &str, url: &str, flags: &[&str]) -> PathBuf {
         let path = self.dir.path().join(name);
-        git(
-            self.dir.path(),
-            &["clone", "-q", self.bare.to_str().unwrap(), name],
-        );
+        let source = format!("file://{}", self.bare.display());
+        let mut args = vec!["clone", "-q"];
+        args.extend(flags);
+        args.extend([source.as_str(), name]);
+        git(self.dir.path(), &args);
         git(&path, &["remote", "set-url", "origin", url]);
         path
     }

@@ -144,6 +144,37 @@ fn a_stale_clone_reapplies_the_bump_to_the_fresh_file() {
     assert_eq!(git(&stale2, &["rev-parse", "HEAD"]), tip);
 }
 
+#[test]
+fn shallow_clones_like_actions_checkout_push_and_race() {
+    let remote = Remote::new(&[(FILE, KUSTOMIZATION), ("README", "1\n")]);
+    let other = remote.clone_as("other", &remote.file_url());
+    fs::write(other.join("README"), "2\n").unwrap();
+    git(&other, &["commit", "-qam", "second"]);
+    git(&other, &["push", "-q", "origin", "main"]);
+    let server = HttpGit::start(remote.bare.parent().unwrap());
+    let shallow = remote.shallow_clone_as("shallow", &server.url("app.git"));
+    assert_eq!(
+        git(&shallow, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    // Upstream moves on after the checkout: the push must fetch into the shallow clone.
+    fs::write(other.join("README"), "3\n").unwrap();
+    git(&other, &["commit", "-qam", "third"]);
+    git(&other, &["push", "-q", "origin", "main"]);
+
+    let r = run(&mut bump(&shallow, "backend:v2", &[]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("after 2 attempts"), "{}", r.stdout);
+    assert_eq!(remote.show(FILE), KUSTOMIZATION.replace("v1", "v2"));
+    assert_eq!(remote.show("README"), "3\n");
+    assert_eq!(
+        fs::read_to_string(shallow.join("README")).unwrap(),
+        "3\n",
+        "upstream change checked out"
+    );
+    assert_eq!(git(&shallow, &["status", "--porcelain"]), "");
+}
+
 /// 16 pipelines at once, each bumping a different image on one branch:
 /// every bump lands exactly once and history stays linear.
 fn race(http: bool) {
