@@ -1,8 +1,13 @@
 //! The in-cluster canary controller for `gantry.dev/v1alpha1` Rollouts.
 //!
-//! The controller itself (CRD types, the pure canary decision, the kube
-//! glue) is tracked in issue #4; this crate exists so the workspace, CI and
-//! release plumbing are in place for it.
+//! `types` is the custom resource, `validate` turns a spec into a plan,
+//! `decide` is the pure canary decision, `alb` the Ingress annotation.
+
+pub mod alb;
+pub mod decide;
+pub mod hash;
+pub mod types;
+pub mod validate;
 
 /// The API group of every Gantry custom resource.
 pub const GROUP: &str = "gantry.dev";

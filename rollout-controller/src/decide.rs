@@ -1,0 +1,770 @@
+//! The canary decision: a pure function from what is observed to what to do.
+//!
+//! `decide` takes the Rollout (spec and status), the ReplicaSets it owns,
+//! its two Services, its Ingress and the time, and returns the actions to
+//! take and the status to write. It holds no state: everything it needs to
+//! resume after a restart is in the Rollout status or observable, and a
+//! settled Rollout yields no actions and an unchanged status.
+//!
+//! Ordering rules that keep traffic safe:
+//! - a ReplicaSet is scaled up before traffic moves to it, and traffic moves
+//!   away from it before it is scaled down;
+//! - a Service is pointed at a ReplicaSet only once that ReplicaSet is fully
+//!   available;
+//! - a step counts as reached only when the observed Ingress already carries
+//!   its weights, so nothing advances on a write that has not landed;
+//! - old ReplicaSets are scaled down only after the weights that route away
+//!   from them are observed, and after their scale-down delay.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::alb::{self, ForwardWeights};
+use crate::types::{
+    CanaryStatus, Condition, PauseCondition, Phase, Rollout, RolloutStatus, TrafficWeights,
+    WeightDestination,
+};
+use crate::validate::{Plan, StepKind, validate};
+
+/// A ReplicaSet owned by the Rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaSetView {
+    pub name: String,
+    pub hash: String,
+    /// `spec.replicas`
+    pub replicas: i32,
+    pub ready: i32,
+    pub available: i32,
+    /// When it is due to be scaled to zero (the scale-down-deadline annotation).
+    pub scale_down_at: Option<Timestamp>,
+    pub created: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    pub name: String,
+    /// The pod-template-hash in its selector, if any.
+    pub hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressView {
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+    /// Whether some rule sends a path to the root service's `use-annotation` port.
+    pub routes_root_service: bool,
+}
+
+/// Everything observed about one Rollout's world.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub now: Timestamp,
+    pub replica_sets: Vec<ReplicaSetView>,
+    pub stable_service: Option<ServiceView>,
+    pub canary_service: Option<ServiceView>,
+    pub ingress: Option<IngressView>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create `<rollout>-<hash>` from `spec.template`.
+    CreateReplicaSet {
+        hash: String,
+        replicas: i32,
+    },
+    ScaleReplicaSet {
+        name: String,
+        replicas: i32,
+    },
+    /// Set (or clear) the scale-down-deadline annotation.
+    ScheduleScaleDown {
+        name: String,
+        at: Option<Timestamp>,
+    },
+    DeleteReplicaSet {
+        name: String,
+    },
+    SetServiceSelector {
+        service: String,
+        hash: String,
+    },
+    /// Write the forward action annotation (and the managed-actions marker).
+    SetIngressAction {
+        ingress: String,
+        annotations: BTreeMap<String, String>,
+    },
+}
+
+/// A Kubernetes Event to record: (reason, message).
+pub type Note = (String, String);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub status: RolloutStatus,
+    /// When to look again even if nothing changes (a pause or scale-down deadline).
+    pub requeue_after: Option<Duration>,
+    pub events: Vec<Note>,
+}
+
+const PAUSE_REASON: &str = "CanaryPauseStep";
+
+/// The decision for one reconcile.
+pub fn decide(rollout: &Rollout, world: &World) -> Decision {
+    let before = rollout.status.clone().unwrap_or_default();
+    let mut d = Decider {
+        name: rollout.metadata.name.clone().unwrap_or_default(),
+        world,
+        status: before.clone(),
+        actions: Vec::new(),
+        requeue: None,
+        events: Vec::new(),
+    };
+    d.status.observed_generation = rollout.metadata.generation;
+    match validate(&rollout.spec) {
+        Err(errors) => d.invalid(&errors.join("; ")),
+        Ok(plan) => {
+            d.condition("InvalidSpec", false, "Valid", "");
+            let hash = crate::hash::pod_template_hash(&rollout.spec.template);
+            d.run(&plan, &hash);
+            d.status.selector = crate::hash::selector_string(&rollout.spec.selector);
+        }
+    }
+    if d.status.phase != before.phase {
+        let phase = d.status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        let message = d.status.message.clone().unwrap_or_default();
+        d.events.push((format!("Rollout{phase}"), message));
+    }
+    Decision {
+        actions: d.actions,
+        status: d.status,
+        requeue_after: d.requeue,
+        events: d.events,
+    }
+}
+
+struct Decider<'a> {
+    name: String,
+    world: &'a World,
+    status: RolloutStatus,
+    actions: Vec<Action>,
+    requeue: Option<Duration>,
+    events: Vec<Note>,
+}
+
+impl Decider<'_> {
+    fn run(&mut self, plan: &Plan, hash: &str) {
+        if let Err(message) = self.check_references(plan) {
+            self.degraded("ReferenceMissing", &message);
+            return;
+        }
+        self.observe_counts(plan, hash);
+        self.observe_weights(plan);
+        let n = plan.steps.len() as i32;
+        let stable = self.status.stable_rs.clone();
+        match stable {
+            None => self.first_deploy(plan, hash, n),
+            Some(stable) if stable == hash => self.settle(plan, hash, n),
+            Some(stable) => {
+                if self.rs(&stable).is_none() {
+                    self.degraded(
+                        "StableMissing",
+                        &format!("the stable ReplicaSet {}-{stable} is missing", self.name),
+                    );
+                    return;
+                }
+                self.canary(plan, &stable, hash, n);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------
+    // The three situations.
+
+    /// No stable version yet: the first template becomes stable at once.
+    fn first_deploy(&mut self, plan: &Plan, hash: &str, n: i32) {
+        self.reset_for(hash);
+        self.ensure_replicas(hash, plan.replicas);
+        let ready = self.fully_available(hash, plan.replicas);
+        if ready {
+            self.point(&plan.stable_service, hash);
+            self.point(&plan.canary_service, hash);
+        }
+        let weights_done = self.ensure_weights(plan, 0);
+        if ready && self.services_on(plan, hash, hash) && weights_done {
+            self.status.stable_rs = Some(hash.to_string());
+            self.status.current_step_index = Some(n);
+            self.healthy(plan);
+        } else {
+            self.progressing("waiting for the first ReplicaSet to become available");
+        }
+    }
+
+    /// The template is the stable one: steady state, a completed rollout, an
+    /// abort retried by reverting, or a rollback (which skips the steps).
+    fn settle(&mut self, plan: &Plan, hash: &str, n: i32) {
+        if self.status.current_pod_hash.as_deref() != Some(hash)
+            && self.status.current_pod_hash.is_some()
+        {
+            self.events.push((
+                "RollbackToStable".into(),
+                format!("template reverted to the stable version {hash}"),
+            ));
+        }
+        self.reset_for(hash);
+        self.status.current_step_index = Some(n);
+        self.ensure_replicas(hash, plan.replicas);
+        self.cancel_scale_down(hash);
+        if self.fully_available(hash, plan.replicas) {
+            self.point(&plan.stable_service, hash);
+            self.point(&plan.canary_service, hash);
+        }
+        let weights_done = self.ensure_weights(plan, 0);
+        if weights_done && self.service_hash(&plan.stable_service).as_deref() == Some(hash) {
+            self.retire_others(plan, &[hash], plan.scale_down_delay);
+        }
+        if self.fully_available(hash, plan.replicas)
+            && weights_done
+            && self.services_on(plan, hash, hash)
+        {
+            self.healthy(plan);
+        } else {
+            self.progressing("moving everything back to the stable ReplicaSet");
+        }
+    }
+
+    /// A new template: walk the canary steps.
+    fn canary(&mut self, plan: &Plan, stable: &str, hash: &str, n: i32) {
+        if self.status.current_pod_hash.as_deref() != Some(hash) {
+            let restarted = self
+                .status
+                .current_pod_hash
+                .as_deref()
+                .is_some_and(|h| h != stable);
+            self.reset_for(hash);
+            self.status.current_step_index = Some(0);
+            self.events.push((
+                "RolloutUpdated".into(),
+                if restarted {
+                    format!("template changed mid-rollout: restarting the canary with {hash}")
+                } else {
+                    format!("canary {hash} started")
+                },
+            ));
+        }
+        self.ensure_replicas(stable, plan.replicas);
+        self.cancel_scale_down(stable);
+
+        if self.status.abort {
+            self.abort(plan, stable);
+            return;
+        }
+        if self.status.aborted_at.take().is_some() {
+            // `retry` cleared abort: start the steps again.
+            self.status.current_step_index = Some(0);
+            self.events.push((
+                "RolloutRetried".into(),
+                "retrying the canary from the first step".into(),
+            ));
+        }
+        // Any canary from an earlier template loses its traffic first.
+        let weights_now = self.observed_canary_weight(plan);
+        let canary_service_elsewhere = self
+            .service_hash(&plan.canary_service)
+            .is_some_and(|h| h != hash && h != stable);
+        if canary_service_elsewhere && weights_now.unwrap_or(0) > 0 {
+            self.ensure_weights(plan, 0);
+            self.progressing("moving traffic off the previous canary");
+            return;
+        }
+        self.retire_others(plan, &[stable, hash], plan.scale_down_delay);
+
+        if self.status.promote_full {
+            self.status.current_step_index = Some(n);
+        }
+        if plan.paused {
+            self.status.phase = Some(Phase::Paused);
+            self.status.message = Some("paused (spec.paused)".into());
+            self.condition("Paused", true, "PausedBySpec", "spec.paused is true");
+            return;
+        }
+        let mut index = self.status.current_step_index.unwrap_or(0).clamp(0, n);
+        while index < n {
+            let reached = match &plan.steps[index as usize] {
+                StepKind::SetWeight(w) => self.set_weight(plan, hash, *w),
+                // Hold the weight of the last setWeight (restart, drift) before pausing.
+                StepKind::Pause(duration) => {
+                    self.set_weight(plan, hash, weight_before(plan, index as usize))
+                        && self.pause(*duration)
+                }
+                // Rejected by validation until analysis is supported.
+                StepKind::Analysis(_) => false,
+            };
+            if !reached {
+                break;
+            }
+            index += 1;
+            self.events.push((
+                "StepCompleted".into(),
+                format!("step {index}/{n} completed"),
+            ));
+        }
+        self.status.current_step_index = Some(index);
+        self.status.step_display = Some(format!("{index}/{n}"));
+        if index == n {
+            self.promote(plan, stable, hash);
+        } else if !self.status.controller_pause {
+            self.condition("Paused", false, "Progressing", "");
+            self.progressing(&format!("canary at step {}/{n}", index + 1));
+        }
+    }
+
+    // ---------------------------------------------------------------------
+    // Steps.
+
+    fn set_weight(&mut self, plan: &Plan, hash: &str, weight: i32) -> bool {
+        let want = canary_replicas(plan.replicas, weight);
+        let have = self.rs(hash).map(|r| r.replicas);
+        // Scale up before shifting traffic; shift traffic before scaling down.
+        let shrinking = have.is_some_and(|h| h > want);
+        if shrinking {
+            if !self.ensure_weights(plan, weight) {
+                return false;
+            }
+            self.ensure_replicas(hash, want);
+            return false;
+        }
+        self.ensure_replicas(hash, want);
+        if !self.fully_available(hash, want) {
+            return false;
+        }
+        if weight > 0 {
+            self.point(&plan.canary_service, hash);
+            if self.service_hash(&plan.canary_service).as_deref() != Some(hash) {
+                return false;
+            }
+        }
+        self.ensure_weights(plan, weight)
+    }
+
+    fn pause(&mut self, duration: Option<Duration>) -> bool {
+        let now = self.world.now;
+        if !self.status.controller_pause {
+            self.status.controller_pause = true;
+            self.status.pause_conditions = vec![PauseCondition {
+                reason: PAUSE_REASON.into(),
+                start_time: now.to_string(),
+            }];
+            self.paused(duration);
+            return false;
+        }
+        let Some(condition) = self
+            .status
+            .pause_conditions
+            .iter()
+            .find(|c| c.reason == PAUSE_REASON)
+        else {
+            // Promote removed the pause condition.
+            self.status.controller_pause = false;
+            self.events
+                .push(("Promoted".into(), "pause step promoted".into()));
+            return true;
+        };
+        if let Some(d) = duration {
+            let start: Timestamp = condition.start_time.parse().unwrap_or(now);
+            let end = start + SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+            if now >= end {
+                self.status
+                    .pause_conditions
+                    .retain(|c| c.reason != PAUSE_REASON);
+                self.status.controller_pause = false;
+                return true;
+            }
+            self.requeue_in(end.duration_since(now).unsigned_abs());
+        }
+        self.paused(duration);
+        false
+    }
+
+    fn paused(&mut self, duration: Option<Duration>) {
+        let message = match duration {
+            Some(d) => format!("paused for {}s at a canary step", d.as_secs()),
+            None => "paused at a canary step: waiting for promote".to_string(),
+        };
+        self.status.phase = Some(Phase::Paused);
+        self.condition("Paused", true, PAUSE_REASON, &message);
+        self.status.message = Some(message);
+    }
+
+    /// All steps done: the canary becomes stable.
+    fn promote(&mut self, plan: &Plan, stable: &str, hash: &str) {
+        self.status.controller_pause = false;
+        self.status.pause_conditions.clear();
+        self.ensure_replicas(hash, plan.replicas);
+        if !self.fully_available(hash, plan.replicas) {
+            self.progressing("scaling the canary up to full size before it becomes stable");
+            return;
+        }
+        self.point(&plan.canary_service, hash);
+        self.point(&plan.stable_service, hash);
+        if !self.services_on(plan, hash, hash) {
+            self.progressing("switching the stable Service to the new ReplicaSet");
+            return;
+        }
+        // Both Services now select the new pods, so any weight split is safe;
+        // settle on 0/100 before anything old is scaled down.
+        if !self.ensure_weights(plan, 0) {
+            self.progressing("resetting the weights to the stable Service");
+            return;
+        }
+        self.status.stable_rs = Some(hash.to_string());
+        self.status.promote_full = false;
+        self.events.push((
+            "RolloutCompleted".into(),
+            format!("{hash} is now stable (was {stable})"),
+        ));
+        self.retire_others(plan, &[hash], plan.scale_down_delay);
+        self.healthy(plan);
+    }
+
+    fn abort(&mut self, plan: &Plan, stable: &str) {
+        let now = self.world.now;
+        let aborted_at: Timestamp = match self
+            .status
+            .aborted_at
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+        {
+            Some(t) => t,
+            None => {
+                self.status.aborted_at = Some(now.to_string());
+                self.events.push((
+                    "RolloutAborted".into(),
+                    "all traffic sent back to stable".into(),
+                ));
+                now
+            }
+        };
+        self.status.controller_pause = false;
+        self.status.pause_conditions.clear();
+        self.point(&plan.stable_service, stable);
+        if self.ensure_weights(plan, 0) {
+            let due = aborted_at
+                + SignedDuration::try_from(plan.abort_scale_down_delay)
+                    .unwrap_or(SignedDuration::MAX);
+            // The canary Service may still select the canary, but no traffic
+            // reaches it any more.
+            self.retire_at(plan, &[stable], due, true);
+        }
+        self.status.phase = Some(Phase::Degraded);
+        self.status.message = Some(
+            "aborted: traffic is back on the stable version; retry or change the template".into(),
+        );
+        self.condition("Paused", false, "Aborted", "");
+    }
+
+    // ---------------------------------------------------------------------
+    // Building blocks.
+
+    fn rs(&self, hash: &str) -> Option<&ReplicaSetView> {
+        self.world.replica_sets.iter().find(|r| r.hash == hash)
+    }
+
+    fn fully_available(&self, hash: &str, replicas: i32) -> bool {
+        self.rs(hash)
+            .is_some_and(|r| r.replicas == replicas && r.available >= replicas)
+    }
+
+    fn ensure_replicas(&mut self, hash: &str, replicas: i32) {
+        match self.rs(hash) {
+            None => self.actions.push(Action::CreateReplicaSet {
+                hash: hash.to_string(),
+                replicas,
+            }),
+            Some(rs) if rs.replicas != replicas => {
+                let name = rs.name.clone();
+                self.actions
+                    .push(Action::ScaleReplicaSet { name, replicas });
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn cancel_scale_down(&mut self, hash: &str) {
+        if let Some(rs) = self.rs(hash).filter(|r| r.scale_down_at.is_some()) {
+            let name = rs.name.clone();
+            self.actions
+                .push(Action::ScheduleScaleDown { name, at: None });
+        }
+    }
+
+    fn service(&self, name: &str) -> Option<&ServiceView> {
+        [&self.world.stable_service, &self.world.canary_service]
+            .into_iter()
+            .flatten()
+            .find(|s| s.name == name)
+    }
+
+    fn service_hash(&self, name: &str) -> Option<String> {
+        self.service(name).and_then(|s| s.hash.clone())
+    }
+
+    fn services_on(&self, plan: &Plan, stable: &str, canary: &str) -> bool {
+        self.service_hash(&plan.stable_service).as_deref() == Some(stable)
+            && self.service_hash(&plan.canary_service).as_deref() == Some(canary)
+    }
+
+    fn point(&mut self, service: &str, hash: &str) {
+        if self.service_hash(service).as_deref() != Some(hash) {
+            self.actions.push(Action::SetServiceSelector {
+                service: service.to_string(),
+                hash: hash.to_string(),
+            });
+        }
+    }
+
+    /// The canary weight the Ingress carries now (None without ALB routing
+    /// or when the annotation is absent or not ours).
+    fn observed_canary_weight(&self, plan: &Plan) -> Option<i32> {
+        let alb = plan.alb.as_ref()?;
+        let value = self
+            .world
+            .ingress
+            .as_ref()?
+            .annotations
+            .get(&alb.action_key())?;
+        alb::parse_action(value)
+            .ok()?
+            .weight_of(&plan.canary_service)
+    }
+
+    /// Writes the weights when the Ingress does not carry them yet; true
+    /// when it already does (or there is no traffic routing).
+    fn ensure_weights(&mut self, plan: &Plan, canary: i32) -> bool {
+        let Some(alb) = &plan.alb else {
+            return true;
+        };
+        if self.observed_canary_weight(plan) == Some(canary) {
+            return true;
+        }
+        let ingress = self
+            .world
+            .ingress
+            .as_ref()
+            .expect("checked by check_references");
+        let weights = ForwardWeights {
+            canary_service: plan.canary_service.clone(),
+            stable_service: plan.stable_service.clone(),
+            port: alb.service_port,
+            canary_weight: canary,
+        };
+        let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
+        self.actions.push(Action::SetIngressAction {
+            ingress: ingress.name.clone(),
+            annotations,
+        });
+        false
+    }
+
+    /// Records the weights the Ingress carries in the status.
+    fn observe_weights(&mut self, plan: &Plan) {
+        let observed = self.observed_canary_weight(plan);
+        self.status.canary = CanaryStatus {
+            weights: observed.map(|w| TrafficWeights {
+                canary: WeightDestination {
+                    weight: w,
+                    service_name: Some(plan.canary_service.clone()),
+                    pod_template_hash: self.service_hash(&plan.canary_service),
+                },
+                stable: WeightDestination {
+                    weight: 100 - w,
+                    service_name: Some(plan.stable_service.clone()),
+                    pod_template_hash: self.service_hash(&plan.stable_service),
+                },
+                verified: None,
+            }),
+        };
+    }
+
+    /// Schedules every ReplicaSet not in `keep` for scale-down after `delay`.
+    fn retire_others(&mut self, plan: &Plan, keep: &[&str], delay: Duration) {
+        let due = self.world.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX);
+        self.retire_at(plan, keep, due, false);
+    }
+
+    /// Scales down every ReplicaSet not in `keep` at `due`, except one that
+    /// still gets traffic (unless `force`), and prunes old history.
+    fn retire_at(&mut self, plan: &Plan, keep: &[&str], due: Timestamp, force: bool) {
+        let now = self.world.now;
+        let mut idle: Vec<&ReplicaSetView> = Vec::new();
+        for rs in &self.world.replica_sets {
+            if keep.contains(&rs.hash.as_str()) {
+                continue;
+            }
+            // Never scale down what still gets traffic: the stable Service's
+            // pods, or the canary Service's while it has weight.
+            let selects =
+                |service: &str| self.service_hash(service).as_deref() == Some(rs.hash.as_str());
+            let canary_traffic =
+                plan.alb.is_none() || self.observed_canary_weight(plan).unwrap_or(100) > 0;
+            let selected = !force
+                && (selects(&plan.stable_service)
+                    || (selects(&plan.canary_service) && canary_traffic));
+            if rs.replicas == 0 {
+                idle.push(rs);
+                continue;
+            }
+            if selected {
+                continue;
+            }
+            match rs.scale_down_at {
+                None => self.actions.push(Action::ScheduleScaleDown {
+                    name: rs.name.clone(),
+                    at: Some(due),
+                }),
+                Some(at) if at <= now => {
+                    self.actions.push(Action::ScaleReplicaSet {
+                        name: rs.name.clone(),
+                        replicas: 0,
+                    });
+                    self.actions.push(Action::ScheduleScaleDown {
+                        name: rs.name.clone(),
+                        at: None,
+                    });
+                }
+                Some(at) => self.requeue_in(at.duration_since(now).unsigned_abs()),
+            }
+        }
+        // Keep the newest `revisionHistoryLimit` scaled-down ReplicaSets.
+        idle.sort_by_key(|r| std::cmp::Reverse(r.created));
+        for rs in idle.into_iter().skip(plan.revision_history_limit as usize) {
+            self.actions.push(Action::DeleteReplicaSet {
+                name: rs.name.clone(),
+            });
+        }
+    }
+
+    fn check_references(&self, plan: &Plan) -> Result<(), String> {
+        for (field, name) in [
+            ("canaryService", &plan.canary_service),
+            ("stableService", &plan.stable_service),
+        ] {
+            if self.service(name).is_none() {
+                return Err(format!("{field} {name:?} not found"));
+            }
+        }
+        if let Some(alb) = &plan.alb {
+            match &self.world.ingress {
+                None => return Err(format!("ingress {:?} not found", alb.ingress)),
+                Some(i) if !i.routes_root_service => {
+                    return Err(format!(
+                        "ingress {:?} has no rule backed by service {:?} with port name \"use-annotation\"",
+                        alb.ingress, alb.root_service
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn observe_counts(&mut self, plan: &Plan, hash: &str) {
+        let sum =
+            |f: fn(&ReplicaSetView) -> i32| self.world.replica_sets.iter().map(f).sum::<i32>();
+        self.status.replicas = Some(sum(|r| r.replicas));
+        self.status.ready_replicas = Some(sum(|r| r.ready));
+        self.status.available_replicas = Some(sum(|r| r.available));
+        self.status.updated_replicas = Some(self.rs(hash).map_or(0, |r| r.replicas));
+        let n = plan.steps.len();
+        let index = self.status.current_step_index.unwrap_or(0);
+        self.status.step_display = Some(format!("{index}/{n}"));
+    }
+
+    fn reset_for(&mut self, hash: &str) {
+        self.status.current_pod_hash = Some(hash.to_string());
+        self.status.pause_conditions.clear();
+        self.status.controller_pause = false;
+        self.status.abort = false;
+        self.status.aborted_at = None;
+        self.status.promote_full = false;
+    }
+
+    fn requeue_in(&mut self, d: Duration) {
+        self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
+    }
+
+    fn healthy(&mut self, plan: &Plan) {
+        let n = plan.steps.len();
+        self.status.step_display = Some(format!("{n}/{n}"));
+        self.status.phase = Some(Phase::Healthy);
+        self.status.message = None;
+        self.condition("Paused", false, "Healthy", "");
+        self.condition("Healthy", true, "Healthy", "");
+    }
+
+    fn progressing(&mut self, message: &str) {
+        self.status.phase = Some(Phase::Progressing);
+        self.status.message = Some(message.to_string());
+        self.condition("Healthy", false, "Progressing", message);
+    }
+
+    fn degraded(&mut self, reason: &str, message: &str) {
+        self.status.phase = Some(Phase::Degraded);
+        self.status.message = Some(format!("{reason}: {message}"));
+        self.condition("Healthy", false, reason, message);
+    }
+
+    fn invalid(&mut self, message: &str) {
+        self.condition("InvalidSpec", true, "InvalidSpec", message);
+        self.degraded("InvalidSpec", message);
+    }
+
+    /// Sets a condition, keeping its transition time when the status is unchanged.
+    fn condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
+        let status = if status { "True" } else { "False" };
+        let existing = self.status.conditions.iter_mut().find(|c| c.type_ == type_);
+        // An absent False condition stays absent: fewer writes for the common case.
+        if existing.is_none() && status == "False" {
+            return;
+        }
+        let now = self.world.now.to_string();
+        let new = Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: (!message.is_empty()).then(|| message.to_string()),
+            last_transition_time: Some(now),
+        };
+        match existing {
+            Some(c) if c.status == new.status => {
+                c.reason = new.reason;
+                c.message = new.message;
+            }
+            Some(c) => *c = new,
+            None => self.status.conditions.push(new),
+        }
+    }
+}
+
+/// The weight in force when step `index` starts: the last setWeight before it.
+pub fn weight_before(plan: &Plan, index: usize) -> i32 {
+    plan.steps[..index]
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            StepKind::SetWeight(w) => Some(*w),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// Canary pods for a weight: `ceil(replicas × weight / 100)`, at least 1
+/// while the weight is above 0.
+pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
+    if weight <= 0 {
+        return 0;
+    }
+    ((replicas * weight + 99) / 100).max(1)
+}

@@ -1,0 +1,363 @@
+//! Turns a `RolloutSpec` into the canary plan the decision works on, or
+//! into every reason it cannot be run. Unsupported Argo features are named,
+//! never ignored.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::types::{RolloutAnalysis, RolloutSpec, Step};
+
+pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
+const DEFAULT_SCALE_DOWN_DELAY: u64 = 30;
+const DEFAULT_HISTORY_LIMIT: i32 = 10;
+
+/// A validated canary rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub replicas: i32,
+    pub steps: Vec<StepKind>,
+    pub canary_service: String,
+    pub stable_service: String,
+    pub alb: Option<Alb>,
+    pub scale_down_delay: Duration,
+    pub abort_scale_down_delay: Duration,
+    pub revision_history_limit: i32,
+    pub paused: bool,
+    pub min_ready_seconds: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    SetWeight(i32),
+    /// `None`: wait for promote.
+    Pause(Option<Duration>),
+    Analysis(RolloutAnalysis),
+}
+
+/// ALB routing through the AWS Load Balancer Controller's Ingress annotation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alb {
+    pub ingress: String,
+    pub service_port: i32,
+    pub root_service: String,
+    pub annotation_prefix: String,
+}
+
+impl Alb {
+    /// `<prefix>/actions.<rootService>`
+    pub fn action_key(&self) -> String {
+        format!("{}/actions.{}", self.annotation_prefix, self.root_service)
+    }
+}
+
+/// Validates `spec`; the error lists every problem with its field path.
+pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
+    let mut errors = Vec::new();
+    let unsupported = |path: &str, set: bool, what: &str, errors: &mut Vec<String>| {
+        if set {
+            errors.push(format!("{path}: {what} is not supported by gantry"));
+        }
+    };
+    unsupported(
+        "spec.strategy.blueGreen",
+        spec.strategy.blue_green.is_some(),
+        "the blueGreen strategy (use canary)",
+        &mut errors,
+    );
+    unsupported(
+        "spec.workloadRef",
+        spec.workload_ref.is_some(),
+        "referencing a Deployment (put the pod template in the Rollout)",
+        &mut errors,
+    );
+    unsupported(
+        "spec.progressDeadlineSeconds",
+        spec.progress_deadline_seconds.is_some(),
+        "a progress deadline",
+        &mut errors,
+    );
+    let Some(canary) = &spec.strategy.canary else {
+        errors.push("spec.strategy.canary: required (the only supported strategy)".into());
+        return Err(errors);
+    };
+    let c = "spec.strategy.canary";
+    unsupported(
+        &format!("{c}.maxSurge"),
+        canary.max_surge.is_some(),
+        "maxSurge (canary replicas follow the weight)",
+        &mut errors,
+    );
+    unsupported(
+        &format!("{c}.maxUnavailable"),
+        canary.max_unavailable.is_some(),
+        "maxUnavailable",
+        &mut errors,
+    );
+    unsupported(
+        &format!("{c}.pingPong"),
+        canary.ping_pong.is_some(),
+        "ping-pong services",
+        &mut errors,
+    );
+    unsupported(
+        &format!("{c}.canaryMetadata"),
+        canary.canary_metadata.is_some(),
+        "canaryMetadata",
+        &mut errors,
+    );
+    unsupported(
+        &format!("{c}.stableMetadata"),
+        canary.stable_metadata.is_some(),
+        "stableMetadata",
+        &mut errors,
+    );
+    unsupported(
+        &format!("{c}.antiAffinity"),
+        canary.anti_affinity.is_some(),
+        "antiAffinity",
+        &mut errors,
+    );
+    unsupported(
+        &format!("{c}.dynamicStableScale"),
+        canary.dynamic_stable_scale == Some(true),
+        "dynamicStableScale",
+        &mut errors,
+    );
+    if let Some(a) = &canary.analysis {
+        check_analysis(&format!("{c}.analysis"), a, &mut errors);
+    }
+
+    let replicas = spec.replicas.unwrap_or(1);
+    if replicas < 0 {
+        errors.push(format!("spec.replicas: must be 0 or more, got {replicas}"));
+    }
+    for (field, value) in [
+        ("canaryService", &canary.canary_service),
+        ("stableService", &canary.stable_service),
+    ] {
+        if value.is_empty() {
+            errors.push(format!("{c}.{field}: required"));
+        }
+    }
+    if !canary.canary_service.is_empty() && canary.canary_service == canary.stable_service {
+        errors.push(format!(
+            "{c}: canaryService and stableService must be different Services"
+        ));
+    }
+
+    let alb = match &canary.traffic_routing {
+        None => None,
+        Some(tr) => {
+            let t = format!("{c}.trafficRouting");
+            for (name, set) in [
+                ("nginx", tr.nginx.is_some()),
+                ("istio", tr.istio.is_some()),
+                ("smi", tr.smi.is_some()),
+                ("traefik", tr.traefik.is_some()),
+                ("plugins", tr.plugins.is_some()),
+                ("managedRoutes", tr.managed_routes.is_some()),
+            ] {
+                unsupported(
+                    &format!("{t}.{name}"),
+                    set,
+                    "this traffic router (only alb is supported)",
+                    &mut errors,
+                );
+            }
+            match &tr.alb {
+                None => {
+                    errors.push(format!(
+                        "{t}.alb: required (the only supported traffic router)"
+                    ));
+                    None
+                }
+                Some(alb) => {
+                    unsupported(
+                        &format!("{t}.alb.ingresses"),
+                        alb.ingresses.is_some(),
+                        "several ingresses (use ingress)",
+                        &mut errors,
+                    );
+                    unsupported(
+                        &format!("{t}.alb.stickinessConfig"),
+                        alb.stickiness_config.is_some(),
+                        "target group stickiness",
+                        &mut errors,
+                    );
+                    if alb.ingress.is_empty() {
+                        errors.push(format!("{t}.alb.ingress: required"));
+                    }
+                    if !(1..=65535).contains(&alb.service_port) {
+                        errors.push(format!(
+                            "{t}.alb.servicePort: must be a port number, got {}",
+                            alb.service_port
+                        ));
+                    }
+                    Some(Alb {
+                        ingress: alb.ingress.clone(),
+                        service_port: alb.service_port,
+                        root_service: alb
+                            .root_service
+                            .clone()
+                            .unwrap_or_else(|| canary.stable_service.clone()),
+                        annotation_prefix: alb
+                            .annotation_prefix
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.to_string()),
+                    })
+                }
+            }
+        }
+    };
+
+    let mut steps = Vec::new();
+    for (i, step) in canary.steps.iter().enumerate() {
+        match step_kind(step) {
+            Ok(kind) => {
+                if let StepKind::Analysis(a) = &kind {
+                    check_analysis(&format!("{c}.steps[{i}].analysis"), a, &mut errors);
+                }
+                steps.push(kind);
+            }
+            Err(e) => errors.push(format!("{c}.steps[{i}]: {e}")),
+        }
+    }
+
+    let delay = |field: &str, v: Option<i32>, errors: &mut Vec<String>| match v {
+        Some(s) if s < 0 => {
+            errors.push(format!("{c}.{field}: must be 0 or more seconds, got {s}"));
+            Duration::ZERO
+        }
+        Some(s) => Duration::from_secs(s as u64),
+        None => Duration::from_secs(DEFAULT_SCALE_DOWN_DELAY),
+    };
+    let scale_down_delay = delay(
+        "scaleDownDelaySeconds",
+        canary.scale_down_delay_seconds,
+        &mut errors,
+    );
+    let abort_scale_down_delay = delay(
+        "abortScaleDownDelaySeconds",
+        canary.abort_scale_down_delay_seconds,
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Plan {
+        replicas,
+        steps,
+        canary_service: canary.canary_service.clone(),
+        stable_service: canary.stable_service.clone(),
+        alb,
+        scale_down_delay,
+        abort_scale_down_delay,
+        revision_history_limit: spec
+            .revision_history_limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .max(0),
+        paused: spec.paused.unwrap_or(false),
+        min_ready_seconds: spec.min_ready_seconds.unwrap_or(0).max(0),
+    })
+}
+
+fn step_kind(step: &Step) -> Result<StepKind, String> {
+    let unsupported = [
+        ("experiment", step.experiment.is_some()),
+        ("setCanaryScale", step.set_canary_scale.is_some()),
+        ("setHeaderRoute", step.set_header_route.is_some()),
+        ("setMirrorRoute", step.set_mirror_route.is_some()),
+        ("plugin", step.plugin.is_some()),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(format!("{name} steps are not supported by gantry"));
+    }
+    let kinds = [
+        step.set_weight.is_some(),
+        step.pause.is_some(),
+        step.analysis.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("exactly one of setWeight, pause or analysis must be set".into());
+    }
+    if let Some(w) = step.set_weight {
+        if !(0..=100).contains(&w) {
+            return Err(format!("setWeight must be between 0 and 100, got {w}"));
+        }
+        return Ok(StepKind::SetWeight(w));
+    }
+    if let Some(p) = &step.pause {
+        return match &p.duration {
+            None => Ok(StepKind::Pause(None)),
+            Some(d) => parse_duration(d).map(|d| StepKind::Pause(Some(d))),
+        };
+    }
+    Ok(StepKind::Analysis(
+        step.analysis.clone().unwrap_or_default(),
+    ))
+}
+
+fn check_analysis(path: &str, a: &RolloutAnalysis, errors: &mut Vec<String>) {
+    if a.templates.is_empty() {
+        errors.push(format!(
+            "{path}.templates: at least one template is required"
+        ));
+    }
+    for (i, t) in a.templates.iter().enumerate() {
+        if t.template_name.is_empty() {
+            errors.push(format!("{path}.templates[{i}].templateName: required"));
+        }
+        if t.cluster_scope == Some(true) {
+            errors.push(format!("{path}.templates[{i}].clusterScope: cluster-scoped templates are not supported by gantry"));
+        }
+    }
+    for (i, arg) in a.args.iter().enumerate() {
+        if arg.value_from.is_some() {
+            errors.push(format!(
+                "{path}.args[{i}].valueFrom: not supported by gantry (give a value)"
+            ));
+        }
+    }
+    // Prometheus analysis is delivered separately; until then an analysis
+    // gate must not be skipped silently.
+    errors.push(format!(
+        "{path}: analysis is not supported by this controller version yet"
+    ));
+}
+
+/// `30s`, `5m`, `1h`, `1h30m`, or a number of seconds.
+pub fn parse_duration(d: &IntOrString) -> Result<Duration, String> {
+    let bad =
+        |s: &str| format!("pause duration {s:?}: expected seconds or a duration like 30s, 5m, 1h");
+    match d {
+        IntOrString::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+        IntOrString::Int(n) => Err(bad(&n.to_string())),
+        IntOrString::String(s) => {
+            if let Ok(n) = s.parse::<u64>() {
+                return Ok(Duration::from_secs(n));
+            }
+            let mut total = 0u64;
+            let mut digits = String::new();
+            for ch in s.chars() {
+                if ch.is_ascii_digit() {
+                    digits.push(ch);
+                    continue;
+                }
+                let unit = match ch {
+                    's' => 1,
+                    'm' => 60,
+                    'h' => 3600,
+                    _ => return Err(bad(s)),
+                };
+                let n: u64 = digits.parse().map_err(|_| bad(s))?;
+                total += n * unit;
+                digits.clear();
+            }
+            if !digits.is_empty() || s.is_empty() {
+                return Err(bad(s));
+            }
+            Ok(Duration::from_secs(total))
+        }
+    }
+}

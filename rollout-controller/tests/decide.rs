@@ -1,0 +1,695 @@
+//! Table and scenario tests of the pure canary decision, with no I/O: a tiny
+//! simulated cluster applies the decided actions (and, unless told not to,
+//! makes pods available at once), and every scenario checks that traffic
+//! never goes to a Service without available pods.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use rollout_controller::alb::parse_action;
+use rollout_controller::decide::{
+    Action, Decision, IngressView, ReplicaSetView, ServiceView, World, decide,
+};
+use rollout_controller::hash::pod_template_hash;
+use rollout_controller::types::{Phase, Rollout};
+
+const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
+
+fn rollout(steps: &str) -> Rollout {
+    let yaml = format!(
+        r#"
+apiVersion: gantry.dev/v1alpha1
+kind: Rollout
+metadata: {{name: backend, namespace: shop, generation: 1}}
+spec:
+  replicas: 5
+  selector: {{matchLabels: {{app: backend}}}}
+  template:
+    metadata: {{labels: {{app: backend}}}}
+    spec: {{containers: [{{name: api, image: "backend:1"}}]}}
+  strategy:
+    canary:
+      canaryService: backend-service-canary
+      stableService: backend-service
+      trafficRouting: {{alb: {{ingress: shop, servicePort: 80}}}}
+      steps: {steps}
+"#
+    );
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+const STEPS: &str = "[{setWeight: 20}, {pause: {}}, {setWeight: 50}, {pause: {duration: 30s}}]";
+
+struct Sim {
+    rollout: Rollout,
+    world: World,
+    /// Pods become available as soon as they are asked for.
+    kubelet: bool,
+    writes: usize,
+    created: i64,
+}
+
+impl Sim {
+    fn new(rollout: Rollout) -> Sim {
+        let service = |name: &str| {
+            Some(ServiceView {
+                name: name.into(),
+                hash: None,
+            })
+        };
+        Sim {
+            rollout,
+            world: World {
+                now: "2026-01-01T00:00:00Z".parse().unwrap(),
+                replica_sets: Vec::new(),
+                stable_service: service("backend-service"),
+                canary_service: service("backend-service-canary"),
+                ingress: Some(IngressView {
+                    name: "shop".into(),
+                    annotations: BTreeMap::new(),
+                    routes_root_service: true,
+                }),
+            },
+            kubelet: true,
+            writes: 0,
+            created: 0,
+        }
+    }
+
+    /// One reconcile: decide, apply, check the traffic invariant.
+    fn step(&mut self) -> Decision {
+        let d = decide(&self.rollout, &self.world);
+        for action in &d.actions {
+            self.apply(action);
+            self.writes += 1;
+        }
+        if self.rollout.status.as_ref() != Some(&d.status) {
+            self.rollout.status = Some(d.status.clone());
+            self.writes += 1;
+        }
+        if self.kubelet {
+            for rs in &mut self.world.replica_sets {
+                rs.available = rs.replicas;
+                rs.ready = rs.replicas;
+            }
+        }
+        self.check_traffic();
+        d
+    }
+
+    /// Reconciles until nothing changes; returns the last decision.
+    fn settle(&mut self) -> Decision {
+        for _ in 0..100 {
+            let before = self.rollout.status.clone();
+            let d = self.step();
+            if d.actions.is_empty() && self.rollout.status == before {
+                return d;
+            }
+        }
+        panic!("did not settle: {:#?}", self.rollout.status);
+    }
+
+    fn apply(&mut self, action: &Action) {
+        let w = &mut self.world;
+        match action {
+            Action::CreateReplicaSet { hash, replicas } => {
+                self.created += 1;
+                w.replica_sets.push(ReplicaSetView {
+                    name: format!("backend-{hash}"),
+                    hash: hash.clone(),
+                    replicas: *replicas,
+                    ready: 0,
+                    available: 0,
+                    scale_down_at: None,
+                    created: Some(Timestamp::from_second(self.created).unwrap()),
+                });
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                if *replicas == 0 {
+                    // Pods are taken away only from what no longer gets traffic.
+                    let hash = w
+                        .replica_sets
+                        .iter()
+                        .find(|r| &r.name == name)
+                        .unwrap()
+                        .hash
+                        .clone();
+                    let selects = |s: &Option<ServiceView>| {
+                        s.as_ref().unwrap().hash.as_deref() == Some(hash.as_str())
+                    };
+                    assert!(
+                        !selects(&w.stable_service),
+                        "scaled down the stable Service's pods"
+                    );
+                    let weight = w
+                        .ingress
+                        .as_ref()
+                        .unwrap()
+                        .annotations
+                        .get(KEY)
+                        .map(|v| parse_action(v).unwrap());
+                    let canary_weight = weight
+                        .and_then(|a| a.weight_of("backend-service-canary"))
+                        .unwrap_or(0);
+                    assert!(
+                        !(selects(&w.canary_service) && canary_weight > 0),
+                        "scaled down pods with canary traffic"
+                    );
+                }
+                let rs = w.replica_sets.iter_mut().find(|r| &r.name == name).unwrap();
+                rs.replicas = *replicas;
+                rs.available = rs.available.min(*replicas);
+                rs.ready = rs.ready.min(*replicas);
+            }
+            Action::ScheduleScaleDown { name, at } => {
+                w.replica_sets
+                    .iter_mut()
+                    .find(|r| &r.name == name)
+                    .unwrap()
+                    .scale_down_at = *at;
+            }
+            Action::DeleteReplicaSet { name } => w.replica_sets.retain(|r| &r.name != name),
+            Action::SetServiceSelector { service, hash } => {
+                for s in [&mut w.stable_service, &mut w.canary_service]
+                    .into_iter()
+                    .flatten()
+                {
+                    if &s.name == service {
+                        s.hash = Some(hash.clone());
+                    }
+                }
+            }
+            Action::SetIngressAction { annotations, .. } => {
+                w.ingress
+                    .as_mut()
+                    .unwrap()
+                    .annotations
+                    .extend(annotations.clone());
+            }
+        }
+    }
+
+    /// No request may reach a Service whose pods are not available.
+    fn check_traffic(&self) {
+        let available = |service: &Option<ServiceView>| {
+            let hash = service.as_ref().and_then(|s| s.hash.clone());
+            hash.and_then(|h| self.world.replica_sets.iter().find(|r| r.hash == h))
+                .map_or(0, |r| r.available)
+        };
+        let weight = self.canary_weight().unwrap_or(0);
+        if self.world.stable_service.as_ref().unwrap().hash.is_some() && weight < 100 {
+            assert!(
+                available(&self.world.stable_service) > 0,
+                "stable traffic to no pods: {:#?}",
+                self.world
+            );
+        }
+        if weight > 0 {
+            assert!(
+                available(&self.world.canary_service) > 0,
+                "canary traffic to no pods: {:#?}",
+                self.world
+            );
+        }
+    }
+
+    fn canary_weight(&self) -> Option<i32> {
+        let value = self.world.ingress.as_ref()?.annotations.get(KEY)?;
+        parse_action(value)
+            .unwrap()
+            .weight_of("backend-service-canary")
+    }
+
+    fn set_image(&mut self, image: &str) {
+        self.rollout.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+        *self.rollout.metadata.generation.as_mut().unwrap() += 1;
+    }
+
+    fn hash(&self) -> String {
+        pod_template_hash(&self.rollout.spec.template)
+    }
+
+    fn status(&mut self) -> &mut rollout_controller::types::RolloutStatus {
+        self.rollout.status.as_mut().unwrap()
+    }
+
+    fn promote(&mut self) {
+        self.status().pause_conditions.clear();
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.world.now += SignedDuration::from_secs(secs);
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        self.rollout.status.as_ref().and_then(|s| s.phase)
+    }
+
+    fn step_index(&self) -> i32 {
+        self.rollout
+            .status
+            .as_ref()
+            .unwrap()
+            .current_step_index
+            .unwrap()
+    }
+
+    fn replicas(&self, hash: &str) -> i32 {
+        self.world
+            .replica_sets
+            .iter()
+            .find(|r| r.hash == hash)
+            .map_or(-1, |r| r.replicas)
+    }
+
+    fn service_hash(&self, stable: bool) -> Option<String> {
+        let s = if stable {
+            &self.world.stable_service
+        } else {
+            &self.world.canary_service
+        };
+        s.as_ref().unwrap().hash.clone()
+    }
+}
+
+/// A Rollout deployed once and settled on `backend:1`.
+fn deployed(steps: &str) -> (Sim, String) {
+    let mut sim = Sim::new(rollout(steps));
+    sim.settle();
+    let stable = sim.hash();
+    (sim, stable)
+}
+
+#[test]
+fn first_deploy_goes_straight_to_stable_and_a_settled_rollout_writes_nothing() {
+    let (mut sim, stable) = deployed(STEPS);
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(status.stable_rs.as_deref(), Some(stable.as_str()));
+    assert_eq!(status.current_step_index, Some(4));
+    assert_eq!(status.step_display.as_deref(), Some("4/4"));
+    assert_eq!(sim.replicas(&stable), 5);
+    assert_eq!(sim.service_hash(true), Some(stable.clone()));
+    assert_eq!(sim.service_hash(false), Some(stable.clone()));
+    assert_eq!(sim.canary_weight(), Some(0));
+    assert_eq!(status.canary.weights.as_ref().unwrap().stable.weight, 100);
+    let writes = sim.writes;
+    for _ in 0..3 {
+        let d = sim.step();
+        assert!(d.actions.is_empty() && d.events.is_empty() && d.requeue_after.is_none());
+    }
+    assert_eq!(
+        sim.writes, writes,
+        "a settled Rollout causes zero API writes"
+    );
+}
+
+#[test]
+fn a_full_canary_walks_every_step_and_never_scales_down_early() {
+    let (mut sim, stable) = deployed(STEPS);
+    sim.set_image("backend:2");
+    let canary = sim.hash();
+
+    // setWeight 20 → 1 of 5 pods, then the pause waits for promote.
+    sim.settle();
+    assert_eq!(sim.replicas(&canary), 1);
+    assert_eq!(
+        sim.replicas(&stable),
+        5,
+        "the stable ReplicaSet keeps its replicas"
+    );
+    assert_eq!(sim.canary_weight(), Some(20));
+    assert_eq!(sim.service_hash(false), Some(canary.clone()));
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    assert_eq!(sim.step_index(), 1);
+    sim.advance(86_400);
+    assert!(
+        sim.step().actions.is_empty(),
+        "an untimed pause waits for promote, however long"
+    );
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+
+    // Promote → setWeight 50 (3 pods) → timed pause.
+    sim.promote();
+    let d = sim.settle();
+    assert_eq!(sim.replicas(&canary), 3);
+    assert_eq!(sim.canary_weight(), Some(50));
+    assert_eq!(sim.step_index(), 3);
+    assert_eq!(
+        d.requeue_after,
+        Some(Duration::from_secs(30)),
+        "a timed pause requeues for its deadline"
+    );
+    sim.advance(20);
+    assert_eq!(sim.settle().requeue_after, Some(Duration::from_secs(10)));
+
+    // Deadline passed → completion: full size, stable Service switched, 0/100.
+    sim.advance(10);
+    let d = sim.settle();
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(status.stable_rs.as_deref(), Some(canary.as_str()));
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(sim.replicas(&canary), 5);
+    assert_eq!(sim.service_hash(true), Some(canary.clone()));
+    assert_eq!(sim.canary_weight(), Some(0));
+    // The old stable keeps running for scaleDownDelaySeconds (30 by default).
+    assert_eq!(sim.replicas(&stable), 5);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
+    sim.advance(30);
+    sim.settle();
+    assert_eq!(sim.replicas(&stable), 0);
+    let writes = sim.writes;
+    sim.step();
+    assert_eq!(sim.writes, writes);
+}
+
+#[test]
+fn with_no_scale_down_delay_old_pods_go_only_after_traffic_left() {
+    let mut r = rollout("[{setWeight: 40}, {setWeight: 80}]");
+    r.spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .scale_down_delay_seconds = Some(0);
+    let mut sim = Sim::new(r);
+    sim.settle();
+    let stable = sim.hash();
+    sim.set_image("backend:2");
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(sim.replicas(&stable), 0);
+}
+
+#[test]
+fn scale_up_happens_before_traffic_moves() {
+    let (mut sim, _) = deployed("[{setWeight: 20}, {setWeight: 60}]");
+    sim.kubelet = false;
+    sim.set_image("backend:2");
+    let canary = sim.hash();
+    let d = sim.step();
+    assert_eq!(
+        d.actions,
+        vec![Action::CreateReplicaSet {
+            hash: canary.clone(),
+            replicas: 1
+        }]
+    );
+    let d = sim.step();
+    assert!(
+        d.actions.is_empty(),
+        "nothing moves while the canary is not available: {:?}",
+        d.actions
+    );
+    sim.world
+        .replica_sets
+        .iter_mut()
+        .for_each(|r| r.available = r.replicas);
+    let d = sim.step();
+    assert_eq!(
+        d.actions,
+        vec![Action::SetServiceSelector {
+            service: "backend-service-canary".into(),
+            hash: canary.clone()
+        }]
+    );
+    let d = sim.step();
+    assert!(
+        matches!(&d.actions[..], [Action::SetIngressAction { .. }]),
+        "{:?}",
+        d.actions
+    );
+    // Next step: scale to 3 first, and no weight change until they are available.
+    let d = sim.step();
+    assert_eq!(
+        d.actions,
+        vec![Action::ScaleReplicaSet {
+            name: format!("backend-{canary}"),
+            replicas: 3
+        }]
+    );
+    assert!(sim.step().actions.is_empty());
+    assert_eq!(sim.canary_weight(), Some(20));
+}
+
+#[test]
+fn abort_at_any_step_sends_all_traffic_to_stable_at_once() {
+    for abort_after in 1..7 {
+        let (mut sim, stable) = deployed(STEPS);
+        sim.set_image("backend:2");
+        let canary = sim.hash();
+        for i in 0..abort_after {
+            sim.step();
+            if i == 3 {
+                sim.promote();
+            }
+        }
+        let canary_pods = sim.replicas(&canary);
+        sim.status().abort = true;
+        let d = sim.step();
+        assert_eq!(
+            sim.phase(),
+            Some(Phase::Degraded),
+            "after {abort_after} reconciles"
+        );
+        assert!(d.events.iter().any(|(r, _)| r == "RolloutAborted"));
+        assert_eq!(
+            sim.canary_weight().unwrap_or(0),
+            0,
+            "weights back to stable in the first reconcile"
+        );
+        assert_eq!(sim.service_hash(true), Some(stable.clone()));
+        // The canary is scaled down only after abortScaleDownDelaySeconds.
+        sim.settle();
+        assert_eq!(
+            sim.replicas(&canary),
+            canary_pods,
+            "the canary keeps running for the delay"
+        );
+        sim.advance(30);
+        sim.settle();
+        assert!(
+            sim.replicas(&canary) <= 0,
+            "canary scaled down after the delay"
+        );
+        assert_eq!(sim.phase(), Some(Phase::Degraded));
+        assert_eq!(sim.replicas(&stable), 5);
+
+        // Retry: the steps start again.
+        sim.status().abort = false;
+        sim.settle();
+        assert_eq!(sim.step_index(), 1, "retry restarts at the first step");
+        assert_eq!(sim.canary_weight(), Some(20));
+        assert_eq!(sim.phase(), Some(Phase::Paused));
+    }
+}
+
+#[test]
+fn promote_full_skips_the_remaining_steps() {
+    let (mut sim, _) = deployed(STEPS);
+    sim.set_image("backend:2");
+    let canary = sim.hash();
+    sim.settle();
+    assert_eq!(sim.step_index(), 1);
+    sim.status().promote_full = true;
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(
+        sim.rollout.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(canary.as_str())
+    );
+    assert!(!sim.rollout.status.as_ref().unwrap().promote_full);
+}
+
+#[test]
+fn a_template_change_mid_rollout_restarts_with_the_new_canary() {
+    let (mut sim, stable) = deployed(STEPS);
+    sim.set_image("backend:2");
+    let first = sim.hash();
+    sim.settle();
+    sim.promote();
+    sim.settle();
+    assert_eq!(sim.canary_weight(), Some(50));
+    sim.set_image("backend:3");
+    let second = sim.hash();
+    let d = sim.step();
+    assert!(
+        d.events
+            .iter()
+            .any(|(r, m)| r == "RolloutUpdated" && m.contains("mid-rollout")),
+        "{:?}",
+        d.events
+    );
+    assert_eq!(
+        sim.canary_weight(),
+        Some(0),
+        "traffic leaves the old canary first"
+    );
+    sim.settle();
+    assert_eq!(sim.service_hash(false), Some(second.clone()));
+    assert_eq!(sim.canary_weight(), Some(20));
+    assert_eq!(sim.step_index(), 1);
+    assert_eq!(sim.replicas(&stable), 5);
+    sim.advance(30);
+    sim.settle();
+    assert_eq!(
+        sim.replicas(&first),
+        0,
+        "the abandoned canary is scaled down after the delay"
+    );
+}
+
+#[test]
+fn reverting_to_the_stable_template_is_a_fast_rollback() {
+    let (mut sim, stable) = deployed(STEPS);
+    sim.set_image("backend:2");
+    let canary = sim.hash();
+    sim.settle();
+    sim.promote();
+    sim.settle();
+    assert_eq!(sim.canary_weight(), Some(50));
+    sim.set_image("backend:1");
+    assert_eq!(sim.hash(), stable);
+    let d = sim.step();
+    assert!(d.events.iter().any(|(r, _)| r == "RollbackToStable"));
+    sim.settle();
+    assert_eq!(sim.canary_weight(), Some(0));
+    assert_eq!(sim.service_hash(false), Some(stable.clone()));
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(sim.step_index(), 4, "no canary steps for a rollback");
+    assert_eq!(sim.replicas(&canary), 3, "scale-down waits for the delay");
+    sim.advance(30);
+    sim.settle();
+    assert_eq!(sim.replicas(&canary), 0);
+}
+
+#[test]
+fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
+    let mut sim = Sim::new(rollout(STEPS));
+    sim.world.canary_service = None;
+    let d = sim.step();
+    assert!(d.actions.is_empty());
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert_eq!(
+        sim.rollout.status.as_ref().unwrap().message.as_deref(),
+        Some("ReferenceMissing: canaryService \"backend-service-canary\" not found")
+    );
+
+    let mut sim = Sim::new(rollout(STEPS));
+    sim.world.ingress.as_mut().unwrap().routes_root_service = false;
+    sim.step();
+    let message = sim
+        .rollout
+        .status
+        .as_ref()
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(
+        message.contains(
+            "no rule backed by service \"backend-service\" with port name \"use-annotation\""
+        ),
+        "{message}"
+    );
+
+    let cases = [
+        (
+            "[{setWeight: 150}]",
+            "steps[0]: setWeight must be between 0 and 100, got 150",
+        ),
+        (
+            "[{setWeight: 10, pause: {}}]",
+            "steps[0]: exactly one of setWeight, pause or analysis",
+        ),
+        ("[{pause: {duration: 5x}}]", "pause duration \"5x\""),
+        (
+            "[{setHeaderRoute: {name: x}}]",
+            "steps[0]: setHeaderRoute steps are not supported by gantry",
+        ),
+        ("[{experiment: {}}]", "experiment steps are not supported"),
+        (
+            "[{analysis: {templates: [{templateName: errors}]}}]",
+            "steps[0].analysis: analysis is not supported by this controller version yet",
+        ),
+    ];
+    for (steps, want) in cases {
+        let mut sim = Sim::new(rollout(steps));
+        let d = sim.step();
+        assert!(d.actions.is_empty(), "{steps}");
+        let status = sim.rollout.status.clone().unwrap();
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        let invalid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "InvalidSpec")
+            .unwrap();
+        assert_eq!(invalid.status, "True");
+        assert!(
+            invalid.message.as_deref().unwrap().contains(want),
+            "{steps}: {invalid:?}"
+        );
+    }
+    let mut blue_green = rollout(STEPS);
+    blue_green.spec.strategy.blue_green = Some(serde_json::json!({"activeService": "x"}));
+    let mut sim = Sim::new(blue_green);
+    sim.step();
+    assert!(sim.rollout.status.unwrap().message.unwrap().contains(
+        "spec.strategy.blueGreen: the blueGreen strategy (use canary) is not supported by gantry"
+    ));
+}
+
+#[test]
+fn restarting_at_any_point_resumes_from_the_status_alone() {
+    // The reference run, recording the persisted state at every reconcile.
+    let (mut sim, _) = deployed(STEPS);
+    sim.set_image("backend:2");
+    let mut checkpoints = Vec::new();
+    for i in 0..40 {
+        checkpoints.push((sim.rollout.clone(), sim.world.clone()));
+        sim.step();
+        if i == 6 {
+            sim.promote();
+        }
+        sim.advance(5);
+    }
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    // A restarted controller knows only what the API server stores: the
+    // Rollout as JSON and the observed objects. It decides exactly the same.
+    for (rollout, world) in checkpoints {
+        let stored: Rollout =
+            serde_json::from_str(&serde_json::to_string(&rollout).unwrap()).unwrap();
+        assert_eq!(decide(&stored, &world), decide(&rollout, &world));
+    }
+}
+
+#[test]
+fn weights_and_history_are_kept_in_line() {
+    // Someone edits the Ingress by hand during a pause: the weight is restored.
+    let (mut sim, _) = deployed(STEPS);
+    sim.set_image("backend:2");
+    sim.settle();
+    sim.world.ingress.as_mut().unwrap().annotations.remove(KEY);
+    sim.settle();
+    assert_eq!(sim.canary_weight(), Some(20));
+    // revisionHistoryLimit: old scaled-down ReplicaSets beyond it are deleted.
+    let mut r = rollout("[{setWeight: 50}]");
+    r.spec.revision_history_limit = Some(1);
+    let mut sim = Sim::new(r);
+    sim.settle();
+    for v in 2..6 {
+        sim.set_image(&format!("backend:{v}"));
+        sim.settle();
+        sim.advance(31);
+        sim.settle();
+    }
+    let idle = sim
+        .world
+        .replica_sets
+        .iter()
+        .filter(|r| r.replicas == 0)
+        .count();
+    assert_eq!(idle, 1, "{:#?}", sim.world.replica_sets);
+    assert_eq!(sim.world.replica_sets.len(), 2);
+}
