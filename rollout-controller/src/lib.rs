@@ -1,11 +1,18 @@
 //! The in-cluster canary controller for `gantry.dev/v1alpha1` Rollouts.
 //!
-//! `types` is the custom resource, `validate` turns a spec into a plan,
-//! `decide` is the pure canary decision, `alb` the Ingress annotation.
+//! Pure parts: `types` (the custom resource), `validate` (spec → plan),
+//! `decide` (the canary decision), `alb` (the Ingress annotation), `hash`.
+//! I/O parts: `reconcile` (kube glue), `leader` (Lease election), `metrics`,
+//! `server` (health and metrics endpoints), `run` (wiring).
 
 pub mod alb;
 pub mod decide;
 pub mod hash;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod run;
+pub mod server;
 pub mod types;
 pub mod validate;
 

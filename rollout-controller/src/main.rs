@@ -1,11 +1,78 @@
-use std::process::ExitCode;
+use std::net::SocketAddr;
 
-fn main() -> ExitCode {
-    eprintln!(
-        "rollout-controller {}: the controller for {}/{} Rollouts is not implemented yet (issue #4)",
-        env!("CARGO_PKG_VERSION"),
-        rollout_controller::GROUP,
-        rollout_controller::VERSION
-    );
-    ExitCode::FAILURE
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+use rollout_controller::run::{Settings, run};
+use rollout_controller::types::Rollout;
+
+/// In-cluster canary controller for gantry.dev/v1alpha1 Rollouts.
+#[derive(Parser)]
+#[command(name = "rollout-controller", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Only manage Rollouts in this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+
+    /// Namespace of the leader-election Lease (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "gantry-system")]
+    lease_namespace: String,
+
+    #[arg(long, default_value = "gantry-rollout-controller")]
+    lease_name: String,
+
+    /// This replica's identity in the Lease (default: the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Crd) = cli.command {
+        let yaml = serde_yaml::to_string(&Rollout::crd())?;
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes());
+        return Ok(());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    let identity = cli.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    run(Settings {
+        namespace: cli.namespace,
+        listen: cli.listen,
+        lease_namespace: cli.lease_namespace,
+        lease_name: cli.lease_name,
+        identity,
+    })
+    .await
 }

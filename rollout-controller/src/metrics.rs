@@ -1,0 +1,136 @@
+//! Prometheus metrics: reconcile latency and errors, Rollouts by phase, and
+//! current canary weights.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::types::{Phase, Rollout, RolloutStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    namespace: String,
+    rollout: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconcile_seconds: Histogram,
+    reconcile_errors: Counter,
+    by_phase: Family<PhaseLabel, Gauge>,
+    canary_weight: Family<RolloutLabels, Gauge>,
+    phases: Arc<Mutex<HashMap<(String, String), Phase>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gantry_rollout_controller");
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let reconcile_errors = Counter::default();
+        let by_phase = Family::<PhaseLabel, Gauge>::default();
+        let canary_weight = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to reconcile one Rollout",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed",
+            reconcile_errors.clone(),
+        );
+        registry.register("rollouts", "Rollouts by phase", by_phase.clone());
+        registry.register(
+            "canary_weight",
+            "Percent of traffic sent to the canary",
+            canary_weight.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            reconcile_seconds,
+            reconcile_errors,
+            by_phase,
+            canary_weight,
+            phases: Arc::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_reconcile(&self, took: Duration, failed: bool) {
+        self.reconcile_seconds.observe(took.as_secs_f64());
+        if failed {
+            self.reconcile_errors.inc();
+        }
+    }
+
+    pub fn record_rollout(&self, rollout: &Rollout, status: &RolloutStatus) {
+        let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+        let weight = status
+            .canary
+            .weights
+            .as_ref()
+            .map_or(0, |w| w.canary.weight);
+        self.canary_weight
+            .get_or_create(&RolloutLabels {
+                namespace: key.0.clone(),
+                rollout: key.1.clone(),
+            })
+            .set(weight.into());
+        let mut phases = self.phases.lock().expect("metrics lock");
+        match status.phase {
+            Some(p) => phases.insert(key, p),
+            None => phases.remove(&key),
+        };
+        self.count_phases(&phases);
+    }
+
+    pub fn forget_rollout(&self, rollout: &Rollout) {
+        let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+        self.canary_weight.remove(&RolloutLabels {
+            namespace: key.0.clone(),
+            rollout: key.1.clone(),
+        });
+        let mut phases = self.phases.lock().expect("metrics lock");
+        phases.remove(&key);
+        self.count_phases(&phases);
+    }
+
+    fn count_phases(&self, phases: &HashMap<(String, String), Phase>) {
+        for phase in [
+            Phase::Progressing,
+            Phase::Paused,
+            Phase::Healthy,
+            Phase::Degraded,
+        ] {
+            let n = phases.values().filter(|p| **p == phase).count();
+            self.by_phase
+                .get_or_create(&PhaseLabel {
+                    phase: format!("{phase:?}"),
+                })
+                .set(n as i64);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,359 @@
+//! The kube glue: observe a Rollout's world, ask `decide`, carry out the
+//! actions, write the status. Reads top-down; all judgement is in `decide`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::alb::{self, ForwardWeights};
+use crate::decide::{Action, IngressView, ReplicaSetView, ServiceView, World, decide};
+use crate::metrics::Metrics;
+use crate::types::{POD_TEMPLATE_HASH, Rollout};
+use crate::validate::validate;
+
+pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
+/// When an old ReplicaSet is due to be scaled down (RFC 3339).
+pub const SCALE_DOWN_AT: &str = "gantry.dev/scale-down-deadline";
+const MANAGER: &str = "gantry-rollout-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("rollout has no namespace")]
+    NoNamespace,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Only the leader writes; the others keep their caches warm.
+    pub leader: AtomicBool,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Metrics) -> Context {
+        let reporter = kube::runtime::events::Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            leader: AtomicBool::new(false),
+        }
+    }
+}
+
+pub async fn reconcile(
+    rollout: Arc<Rollout>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, kube::runtime::finalizer::Error<Error>> {
+    if !ctx.leader.load(Ordering::Relaxed) {
+        return Ok(Requeue::await_change());
+    }
+    let started = Instant::now();
+    let ns = rollout.namespace().unwrap_or_default();
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, rollout, |event| async {
+        match event {
+            Finalizer::Apply(r) => apply(&r, &ctx).await,
+            Finalizer::Cleanup(r) => cleanup(&r, &ctx).await,
+        }
+    })
+    .await;
+    ctx.metrics
+        .observe_reconcile(started.elapsed(), result.is_err());
+    result
+}
+
+pub fn error_policy(
+    _: Arc<Rollout>,
+    error: &kube::runtime::finalizer::Error<Error>,
+    _: Arc<Context>,
+) -> Requeue {
+    tracing::warn!(%error, "reconcile failed");
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
+    let world = observe(rollout, &ns, &ctx.client).await?;
+    let decision = decide(rollout, &world);
+    for action in &decision.actions {
+        tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
+        execute(rollout, &ns, action, &ctx.client).await?;
+    }
+    if rollout.status.as_ref() != Some(&decision.status) {
+        let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({ "status": decision.status });
+        api.patch_status(
+            &rollout.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    for (reason, note) in decision.events {
+        let event = Event {
+            type_: event_type(&reason),
+            reason,
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot record event");
+        }
+    }
+    ctx.metrics.record_rollout(rollout, &decision.status);
+    Ok(match decision.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::await_change(),
+    })
+}
+
+fn event_type(reason: &str) -> EventType {
+    match reason {
+        "RolloutAborted" | "RolloutDegraded" => EventType::Warning,
+        _ => EventType::Normal,
+    }
+}
+
+/// On delete: send all traffic to stable before the children go away.
+async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
+    if let Ok(plan) = validate(&rollout.spec)
+        && let Some(alb_plan) = &plan.alb
+    {
+        let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
+        if let Some(ingress) = ingresses.get_opt(&alb_plan.ingress).await? {
+            let weights = ForwardWeights {
+                canary_service: plan.canary_service.clone(),
+                stable_service: plan.stable_service.clone(),
+                port: alb_plan.service_port,
+                canary_weight: 0,
+            };
+            let annotations = alb::annotations(
+                &ingress.annotations().clone(),
+                &rollout.name_any(),
+                alb_plan,
+                &weights,
+            );
+            let patch = json!({ "metadata": { "annotations": annotations } });
+            ingresses
+                .patch(
+                    &alb_plan.ingress,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+    }
+    ctx.metrics.forget_rollout(rollout);
+    Ok(Requeue::await_change())
+}
+
+/// Reads the ReplicaSets the Rollout owns, its Services and its Ingress.
+pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<World, Error> {
+    let uid = rollout.uid();
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let selector = crate::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
+    let owned = replica_sets
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .filter_map(replica_set_view)
+        .collect();
+    let (canary_name, stable_name, alb) = match validate(&rollout.spec) {
+        Ok(plan) => (plan.canary_service, plan.stable_service, plan.alb),
+        Err(_) => Default::default(),
+    };
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let service = |name: String| {
+        let services = services.clone();
+        async move {
+            if name.is_empty() {
+                return Ok(None);
+            }
+            let s = services.get_opt(&name).await?;
+            Ok::<_, kube::Error>(s.map(|s| {
+                ServiceView {
+                    name,
+                    hash: s
+                        .spec
+                        .and_then(|sp| sp.selector)
+                        .and_then(|sel| sel.get(POD_TEMPLATE_HASH).cloned()),
+                }
+            }))
+        }
+    };
+    let stable_service = service(stable_name).await?;
+    let canary_service = service(canary_name).await?;
+    let ingress = match &alb {
+        None => None,
+        Some(alb) => {
+            let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
+            api.get_opt(&alb.ingress).await?.map(|i| IngressView {
+                name: alb.ingress.clone(),
+                routes_root_service: routes_to_annotation(&i, &alb.root_service),
+                annotations: i.metadata.annotations.unwrap_or_default(),
+            })
+        }
+    };
+    Ok(World {
+        now: k8s_openapi::jiff::Timestamp::now(),
+        replica_sets: owned,
+        stable_service,
+        canary_service,
+        ingress,
+    })
+}
+
+fn replica_set_view(rs: ReplicaSet) -> Option<ReplicaSetView> {
+    let hash = rs.labels().get(POD_TEMPLATE_HASH)?.clone();
+    let status = rs.status.clone().unwrap_or_default();
+    Some(ReplicaSetView {
+        name: rs.name_any(),
+        hash,
+        replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        scale_down_at: rs
+            .annotations()
+            .get(SCALE_DOWN_AT)
+            .and_then(|t| t.parse().ok()),
+        created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    })
+}
+
+/// Whether a rule sends some path to `service` on port name `use-annotation`.
+fn routes_to_annotation(ingress: &Ingress, service: &str) -> bool {
+    let rules = ingress.spec.iter().flat_map(|s| s.rules.iter().flatten());
+    rules
+        .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
+        .any(|p| {
+            p.backend.service.as_ref().is_some_and(|s| {
+                s.name == service
+                    && s.port.as_ref().and_then(|port| port.name.as_deref())
+                        == Some("use-annotation")
+            })
+        })
+}
+
+async fn execute(
+    rollout: &Rollout,
+    ns: &str,
+    action: &Action,
+    client: &Client,
+) -> Result<(), Error> {
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let params = PatchParams::default();
+    match action {
+        Action::CreateReplicaSet { hash, replicas } => {
+            let rs = new_replica_set(rollout, hash, *replicas);
+            match replica_sets.create(&PostParams::default(), &rs).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => {} // created by an earlier attempt
+                other => {
+                    other?;
+                }
+            }
+        }
+        Action::ScaleReplicaSet { name, replicas } => {
+            replica_sets
+                .patch(
+                    name,
+                    &params,
+                    &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                )
+                .await?;
+        }
+        Action::ScheduleScaleDown { name, at } => {
+            let value = at.map(|t| t.to_string());
+            let patch = json!({ "metadata": { "annotations": { SCALE_DOWN_AT: value } } });
+            replica_sets
+                .patch(name, &params, &Patch::Merge(patch))
+                .await?;
+        }
+        Action::DeleteReplicaSet { name } => {
+            replica_sets
+                .delete(name, &DeleteParams::background())
+                .await?;
+        }
+        Action::SetServiceSelector { service, hash } => {
+            let services: Api<Service> = Api::namespaced(client.clone(), ns);
+            let patch = json!({ "spec": { "selector": { POD_TEMPLATE_HASH: hash } } });
+            services
+                .patch(service, &params, &Patch::Merge(patch))
+                .await?;
+        }
+        Action::SetIngressAction {
+            ingress,
+            annotations,
+        } => {
+            let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
+            let patch = json!({ "metadata": { "annotations": annotations } });
+            ingresses
+                .patch(ingress, &params, &Patch::Merge(patch))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `<rollout>-<hash>`: the template plus the hash label on the ReplicaSet,
+/// its selector and its pods; owned by the Rollout for garbage collection.
+pub fn new_replica_set(rollout: &Rollout, hash: &str, replicas: i32) -> ReplicaSet {
+    let mut template = rollout.spec.template.clone();
+    let mut labels: BTreeMap<String, String> = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(POD_TEMPLATE_HASH.into(), hash.into());
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels = Some(labels.clone());
+    let mut selector: LabelSelector = rollout.spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH.into(), hash.into());
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{hash}", rollout.name_any())),
+            namespace: rollout.namespace(),
+            labels: Some(labels),
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            selector,
+            template: Some(template),
+            min_ready_seconds: rollout.spec.min_ready_seconds,
+        }),
+        status: None,
+    }
+}

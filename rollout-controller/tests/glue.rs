@@ -1,0 +1,308 @@
+//! The kube glue against a mock API server (kube-rs' tower-test pattern):
+//! each test plays the API server's side and asserts the exact requests.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{Method, Request, Response};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::client::Body;
+use rollout_controller::leader::Elector;
+use rollout_controller::metrics::Metrics;
+use rollout_controller::reconcile::{Context, FINALIZER, reconcile};
+use rollout_controller::types::Rollout;
+use serde_json::{Value, json};
+use tower_test::mock::{Handle, SendResponse};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn rollout(extra_meta: Value) -> Rollout {
+    let mut r = json!({
+        "apiVersion": "gantry.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "backend", "namespace": "shop", "uid": "uid-1", "generation": 1,
+                     "finalizers": [FINALIZER]},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "backend"}},
+            "template": {"metadata": {"labels": {"app": "backend"}},
+                         "spec": {"containers": [{"name": "api", "image": "backend:1"}]}},
+            "strategy": {"canary": {
+                "canaryService": "backend-service-canary", "stableService": "backend-service",
+                "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
+                "steps": [{"setWeight": 20}, {"pause": {}}]}}
+        }
+    });
+    merge(&mut r["metadata"], extra_meta);
+    serde_json::from_value(r).unwrap()
+}
+
+fn merge(a: &mut Value, b: Value) {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "shop"},
+           "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}})
+}
+
+fn ingress(annotations: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+           "metadata": {"name": "shop", "namespace": "shop", "annotations": annotations},
+           "spec": {"rules": [{"http": {"paths": [{"path": "/api", "pathType": "Prefix",
+               "backend": {"service": {"name": "backend-service", "port": {"name": "use-annotation"}}}}]}}]}})
+}
+
+fn context(client: Client, leader: bool) -> Arc<Context> {
+    let ctx = Context::new(client, Metrics::default());
+    ctx.leader.store(leader, Ordering::Relaxed);
+    Arc::new(ctx)
+}
+
+/// Takes the next request, checks method and path, returns its JSON body.
+async fn expect(
+    handle: &mut ApiHandle,
+    method: Method,
+    path: &str,
+) -> (Value, SendResponse<Response<Body>>) {
+    let (request, send) = handle.next_request().await.expect("a request");
+    assert_eq!(request.method(), method, "{}", request.uri());
+    assert_eq!(request.uri().to_string(), path);
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (body, send)
+}
+
+fn respond(send: SendResponse<Response<Body>>, status: u16, body: Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(mock, "default"), true);
+    let server = tokio::spawn(async move {
+        let (_, s) = expect(
+            &mut handle,
+            Method::GET,
+            "/apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dbackend",
+        )
+        .await;
+        respond(
+            s,
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": []}),
+        );
+        for name in ["backend-service", "backend-service-canary"] {
+            let (_, s) = expect(
+                &mut handle,
+                Method::GET,
+                &format!("/api/v1/namespaces/shop/services/{name}"),
+            )
+            .await;
+            respond(s, 200, service(name));
+        }
+        let (_, s) = expect(
+            &mut handle,
+            Method::GET,
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop",
+        )
+        .await;
+        respond(s, 200, ingress(json!({})));
+
+        // The first ReplicaSet: hash label on it, its selector and its pods; owned by the Rollout.
+        let (rs, s) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/apps/v1/namespaces/shop/replicasets?",
+        )
+        .await;
+        let hash = rs["metadata"]["labels"]["rollouts-pod-template-hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(rs["metadata"]["name"], format!("backend-{hash}"));
+        assert_eq!(rs["spec"]["replicas"], 2);
+        assert_eq!(
+            rs["spec"]["selector"]["matchLabels"],
+            json!({"app": "backend", "rollouts-pod-template-hash": hash})
+        );
+        assert_eq!(
+            rs["spec"]["template"]["metadata"]["labels"]["rollouts-pod-template-hash"],
+            hash
+        );
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
+        respond(s, 201, rs.clone());
+
+        // 100% to stable, in Argo's exact JSON, plus the managed marker.
+        let (patch, s) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop?",
+        )
+        .await;
+        assert_eq!(
+            patch,
+            json!({"metadata": {"annotations": {
+                "alb.ingress.kubernetes.io/actions.backend-service":
+                    r#"{"Type":"forward","ForwardConfig":{"TargetGroups":[{"ServiceName":"backend-service-canary","ServicePort":"80","Weight":0},{"ServiceName":"backend-service","ServicePort":"80","Weight":100}]}}"#,
+                "gantry.dev/managed-alb-actions": "backend:alb.ingress.kubernetes.io/actions.backend-service"}}})
+        );
+        respond(s, 200, ingress(json!({})));
+
+        let (status, s) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?",
+        )
+        .await;
+        assert_eq!(status["status"]["phase"], "Progressing");
+        assert_eq!(status["status"]["currentPodHash"], hash);
+        assert_eq!(status["status"]["observedGeneration"], 1);
+        respond(s, 200, serde_json::to_value(rollout(json!({}))).unwrap());
+
+        let (event, s) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/shop/events?",
+        )
+        .await;
+        assert_eq!(event["reason"], "RolloutProgressing");
+        respond(s, 201, event.clone());
+    });
+    let action = reconcile(Arc::new(rollout(json!({}))), ctx).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_follower_sends_nothing() {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(mock, "default"), false);
+    reconcile(Arc::new(rollout(json!({}))), ctx).await.unwrap();
+    // Nothing was sent: no request is waiting (the client may already be gone).
+    let next =
+        tokio::time::timeout(std::time::Duration::from_millis(50), handle.next_request()).await;
+    assert!(
+        matches!(next, Err(_) | Ok(None)),
+        "a follower made a request"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_rollout_resets_the_weights_before_releasing_it() {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(mock, "default"), true);
+    let deleted = rollout(json!({"deletionTimestamp": "2026-01-01T00:00:00Z"}));
+    let server = tokio::spawn(async move {
+        let (_, s) = expect(
+            &mut handle,
+            Method::GET,
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop",
+        )
+        .await;
+        respond(
+            s,
+            200,
+            ingress(
+                json!({"gantry.dev/managed-alb-actions": "backend:alb.ingress.kubernetes.io/actions.backend-service"}),
+            ),
+        );
+        let (patch, s) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop?",
+        )
+        .await;
+        let action =
+            patch["metadata"]["annotations"]["alb.ingress.kubernetes.io/actions.backend-service"]
+                .as_str()
+                .unwrap();
+        assert!(
+            action.contains(r#""ServiceName":"backend-service","ServicePort":"80","Weight":100"#),
+            "{action}"
+        );
+        respond(s, 200, ingress(json!({})));
+        // Then the finalizer is removed (a JSON patch on the Rollout).
+        let (patch, s) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend?",
+        )
+        .await;
+        assert!(patch.to_string().contains("remove"), "{patch}");
+        respond(s, 200, serde_json::to_value(rollout(json!({}))).unwrap());
+    });
+    reconcile(Arc::new(deleted), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn leader_election_takes_free_or_expired_leases_only() {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let elector = Elector::new(Client::new(mock, "default"), "gantry-system", "lock", "me");
+    let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+    let lease = |holder: &str, renewed: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "lock", "namespace": "gantry-system", "resourceVersion": "7"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed, "leaseTransitions": 3}})
+    };
+    let server = tokio::spawn(async move {
+        let path = "/apis/coordination.k8s.io/v1/namespaces/gantry-system/leases/lock";
+        // No lease: create it.
+        let (_, s) = expect(&mut handle, Method::GET, path).await;
+        respond(
+            s,
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        );
+        let (created, s) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/coordination.k8s.io/v1/namespaces/gantry-system/leases?",
+        )
+        .await;
+        assert_eq!(created["spec"]["holderIdentity"], "me");
+        respond(s, 201, created.clone());
+        // Held by another replica and fresh: keep out.
+        let (_, s) = expect(&mut handle, Method::GET, path).await;
+        respond(s, 200, lease("other", "2026-01-01T00:00:50.000000Z"));
+        // Held by another replica but expired: take over, with its resourceVersion.
+        let (_, s) = expect(&mut handle, Method::GET, path).await;
+        respond(s, 200, lease("other", "2026-01-01T00:00:30.000000Z"));
+        let (replaced, s) = expect(&mut handle, Method::PUT, &format!("{path}?")).await;
+        assert_eq!(replaced["metadata"]["resourceVersion"], "7");
+        assert_eq!(replaced["spec"]["holderIdentity"], "me");
+        assert_eq!(replaced["spec"]["leaseTransitions"], 4);
+        respond(s, 200, replaced.clone());
+        // Another replica won the same race: 409 means we lost.
+        let (_, s) = expect(&mut handle, Method::GET, path).await;
+        respond(s, 200, lease("other", "2026-01-01T00:00:30.000000Z"));
+        let (_, s) = expect(&mut handle, Method::PUT, &format!("{path}?")).await;
+        respond(
+            s,
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "conflict"}),
+        );
+    });
+    assert!(elector.try_acquire(now).await.unwrap());
+    assert!(!elector.try_acquire(now).await.unwrap());
+    assert!(elector.try_acquire(now).await.unwrap());
+    assert!(!elector.try_acquire(now).await.unwrap());
+    server.await.unwrap();
+}
