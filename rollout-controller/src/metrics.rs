@@ -134,3 +134,47 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_metric_with_current_values() {
+        let m = Metrics::default();
+        let rollout: Rollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "backend", "namespace": "shop"},
+            "spec": {"selector": {}, "template": {}, "strategy": {}}
+        }))
+        .unwrap();
+        let mut status = RolloutStatus {
+            phase: Some(Phase::Paused),
+            ..Default::default()
+        };
+        status.canary.weights = Some(crate::types::TrafficWeights {
+            canary: crate::types::WeightDestination {
+                weight: 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        m.record_rollout(&rollout, &status);
+        m.observe_reconcile(Duration::from_millis(3), true);
+        let text = m.render();
+        for want in [
+            "gantry_rollout_controller_reconcile_duration_seconds_count 1",
+            "gantry_rollout_controller_reconcile_errors_total 1",
+            "gantry_rollout_controller_rollouts{phase=\"Paused\"} 1",
+            "gantry_rollout_controller_rollouts{phase=\"Healthy\"} 0",
+            "gantry_rollout_controller_canary_weight{namespace=\"shop\",rollout=\"backend\"} 20",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        m.forget_rollout(&rollout);
+        assert!(
+            m.render()
+                .contains("gantry_rollout_controller_rollouts{phase=\"Paused\"} 0")
+        );
+    }
+}
