@@ -8,7 +8,7 @@
 //! pushed again, with jittered exponential backoff and a bounded number of
 //! attempts. If the new tip already carries the bump, nothing is pushed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -324,10 +324,10 @@ pub fn commit_and_push(
     // (base the commit is built on, commit to push, edits it carries)
     let first = ws.build_commit(&head, &ws.files, settings)?;
     let state = RefCell::new((head.id(), Some(first), ws.files.clone()));
-    let attempts = RefCell::new(0usize);
+    let attempts = Cell::new(0usize);
     let attempt = || -> Result<(), Attempt> {
-        *attempts.borrow_mut() += 1;
-        if *attempts.borrow() > 1 {
+        attempts.set(attempts.get() + 1);
+        if attempts.get() > 1 {
             // Lost a race: rebuild the same bump on the new remote tip.
             let tip_id = remote()
                 .and_then(|mut r| fetch(&ws.repo, &mut r, &branch))
@@ -387,7 +387,7 @@ pub fn commit_and_push(
         .when(|e| matches!(e, Attempt::Race(_)))
         .notify(|e, delay| tracing::info!(reason = %e.reason(), ?delay, "push lost a race; re-applying the bump on the new remote tip"))
         .call();
-    let attempts = *attempts.borrow();
+    let attempts = attempts.get();
     match result {
         Ok(()) => {}
         Err(Attempt::Fatal(e)) => return Err(e),

@@ -129,6 +129,8 @@ pub fn decide(rollout: &Rollout, world: &World) -> Decision {
             d.condition("InvalidSpec", false, "Valid", "");
             let hash = crate::hash::pod_template_hash(&rollout.spec.template);
             d.run(&plan, &hash);
+            let index = d.status.current_step_index.unwrap_or(0);
+            d.status.step_display = Some(format!("{index}/{}", plan.steps.len()));
             d.status.selector = crate::hash::selector_string(&rollout.spec.selector);
         }
     }
@@ -160,7 +162,7 @@ impl Decider<'_> {
             self.degraded("ReferenceMissing", &message);
             return;
         }
-        self.observe_counts(plan, hash);
+        self.observe_counts(hash);
         self.observe_weights(plan);
         let n = plan.steps.len() as i32;
         let stable = self.status.stable_rs.clone();
@@ -196,7 +198,7 @@ impl Decider<'_> {
         if ready && self.services_on(plan, hash, hash) && weights_done {
             self.status.stable_rs = Some(hash.to_string());
             self.status.current_step_index = Some(n);
-            self.healthy(plan);
+            self.healthy();
         } else {
             self.progressing("waiting for the first ReplicaSet to become available");
         }
@@ -229,7 +231,7 @@ impl Decider<'_> {
             && weights_done
             && self.services_on(plan, hash, hash)
         {
-            self.healthy(plan);
+            self.healthy();
         } else {
             self.progressing("moving everything back to the stable ReplicaSet");
         }
@@ -312,7 +314,6 @@ impl Decider<'_> {
             ));
         }
         self.status.current_step_index = Some(index);
-        self.status.step_display = Some(format!("{index}/{n}"));
         if index == n {
             self.promote(plan, stable, hash);
         } else if !self.status.controller_pause {
@@ -426,7 +427,7 @@ impl Decider<'_> {
             format!("{hash} is now stable (was {stable})"),
         ));
         self.retire_others(plan, &[hash], plan.scale_down_delay);
-        self.healthy(plan);
+        self.healthy();
     }
 
     fn abort(&mut self, plan: &Plan, stable: &str) {
@@ -670,16 +671,13 @@ impl Decider<'_> {
         Ok(())
     }
 
-    fn observe_counts(&mut self, plan: &Plan, hash: &str) {
+    fn observe_counts(&mut self, hash: &str) {
         let sum =
             |f: fn(&ReplicaSetView) -> i32| self.world.replica_sets.iter().map(f).sum::<i32>();
         self.status.replicas = Some(sum(|r| r.replicas));
         self.status.ready_replicas = Some(sum(|r| r.ready));
         self.status.available_replicas = Some(sum(|r| r.available));
         self.status.updated_replicas = Some(self.rs(hash).map_or(0, |r| r.replicas));
-        let n = plan.steps.len();
-        let index = self.status.current_step_index.unwrap_or(0);
-        self.status.step_display = Some(format!("{index}/{n}"));
     }
 
     fn reset_for(&mut self, hash: &str) {
@@ -695,9 +693,7 @@ impl Decider<'_> {
         self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
     }
 
-    fn healthy(&mut self, plan: &Plan) {
-        let n = plan.steps.len();
-        self.status.step_display = Some(format!("{n}/{n}"));
+    fn healthy(&mut self) {
         self.status.phase = Some(Phase::Healthy);
         self.status.message = None;
         self.condition("Paused", false, "Healthy", "");

@@ -149,7 +149,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
                 canary_weight: 0,
             };
             let annotations = alb::annotations(
-                &ingress.annotations().clone(),
+                ingress.annotations(),
                 &rollout.name_any(),
                 alb_plan,
                 &weights,
@@ -190,26 +190,8 @@ pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<Wor
         Err(_) => Default::default(),
     };
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let service = |name: String| {
-        let services = services.clone();
-        async move {
-            if name.is_empty() {
-                return Ok(None);
-            }
-            let s = services.get_opt(&name).await?;
-            Ok::<_, kube::Error>(s.map(|s| {
-                ServiceView {
-                    name,
-                    hash: s
-                        .spec
-                        .and_then(|sp| sp.selector)
-                        .and_then(|sel| sel.get(POD_TEMPLATE_HASH).cloned()),
-                }
-            }))
-        }
-    };
-    let stable_service = service(stable_name).await?;
-    let canary_service = service(canary_name).await?;
+    let stable_service = service_view(&services, stable_name).await?;
+    let canary_service = service_view(&services, canary_name).await?;
     let ingress = match &alb {
         None => None,
         Some(alb) => {
@@ -228,6 +210,24 @@ pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<Wor
         canary_service,
         ingress,
     })
+}
+
+/// A Service and the pod-template-hash its selector pins, if it exists.
+async fn service_view(
+    api: &Api<Service>,
+    name: String,
+) -> Result<Option<ServiceView>, kube::Error> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let service = api.get_opt(&name).await?;
+    Ok(service.map(|s| ServiceView {
+        name,
+        hash: s
+            .spec
+            .and_then(|sp| sp.selector)
+            .and_then(|sel| sel.get(POD_TEMPLATE_HASH).cloned()),
+    }))
 }
 
 fn replica_set_view(rs: ReplicaSet) -> Option<ReplicaSetView> {
