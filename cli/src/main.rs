@@ -1,13 +1,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use gantry::bump::FileError;
 use gantry::commands;
 use gantry::git::GitError;
 use gantry::image_ref::ImageSpec;
 
-/// GitOps delivery: bump kustomizations, commit and push them race-safely.
+/// GitOps delivery: build and push images, bump kustomizations, commit and push them race-safely.
 #[derive(Parser)]
 #[command(name = "gantry", version, about, propagate_version = true)]
 struct Cli {
@@ -34,6 +34,127 @@ enum Command {
     /// name:tag@digest, name@digest; `*` keeps a field's existing value.
     /// Only the bytes that must change are changed.
     Bump(BumpArgs),
+
+    /// Build images and push them to ECR or any OCI registry.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Push an image from an OCI layout or archive.
+    ///
+    /// Blobs the registry already has are skipped; missing ones are uploaded
+    /// concurrently, streamed from disk; the manifest goes last. Prints the
+    /// pushed REPO@DIGEST.
+    Push(PushArgs),
+
+    /// Build an image with docker buildx or buildah, optionally push it.
+    ///
+    /// With --push, a build whose inputs (context after .dockerignore,
+    /// Dockerfile, build args, platforms, target) match an image already in
+    /// the registry is not built again: the new tags are added to that image.
+    Build(BuildArgs),
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    #[arg(long, value_name = "SOURCE", value_parser = parse_source)]
+    from: gantry::oci_layout::Source,
+
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// A tag to push (repeatable).
+    #[arg(long = "tag", short = 't', value_name = "TAG", required = true)]
+    tags: Vec<String>,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// The repository: an ECR name (`team/app`) or URI, or HOST/PATH of any registry.
+    #[arg(long, value_name = "REPO")]
+    to: Option<String>,
+
+    /// Talk plain HTTP to the registry (a local test registry).
+    #[arg(long)]
+    insecure: bool,
+
+    /// Send registry traffic to this URL instead of the repository's host.
+    /// The AWS API endpoint is set the AWS way (AWS_ENDPOINT_URL_ECR).
+    #[arg(long, value_name = "URL", env = "GANTRY_REGISTRY_ENDPOINT")]
+    registry_endpoint: Option<reqwest::Url>,
+
+    /// Create the ECR repository if missing, and bring its settings to these.
+    #[arg(long)]
+    create_repo: bool,
+
+    /// With --create-repo: tags cannot be overwritten.
+    #[arg(long, requires = "create_repo")]
+    immutable_tags: bool,
+
+    /// With --create-repo: scan images on push.
+    #[arg(long, requires = "create_repo")]
+    scan_on_push: bool,
+
+    /// With --create-repo: a lifecycle policy JSON file to apply.
+    #[arg(long, value_name = "FILE", requires = "create_repo")]
+    lifecycle_policy: Option<PathBuf>,
+
+    /// How many blobs to upload at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The build context.
+    #[arg(default_value = ".")]
+    context: PathBuf,
+
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(long, short = 'f', value_name = "PATH")]
+    file: Option<PathBuf>,
+
+    /// A build argument (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    build_args: Vec<(String, String)>,
+
+    /// Target platform(s), e.g. linux/amd64,linux/arm64.
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    platforms: Vec<String>,
+
+    /// The Dockerfile stage to build.
+    #[arg(long)]
+    target: Option<String>,
+
+    /// The builder (default: docker buildx if it works, else buildah).
+    #[arg(long, value_enum)]
+    builder: Option<gantry::image_build::Builder>,
+
+    /// A tag to push besides those from git (repeatable).
+    #[arg(long = "tag", short = 't', value_name = "TAG")]
+    tags: Vec<String>,
+
+    /// Do not tag with the commit SHA, short SHA, branch and semver tag.
+    #[arg(long)]
+    no_git_tags: bool,
+
+    /// Also keep the OCI archive here.
+    #[arg(long, value_name = "FILE", required_unless_present = "push")]
+    output: Option<PathBuf>,
+
+    /// Push the image (to --to).
+    #[arg(long, requires = "to")]
+    push: bool,
+
+    /// Build even when the registry has an image from identical inputs.
+    #[arg(long, requires = "push")]
+    no_reuse: bool,
+
+    #[command(flatten)]
+    target_args: TargetArgs,
 }
 
 #[derive(Args)]
@@ -95,6 +216,17 @@ struct BumpArgs {
     detailed_exitcode: bool,
 }
 
+fn parse_source(s: &str) -> Result<gantry::oci_layout::Source, String> {
+    gantry::oci_layout::Source::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
 fn parse_spec(s: &str) -> Result<ImageSpec, String> {
     ImageSpec::parse(s).map_err(|e| e.reason)
 }
@@ -127,6 +259,54 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Image(ImageCommand::Push(args)) => {
+            if args.target.to.is_none() {
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "gantry image push needs --to <REPO>",
+                    )
+                    .exit();
+            }
+            let opts = commands::image::PushOptions {
+                from: args.from,
+                target: args.target.into_target(),
+                tags: args.tags,
+            };
+            commands::image::push(opts).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
+        Command::Image(ImageCommand::Build(args)) => {
+            let opts = commands::image::BuildOptions {
+                context: args.context,
+                dockerfile: args.file,
+                build_args: args.build_args,
+                platforms: args.platforms,
+                target: args.target,
+                builder: args.builder,
+                tags: args.tags,
+                git_tags: !args.no_git_tags,
+                output: args.output,
+                push: args.push.then(|| args.target_args.into_target()),
+                reuse: !args.no_reuse,
+            };
+            commands::image::build(opts).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl TargetArgs {
+    fn into_target(self) -> commands::image::Target {
+        commands::image::Target {
+            to: self.to.unwrap_or_default(),
+            insecure: self.insecure,
+            registry_endpoint: self.registry_endpoint,
+            create_repo: self.create_repo.then_some(gantry::ecr::RepoSettings {
+                immutable_tags: self.immutable_tags,
+                scan_on_push: self.scan_on_push,
+                lifecycle_policy: self.lifecycle_policy,
+            }),
+            jobs: self.jobs.into(),
+        }
     }
 }
 
@@ -157,7 +337,8 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gantry=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.without_time().with_target(false).init(),
         LogFormat::Json => builder.json().init(),

@@ -5,6 +5,8 @@
 //! `tests/run` (and so `.ci/run`) installs what is needed; a missing server
 //! fails the test with a message saying so, never skips it.
 
+pub mod oci;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -270,14 +272,7 @@ $HTTP["url"] =~ "^/git" {{
             .stderr(Stdio::null())
             .spawn()
             .expect("start lighttpd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "lighttpd did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "lighttpd");
         HttpGit {
             child,
             port,
@@ -298,7 +293,19 @@ impl Drop for HttpGit {
     }
 }
 
-fn free_port() -> u16 {
+/// Waits until a server listens on `port` (servers here start in seconds).
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

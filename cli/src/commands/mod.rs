@@ -2,3 +2,4 @@
 //! output. The argument types live in `main.rs`.
 
 pub mod bump;
+pub mod image;

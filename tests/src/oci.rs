@@ -1,0 +1,335 @@
+//! Image test parts: OCI layouts written byte by byte (so tests know every
+//! digest), a real distribution registry, and the moto AWS API stand-in.
+//!
+//! The registry is observed through its storage directory, not through
+//! gantry's own client.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{free_port, wait_for_port, which};
+
+pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A layer's content: literal bytes, or `size` pseudo-random bytes from a
+/// seed (written in chunks, so gigabyte layers never sit in memory).
+#[derive(Clone)]
+pub enum Layer {
+    Bytes(Vec<u8>),
+    Random { size: u64, seed: u64 },
+}
+
+/// A descriptor as written into manifests.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// Writes an OCI image layout under `dir`, one call per image.
+pub struct LayoutWriter {
+    pub dir: PathBuf,
+    index: Vec<serde_json::Value>,
+}
+
+impl LayoutWriter {
+    pub fn new(dir: &Path) -> LayoutWriter {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let writer = LayoutWriter {
+            dir: dir.to_owned(),
+            index: Vec::new(),
+        };
+        writer.write_index();
+        writer
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Blob {
+        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        std::fs::write(self.blob_path(&digest), bytes).unwrap();
+        Blob {
+            digest,
+            size: bytes.len() as u64,
+        }
+    }
+
+    pub fn put_layer(&self, layer: &Layer) -> Blob {
+        let (size, seed) = match layer {
+            Layer::Bytes(b) => return self.put_bytes(b),
+            Layer::Random { size, seed } => (*size, *seed),
+        };
+        let tmp = self.dir.join("blobs/tmp");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
+        let mut hasher = Sha256::new();
+        let mut state = seed | 1;
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            for word in chunk[..n].chunks_mut(8) {
+                // xorshift64: fast, and incompressible enough for a benchmark.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let bytes = state.to_le_bytes();
+                word.copy_from_slice(&bytes[..word.len()]);
+            }
+            hasher.update(&chunk[..n]);
+            file.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        file.flush().unwrap();
+        drop(file);
+        let digest = format!("sha256:{:x}", hasher.finalize());
+        std::fs::rename(&tmp, self.blob_path(&digest)).unwrap();
+        Blob { digest, size }
+    }
+
+    /// An image manifest (not yet in the index); returns its descriptor.
+    pub fn manifest(&self, layers: &[Layer], arch: &str) -> Blob {
+        let config = serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "config": {},
+        });
+        let config = self.put_bytes(config.to_string().as_bytes());
+        let layers: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|l| descriptor(LAYER_TYPE, &self.put_layer(l)))
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+            "layers": layers,
+        });
+        self.put_bytes(serde_json::to_vec_pretty(&manifest).unwrap().as_slice())
+    }
+
+    /// A single-platform image under `tag`; returns the manifest digest.
+    pub fn image(&mut self, tag: &str, layers: &[Layer]) -> String {
+        let manifest = self.manifest(layers, "amd64");
+        self.name(tag, MANIFEST_TYPE, &manifest);
+        manifest.digest
+    }
+
+    /// A multi-platform index under `tag`; returns the index digest.
+    pub fn multi_platform(&mut self, tag: &str, per_arch: &[(&str, Vec<Layer>)]) -> String {
+        let manifests: Vec<serde_json::Value> = per_arch
+            .iter()
+            .map(|(arch, layers)| {
+                let mut d = descriptor(MANIFEST_TYPE, &self.manifest(layers, arch));
+                d["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+                d
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_TYPE,
+            "manifests": manifests,
+        });
+        let blob = self.put_bytes(index.to_string().as_bytes());
+        self.name(tag, INDEX_TYPE, &blob);
+        blob.digest
+    }
+
+    fn name(&mut self, tag: &str, media_type: &str, blob: &Blob) {
+        let mut d = descriptor(media_type, blob);
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+        self.index.push(d);
+        self.write_index();
+    }
+
+    fn write_index(&self) {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_TYPE,
+            "manifests": self.index,
+        });
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+
+    /// The layout as an OCI archive (a plain tar) at `path`.
+    pub fn archive(&self, path: &Path) {
+        let status = Command::new("tar")
+            .arg("-cf")
+            .arg(path)
+            .arg("-C")
+            .arg(&self.dir)
+            .args(["oci-layout", "index.json", "blobs"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+fn descriptor(media_type: &str, blob: &Blob) -> serde_json::Value {
+    serde_json::json!({"mediaType": media_type, "digest": blob.digest, "size": blob.size})
+}
+
+/// The distribution registry (Debian `docker-registry`) on a free loopback
+/// port, optionally with htpasswd basic auth.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start(login: Option<(&str, &str)>) -> Registry {
+        let binary = which("docker-registry")
+            .expect("docker-registry is not installed: run tests/setup, which installs it");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut auth = String::new();
+        if let Some((user, password)) = login {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apache2-utils) is not installed: run tests/setup");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, out.stdout).unwrap();
+            auth = format!(
+                "auth: {{htpasswd: {{realm: basic-realm, path: {}}}}}\n",
+                file.display()
+            );
+        }
+        let config = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n{auth}",
+            dir.path().join("storage").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(std::fs::File::create(dir.path().join("access.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        wait_for_port(port, "docker-registry");
+        Registry { child, port, dir }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage/docker/registry/v2")
+    }
+
+    /// The digest a tag points at, read from the registry's storage.
+    pub fn tag(&self, repo: &str, tag: &str) -> Option<String> {
+        let link = self.storage().join(format!(
+            "repositories/{repo}/_manifests/tags/{tag}/current/link"
+        ));
+        std::fs::read_to_string(link).ok()
+    }
+
+    /// Whether the registry stores a blob with this digest.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage()
+            .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))
+            .is_file()
+    }
+
+    /// Blob uploads the registry was sent (completing PUTs), from its access log.
+    pub fn uploads(&self) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/"))
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The moto AWS API stand-in, from the virtualenv `tests/setup` makes.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+/// moto's fixed account and the registry password its ECR tokens carry.
+pub const MOTO_ACCOUNT: &str = "123456789012";
+
+impl Moto {
+    pub fn start() -> Moto {
+        let server = moto_server();
+        assert!(
+            server.is_file(),
+            "{} is missing: run tests/setup, which installs moto",
+            server.display()
+        );
+        let port = free_port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_for_port(port, "moto_server");
+        Moto { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Environment for a process that talks to this moto as AWS.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN");
+    }
+
+    /// The ECR registry host moto's tokens are for.
+    pub fn ecr_host(&self) -> String {
+        format!("{MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")
+    }
+
+    /// The registry password in moto's ECR tokens.
+    pub fn ecr_password(&self) -> String {
+        format!("{MOTO_ACCOUNT}-auth-token")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where tests/setup puts moto (`GANTRY_MOTO` overrides).
+pub fn moto_server() -> PathBuf {
+    match std::env::var_os("GANTRY_MOTO") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/gantry/moto/bin/moto_server")
+        }
+    }
+}
