@@ -310,6 +310,26 @@ impl Moto {
         format!("{MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")
     }
 
+    /// Runs a Python script with a boto3 ECR client `c` bound to this moto and
+    /// parses what it prints as JSON: a client independent of gantry's.
+    pub fn boto3(&self, script: &str) -> serde_json::Value {
+        let python = moto_server().with_file_name("python");
+        let out = Command::new(python)
+            .arg("-c")
+            .arg(format!(
+                "import boto3, json\nc = boto3.client('ecr', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{script}",
+                self.endpoint()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// The registry password in moto's ECR tokens.
     pub fn ecr_password(&self) -> String {
         format!("{MOTO_ACCOUNT}-auth-token")
@@ -323,13 +343,14 @@ impl Drop for Moto {
     }
 }
 
-/// Where tests/setup puts moto (`GANTRY_MOTO` overrides).
+/// Where tests/setup puts moto (`GANTRY_MOTO_VENV` overrides, as there).
 pub fn moto_server() -> PathBuf {
-    match std::env::var_os("GANTRY_MOTO") {
+    let venv = match std::env::var_os("GANTRY_MOTO_VENV") {
         Some(p) => PathBuf::from(p),
         None => {
             let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/gantry/moto/bin/moto_server")
+            PathBuf::from(home).join(".cache/gantry/moto")
         }
-    }
+    };
+    venv.join("bin/moto_server")
 }

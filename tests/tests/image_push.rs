@@ -73,8 +73,20 @@ fn pushes_a_layout_and_skips_what_the_registry_has() {
     assert!(r.stderr.contains("nothing to push"), "{}", r.stderr);
     assert_eq!(registry.uploads(), 4);
 
-    // A new tag for it: blobs are checked, none uploaded.
-    let r = ok(run(&mut push(&from, &to, &["v2"], &["--insecure"])));
+    // A new tag for it: blobs are checked, none uploaded. In GitHub Actions
+    // the step gets the digest, the pinned image and the tags as outputs.
+    let outputs = dir.path().join("github-output");
+    let mut cmd = push(&from, &to, &["v2"], &["--insecure"]);
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs);
+    let r = ok(run(&mut cmd));
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(outputs.contains(&format!("digest={digest}\n")), "{outputs}");
+    assert!(
+        outputs.contains(&format!("image={to}@{digest}\n")),
+        "{outputs}"
+    );
+    assert!(outputs.contains(&format!("tags={to}:v2\n")), "{outputs}");
     assert!(
         r.stderr.contains("pushed 0 blob(s), 0 B; 4 already"),
         "{}",
@@ -318,25 +330,6 @@ impl Ecr {
         self.moto.env(&mut cmd);
         run(&mut cmd)
     }
-
-    /// Asks moto through boto3, a client independent of gantry's.
-    fn boto3(&self, script: &str) -> serde_json::Value {
-        let python = gantry_tests::oci::moto_server().with_file_name("python");
-        let out = Command::new(python)
-            .arg("-c")
-            .arg(format!(
-                "import boto3, json\nc = boto3.client('ecr', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{script}",
-                self.moto.endpoint()
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
 }
 
 fn image_in(dir: &Path, tag: &str, seed: u64) -> (String, String) {
@@ -379,7 +372,7 @@ fn ecr_repository_is_ensured_and_pushed_to_with_its_token() {
         ecr.registry.tag("team/api", "v1").as_deref(),
         Some(digest.as_str())
     );
-    let repo = ecr.boto3(
+    let repo = ecr.moto.boto3(
         "r = c.describe_repositories(repositoryNames=['team/api'])['repositories'][0]\n\
          p = c.get_lifecycle_policy(repositoryName='team/api')['lifecyclePolicyText']\n\
          print(json.dumps([r['imageTagMutability'], r['imageScanningConfiguration']['scanOnPush'], json.loads(p)['rules'][0]['rulePriority']]))",
