@@ -102,6 +102,11 @@ struct TargetArgs {
     #[arg(long, value_name = "FILE", requires = "create_repo")]
     lifecycle_policy: Option<PathBuf>,
 
+    /// How many times to retry a registry request that failed transiently
+    /// (connection error, 408, 429, 5xx), with jittered exponential backoff.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(0..=100))]
+    retries: u16,
+
     /// How many blobs to upload at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
@@ -306,6 +311,7 @@ impl TargetArgs {
                 lifecycle_policy: self.lifecycle_policy,
             }),
             jobs: self.jobs.into(),
+            retries: self.retries.into(),
         }
     }
 }

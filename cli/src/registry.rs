@@ -228,6 +228,7 @@ impl Client {
         base: Url,
         repo: Repository,
         login: Arc<dyn LoginSource>,
+        retries: usize,
     ) -> Result<Client, RegistryError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
@@ -244,15 +245,9 @@ impl Client {
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
-                .with_max_times(6)
+                .with_max_times(retries)
                 .with_jitter(),
         })
-    }
-
-    /// Shorter retries, for tests that provoke failures on purpose.
-    pub fn with_backoff(mut self, backoff: ExponentialBuilder) -> Client {
-        self.backoff = backoff;
-        self
     }
 
     pub fn repository(&self) -> &Repository {

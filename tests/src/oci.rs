@@ -354,3 +354,124 @@ pub fn moto_server() -> PathBuf {
     };
     venv.join("bin/moto_server")
 }
+
+/// A request the fault proxy answers itself instead of forwarding.
+pub struct Fault {
+    pub method: &'static str,
+    /// A substring of the request path.
+    pub path: &'static str,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    /// How many matching requests get the fault.
+    pub times: usize,
+}
+
+/// An HTTP proxy in front of a real registry that injects failures (5xx,
+/// 429 with `Retry-After`) into chosen requests, and records what it did.
+pub struct FaultProxy {
+    pub port: u16,
+    pub injected: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
+        use axum::body::Body;
+        use axum::extract::{Request, State};
+        use axum::response::Response;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone)]
+        struct Shared {
+            upstream: String,
+            me: String,
+            client: reqwest::Client,
+            faults: Arc<Mutex<Vec<Fault>>>,
+            injected: Arc<Mutex<Vec<String>>>,
+        }
+
+        async fn handle(State(s): State<Shared>, req: Request) -> Response {
+            let method = req.method().clone();
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let fault = {
+                let mut faults = s.faults.lock().unwrap();
+                faults
+                    .iter_mut()
+                    .find(|f| f.times > 0 && f.method == method.as_str() && path.contains(f.path))
+                    .map(|f| {
+                        f.times -= 1;
+                        (f.status, f.retry_after)
+                    })
+            };
+            if let Some((status, retry_after)) = fault {
+                s.injected
+                    .lock()
+                    .unwrap()
+                    .push(format!("{status} {method} {path}"));
+                let mut resp = Response::builder().status(status);
+                if let Some(secs) = retry_after {
+                    resp = resp.header("retry-after", secs.to_string());
+                }
+                return resp.body(Body::empty()).unwrap();
+            }
+            let (parts, body) = req.into_parts();
+            let mut forward = s
+                .client
+                .request(parts.method, format!("http://{}{path}", s.upstream));
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let upstream = forward
+                .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+                .send()
+                .await
+                .expect("the registry answers");
+            let mut resp = Response::builder().status(upstream.status().as_u16());
+            for (name, value) in upstream.headers() {
+                let value = value
+                    .to_str()
+                    .unwrap_or_default()
+                    .replace(&s.upstream, &s.me);
+                resp = resp.header(name.as_str(), value);
+            }
+            resp.body(Body::from_stream(upstream.bytes_stream()))
+                .unwrap()
+        }
+
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let injected = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            upstream: upstream.to_owned(),
+            me: format!("127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            faults: Arc::new(Mutex::new(faults)),
+            injected: injected.clone(),
+        };
+        let app = axum::Router::new().fallback(handle).with_state(shared);
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        FaultProxy {
+            port,
+            injected,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

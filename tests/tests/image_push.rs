@@ -467,3 +467,71 @@ fn ecr_auth_failures_are_clear_and_keep_the_token_secret() {
         r.stderr
     );
 }
+
+#[test]
+fn transient_registry_failures_are_retried_and_persistent_ones_reported() {
+    use gantry_tests::oci::{Fault, FaultProxy};
+    let registry = Registry::start(None);
+    let fault = |method, path, status, retry_after, times| Fault {
+        method,
+        path,
+        status,
+        retry_after,
+        times,
+    };
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        vec![
+            fault("HEAD", "/manifests/v1", 429, Some(1), 1),
+            fault("HEAD", "/blobs/sha256:", 502, None, 2),
+            fault("PUT", "/blobs/uploads/", 503, None, 2),
+            fault("PUT", "/manifests/v1", 500, None, 1),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (from, digest) = image_in(dir.path(), "v1", 21);
+    let to = format!("{}/flaky", proxy.host());
+
+    let started = std::time::Instant::now();
+    let r = ok(run(&mut push(&from, &to, &["v1"], &["--insecure"])));
+    assert_eq!(r.stdout.trim(), format!("{to}@{digest}"));
+    assert_eq!(
+        registry.tag("flaky", "v1").as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(
+        proxy.injected.lock().unwrap().len(),
+        6,
+        "every fault was hit"
+    );
+    assert!(
+        r.stderr.contains("429 Too Many Requests; retrying"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+
+    // A registry that keeps failing: a bounded number of tries, then a clear error.
+    let broken = FaultProxy::start(
+        &registry.host(),
+        vec![fault("POST", "/blobs/uploads/", 503, None, 1000)],
+    );
+    let to = format!("{}/down", broken.host());
+    let r = run(&mut push(
+        &from,
+        &to,
+        &["v1"],
+        &["--insecure", "--retries", "2", "--jobs", "1"],
+    ));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("answered 503 Service Unavailable"),
+        "{}",
+        r.stderr
+    );
+    let posts = broken.injected.lock().unwrap().len();
+    assert_eq!(posts, 3, "the first try and 2 retries, then the push stops");
+}

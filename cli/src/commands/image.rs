@@ -26,6 +26,7 @@ pub struct Target {
     /// Create the ECR repository (or converge its settings).
     pub create_repo: Option<RepoSettings>,
     pub jobs: usize,
+    pub retries: usize,
 }
 
 pub struct PushOptions {
@@ -242,7 +243,7 @@ pub async fn destination(target: &Target) -> Result<Destination> {
         }
     };
     Ok(Destination {
-        client: Client::new(base, repo, login)?,
+        client: Client::new(base, repo, login, target.retries)?,
         ecr,
         immutable_tags,
     })
