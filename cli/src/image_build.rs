@@ -44,35 +44,59 @@ impl Builder {
 
     /// The requested builder if it works, or the first that does.
     pub fn pick(wanted: Option<Builder>) -> Result<Builder, BuildError> {
-        let probe = |b: Builder| -> Result<(), String> {
-            let mut cmd = match b {
-                Builder::Buildx => {
-                    let mut c = Command::new("docker");
-                    c.args(["buildx", "version"]);
-                    c
-                }
-                Builder::Buildah => {
-                    let mut c = Command::new("buildah");
-                    c.arg("--version");
-                    c
-                }
-            };
-            match cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
-                Ok(out) if out.status.success() => Ok(()),
-                Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-                Err(e) => Err(e.to_string()),
-            }
-        };
         match wanted {
-            Some(b) => probe(b).map(|()| b).map_err(|detail| BuildError::Unusable {
-                builder: b.name(),
-                detail,
-            }),
+            Some(b) => b
+                .probe()
+                .map(|()| b)
+                .map_err(|detail| BuildError::Unusable {
+                    builder: b.name(),
+                    detail,
+                }),
             None => [Builder::Buildx, Builder::Buildah]
                 .into_iter()
-                .find(|b| probe(*b).is_ok())
+                .find(|b| b.probe().is_ok())
                 .ok_or(BuildError::NoBuilder),
         }
+    }
+
+    fn probe(self) -> Result<(), String> {
+        let output = |program: &str, args: &[&str]| match Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            Err(e) => Err(format!("{program}: {e}")),
+        };
+        match self {
+            Builder::Buildah => output("buildah", &["--version"]).map(drop),
+            Builder::Buildx => {
+                let inspect = output("docker", &["buildx", "inspect"])?;
+                let driver = inspect
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Driver:"))
+                    .map(str::trim);
+                buildx_driver_exports_oci(driver)
+            }
+        }
+    }
+}
+
+/// The default `docker` driver cannot export OCI archives (unless the engine
+/// uses the containerd image store, which gantry does not assume).
+fn buildx_driver_exports_oci(driver: Option<&str>) -> Result<(), String> {
+    match driver {
+        Some("docker") => Err(
+            "the current buildx builder uses the `docker` driver, which cannot \
+             export OCI archives; create one with `docker buildx create --use` \
+             (docker/setup-buildx-action does)"
+                .to_owned(),
+        ),
+        Some(_) => Ok(()),
+        None => Err("`docker buildx inspect` names no driver".to_owned()),
     }
 }
 
@@ -378,6 +402,15 @@ mod tests {
               --output type=oci,dest=out.tar,name=k ctx"
             ]
         );
+    }
+
+    #[test]
+    fn buildx_needs_a_driver_that_exports_oci() {
+        assert!(buildx_driver_exports_oci(Some("docker-container")).is_ok());
+        assert!(buildx_driver_exports_oci(Some("kubernetes")).is_ok());
+        let err = buildx_driver_exports_oci(Some("docker")).unwrap_err();
+        assert!(err.contains("docker buildx create --use"), "{err}");
+        assert!(buildx_driver_exports_oci(None).is_err());
     }
 
     #[test]
