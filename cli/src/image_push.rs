@@ -69,10 +69,6 @@ impl Progress {
         }
     }
 
-    pub fn hidden() -> Progress {
-        Progress { bars: None }
-    }
-
     fn bar(&self, digest: &str, len: u64) -> ProgressBar {
         let Some(bars) = &self.bars else {
             return ProgressBar::hidden();
@@ -122,8 +118,12 @@ pub async fn push(
                 }
                 let bar = progress.bar(digest, file.len);
                 dest.client.upload_blob(digest, file, &bar).await?;
-                bar.finish();
-                tracing::info!("pushed blob {digest} ({})", HumanBytes(file.len));
+                if progress.bars.is_some() {
+                    bar.finish();
+                } else {
+                    // No bars (CI logs): one line per blob instead.
+                    tracing::info!("pushed blob {digest} ({})", HumanBytes(file.len));
+                }
                 uploaded.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(file.len, Ordering::Relaxed);
                 Ok(())
