@@ -288,12 +288,7 @@ impl Layout {
                 what: format!("{} bytes is too large for a manifest", desc.size()),
             });
         }
-        let file = self.blob_file(desc)?;
-        let mut bytes = Vec::with_capacity(file.len as usize);
-        let mut f = File::open(&file.path).map_err(|e| LayoutError::io(&file.path, e))?;
-        f.seek(SeekFrom::Start(file.offset))
-            .and_then(|_| f.take(file.len).read_to_end(&mut bytes))
-            .map_err(|e| LayoutError::io(&file.path, e))?;
+        let bytes = read_range(&self.blob_file(desc)?)?;
         let actual = sha256_digest(&bytes);
         if actual != desc.digest().to_string() {
             return Err(LayoutError::DigestMismatch {
@@ -330,13 +325,17 @@ impl Layout {
                 what: format!("{len} bytes is too large"),
             });
         }
-        let mut f = File::open(&path).map_err(|e| LayoutError::io(&path, e))?;
-        let mut bytes = Vec::with_capacity(len as usize);
-        f.seek(SeekFrom::Start(offset))
-            .and_then(|_| f.take(len).read_to_end(&mut bytes))
-            .map_err(|e| LayoutError::io(&path, e))?;
-        Ok(bytes)
+        read_range(&BlobFile { path, offset, len })
     }
+}
+
+fn read_range(file: &BlobFile) -> Result<Vec<u8>, LayoutError> {
+    let mut bytes = Vec::with_capacity(file.len as usize);
+    let mut f = File::open(&file.path).map_err(|e| LayoutError::io(&file.path, e))?;
+    f.seek(SeekFrom::Start(file.offset))
+        .and_then(|_| f.take(file.len).read_to_end(&mut bytes))
+        .map_err(|e| LayoutError::io(&file.path, e))?;
+    Ok(bytes)
 }
 
 /// An image ready to push.

@@ -263,16 +263,8 @@ impl Client {
     pub async fn blob_exists(&self, digest: &str) -> Result<bool, RegistryError> {
         let url = self.url(&format!("blobs/{digest}"));
         let op = format!("checking blob {digest}");
-        let resp = self
-            .retrying(&op, || async {
-                self.send(&op, || Ok(self.http.head(url.clone()))).await
-            })
-            .await?;
-        match resp.status() {
-            StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.status_error(&op, resp).await),
-        }
+        let resp = self.call(&op, || self.http.head(url.clone())).await?;
+        Ok(self.found(&op, resp).await?.is_some())
     }
 
     /// Uploads a blob from its file, hashing it on the way: a blob whose
@@ -289,10 +281,9 @@ impl Client {
             progress.set_position(0);
             let start = self
                 .send(&op, || {
-                    Ok(self
-                        .http
+                    self.http
                         .post(self.url("blobs/uploads/"))
-                        .header(CONTENT_LENGTH, 0))
+                        .header(CONTENT_LENGTH, 0)
                 })
                 .await?;
             if start.status() != StatusCode::ACCEPTED {
@@ -303,12 +294,11 @@ impl Client {
             let put = self
                 .send(&op, || {
                     let body = blob_body(file, digest, progress.clone(), &corrupt);
-                    Ok(self
-                        .http
+                    self.http
                         .put(url.clone())
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, file.len)
-                        .body(body))
+                        .body(body)
                 })
                 .await;
             if let Some(actual) = corrupt.get() {
@@ -331,18 +321,13 @@ impl Client {
         let url = self.url(&format!("manifests/{reference}"));
         let op = format!("looking up {}:{reference}", self.repo);
         let resp = self
-            .retrying(&op, || async {
-                self.send(&op, || {
-                    Ok(self.http.head(url.clone()).header(ACCEPT, MANIFEST_TYPES))
-                })
-                .await
+            .call(&op, || {
+                self.http.head(url.clone()).header(ACCEPT, MANIFEST_TYPES)
             })
             .await?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(self.status_error(&op, resp).await),
-        }
+        let Some(resp) = self.found(&op, resp).await? else {
+            return Ok(None);
+        };
         match header_str(resp.headers(), "docker-content-digest") {
             Some(d) => Ok(Some(d.to_owned())),
             // Not every registry sends the header on HEAD; the body settles it.
@@ -354,18 +339,13 @@ impl Client {
         let url = self.url(&format!("manifests/{reference}"));
         let op = format!("reading {}:{reference}", self.repo);
         let resp = self
-            .retrying(&op, || async {
-                self.send(&op, || {
-                    Ok(self.http.get(url.clone()).header(ACCEPT, MANIFEST_TYPES))
-                })
-                .await
+            .call(&op, || {
+                self.http.get(url.clone()).header(ACCEPT, MANIFEST_TYPES)
             })
             .await?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(self.status_error(&op, resp).await),
-        }
+        let Some(resp) = self.found(&op, resp).await? else {
+            return Ok(None);
+        };
         let media_type = header_str(resp.headers(), CONTENT_TYPE.as_str())
             .unwrap_or_default()
             .to_owned();
@@ -386,21 +366,35 @@ impl Client {
         let url = self.url(&format!("manifests/{reference}"));
         let op = format!("pushing manifest {}:{reference}", self.repo);
         let resp = self
-            .retrying(&op, || async {
-                self.send(&op, || {
-                    Ok(self
-                        .http
-                        .put(url.clone())
-                        .header(CONTENT_TYPE, media_type)
-                        .body(bytes.to_vec()))
-                })
-                .await
+            .call(&op, || {
+                self.http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.to_vec())
             })
             .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.status_error(&op, resp).await);
         }
         Ok(())
+    }
+
+    /// One request, retried while it fails transiently.
+    async fn call(
+        &self,
+        op: &str,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.retrying(op, || self.send(op, &make)).await
+    }
+
+    /// `Some` for 200, `None` for 404, an error for anything else.
+    async fn found(&self, op: &str, resp: Response) -> Result<Option<Response>, RegistryError> {
+        match resp.status() {
+            StatusCode::OK => Ok(Some(resp)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.status_error(op, resp).await),
+        }
     }
 
     async fn retrying<T, F, Fut>(&self, op: &str, f: F) -> Result<T, RegistryError>
@@ -426,11 +420,11 @@ impl Client {
     async fn send(
         &self,
         op: &str,
-        make: impl Fn() -> Result<RequestBuilder, RegistryError>,
+        make: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut challenged = false;
         loop {
-            let mut request = make()?;
+            let mut request = make();
             if let Some(auth) = self.authorization.lock().expect("lock").clone() {
                 request = request.header(AUTHORIZATION, auth.expose());
             }

@@ -12,7 +12,7 @@ use crate::build_key::{self, Inputs};
 use crate::ecr::{Ecr, EcrHost, RepoSettings};
 use crate::image_build::{self, Builder};
 use crate::image_push::{self, Destination, Progress, PushReport};
-use crate::oci_layout::{Layout, Source};
+use crate::oci_layout::{Image, Layout, Source};
 use crate::registry::{self, Client, LoginSource, Repository};
 
 /// Where to push, as given on the command line.
@@ -54,10 +54,7 @@ pub fn push(opts: PushOptions) -> Result<()> {
         registry::check_tag(tag).map_err(anyhow::Error::msg)?;
     }
     runtime()?.block_on(async {
-        let layout =
-            Layout::open(&opts.from).with_context(|| format!("cannot read {}", opts.from))?;
-        let root = layout.select(opts.from.tag.as_deref())?;
-        let image = layout.image(&root)?;
+        let (layout, image) = open_image(&opts.from)?;
         let dest = destination(&opts.target).await?;
         let report = image_push::push(
             &dest,
@@ -148,8 +145,7 @@ pub fn build(opts: BuildOptions) -> Result<()> {
                 .context("cannot write GitHub outputs")?;
             return Ok(());
         };
-        let layout = Layout::open(&from).with_context(|| format!("cannot read {from}"))?;
-        let image = layout.image(&layout.select(from.tag.as_deref())?)?;
+        let (layout, image) = open_image(&from)?;
         let jobs = opts.push.as_ref().map_or(4, |t| t.jobs);
         let report = image_push::push(&dest, &layout, &image, &tags, jobs, &Progress::auto())
             .await
@@ -161,6 +157,13 @@ pub fn build(opts: BuildOptions) -> Result<()> {
             })?;
         announce(&dest, &report, false)
     })
+}
+
+/// The image a source names, checked for what can be checked without a registry.
+fn open_image(from: &Source) -> Result<(Layout, Image)> {
+    let layout = Layout::open(from).with_context(|| format!("cannot read {from}"))?;
+    let image = layout.image(&layout.select(from.tag.as_deref())?)?;
+    Ok((layout, image))
 }
 
 /// OCI labels from the checkout; `created` honours `SOURCE_DATE_EPOCH`.
