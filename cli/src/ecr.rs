@@ -194,6 +194,9 @@ impl Ecr {
             .as_deref()
             .map(read_lifecycle_policy)
             .transpose()?;
+        let scanning = ImageScanningConfiguration::builder()
+            .scan_on_push(settings.scan_on_push)
+            .build();
         let mut done = Vec::new();
         match self.repository(name).await? {
             None => {
@@ -201,11 +204,7 @@ impl Ecr {
                     .create_repository()
                     .repository_name(name)
                     .image_tag_mutability(mutability)
-                    .image_scanning_configuration(
-                        ImageScanningConfiguration::builder()
-                            .scan_on_push(settings.scan_on_push)
-                            .build(),
-                    )
+                    .image_scanning_configuration(scanning)
                     .send()
                     .await
                     .map_err(|e| api_error("CreateRepository", e))?;
@@ -229,11 +228,7 @@ impl Ecr {
                     self.client
                         .put_image_scanning_configuration()
                         .repository_name(name)
-                        .image_scanning_configuration(
-                            ImageScanningConfiguration::builder()
-                                .scan_on_push(settings.scan_on_push)
-                                .build(),
-                        )
+                        .image_scanning_configuration(scanning)
                         .send()
                         .await
                         .map_err(|e| api_error("PutImageScanningConfiguration", e))?;
