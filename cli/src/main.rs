@@ -6,6 +6,7 @@ use gantry::bump::FileError;
 use gantry::commands;
 use gantry::git::GitError;
 use gantry::image_ref::ImageSpec;
+use rollout_controller::types::AnalysisPhase;
 
 /// GitOps delivery: build and push images, bump kustomizations, commit and push them race-safely.
 #[derive(Parser)]
@@ -38,6 +39,36 @@ enum Command {
     /// Build images and push them to ECR or any OCI registry.
     #[command(subcommand)]
     Image(ImageCommand),
+
+    /// Try AnalysisTemplates against Prometheus.
+    #[command(subcommand)]
+    Analysis(AnalysisCommand),
+}
+
+#[derive(Subcommand)]
+enum AnalysisCommand {
+    /// Measure a template's metrics once and print each query, value and verdict.
+    ///
+    /// Arguments are substituted and conditions judged exactly as the
+    /// rollout controller does. Exit status: 0 Successful, 2 Failed,
+    /// 3 Inconclusive, 1 for an error (bad template, Prometheus unreachable).
+    Run(AnalysisRunArgs),
+}
+
+#[derive(Args)]
+struct AnalysisRunArgs {
+    /// The AnalysisTemplate YAML.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: PathBuf,
+
+    /// A template argument (repeatable); needed for args without a default
+    /// and for Secret-backed ones.
+    #[arg(long = "arg", short = 'a', value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    args: Vec<(String, String)>,
+
+    /// Query this Prometheus instead of the template's address (e.g. a port-forward).
+    #[arg(long, value_name = "URL", env = "GANTRY_PROMETHEUS")]
+    prometheus: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -279,6 +310,20 @@ fn main() -> ExitCode {
                 tags: args.tags,
             };
             commands::image::push(opts).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
+        Command::Analysis(AnalysisCommand::Run(args)) => {
+            let opts = commands::analysis::Options {
+                file: args.file,
+                args: args.args,
+                prometheus: args.prometheus,
+            };
+            match commands::analysis::run(&opts) {
+                Ok(AnalysisPhase::Successful) => ExitCode::SUCCESS,
+                Ok(AnalysisPhase::Failed) => ExitCode::from(2),
+                Ok(AnalysisPhase::Inconclusive) => ExitCode::from(3),
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => fail(&e),
+            }
         }
         Command::Image(ImageCommand::Build(args)) => {
             let opts = commands::image::BuildOptions {

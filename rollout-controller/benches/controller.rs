@@ -75,7 +75,9 @@ fn decision_cost() {
                 action.into(),
             )]),
             routes_root_service: true,
+            hostname: None,
         }),
+        ..Default::default()
     };
     let d = decide(&r, &world);
     assert!(

@@ -130,6 +130,7 @@ mod tests {
             service_port: 80,
             root_service: "api".into(),
             annotation_prefix: "alb.ingress.kubernetes.io".into(),
+            direct: None,
         };
         let existing =
             BTreeMap::from([(MANAGED_ACTIONS.to_string(), "other:x/actions.y".to_string())]);

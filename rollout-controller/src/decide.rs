@@ -12,21 +12,31 @@
 //! - a Service is pointed at a ReplicaSet only once that ReplicaSet is fully
 //!   available;
 //! - a step counts as reached only when the observed Ingress already carries
-//!   its weights, so nothing advances on a write that has not landed;
+//!   its weights — and, when AWS is watched, the ALB shows them too — so
+//!   nothing advances on a write that has not landed;
 //! - old ReplicaSets are scaled down only after the weights that route away
-//!   from them are observed, and after their scale-down delay.
+//!   from them are observed, and after their scale-down delay;
+//! - an analysis gate passes only on a Successful run for this canary; a
+//!   failed one aborts, an inconclusive one pauses for a human.
+//!
+//! Measurements are taken by the glue before `decide` (the metrics due are
+//! read from the status this function wrote) and handed in with the world.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use crate::alb::{self, ForwardWeights};
+use crate::analysis::{self, ArgContext, Metric};
+use crate::elbv2::Observed;
 use crate::types::{
-    CanaryStatus, Condition, PauseCondition, Phase, Rollout, RolloutStatus, TrafficWeights,
-    WeightDestination,
+    AlbStatus, AnalysisPhase, AnalysisTemplateSpec, CanaryStatus, Condition, Measurement,
+    PauseCondition, Phase, Rollout, RolloutStatus, TrafficWeights, WeightDestination,
 };
-use crate::validate::{Plan, StepKind, validate};
+use crate::validate::{BACKGROUND, Plan, StepKind, validate};
 
 /// A ReplicaSet owned by the Rollout.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,16 +65,34 @@ pub struct IngressView {
     pub annotations: BTreeMap<String, String>,
     /// Whether some rule sends a path to the root service's `use-annotation` port.
     pub routes_root_service: bool,
+    /// The load balancer's DNS name from the Ingress status.
+    pub hostname: Option<String>,
 }
 
 /// Everything observed about one Rollout's world.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct World {
     pub now: Timestamp,
     pub replica_sets: Vec<ReplicaSetView>,
     pub stable_service: Option<ServiceView>,
     pub canary_service: Option<ServiceView>,
     pub ingress: Option<IngressView>,
+    /// The AnalysisTemplates of the Rollout's namespace the plan references.
+    pub templates: BTreeMap<String, AnalysisTemplateSpec>,
+    /// Measurements just taken for the running analyses.
+    pub measurements: Vec<Taken>,
+    /// The ALB as the ELBv2 API shows it (or why it could not be read);
+    /// `None` when AWS is not watched (verification off, no direct mode).
+    pub alb: Option<Result<Observed, String>>,
+}
+
+/// A measurement of one metric of one analysis run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub run: String,
+    pub pod_template_hash: String,
+    pub metric: String,
+    pub measurement: Measurement,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +123,10 @@ pub enum Action {
         ingress: String,
         annotations: BTreeMap<String, String>,
     },
+    /// Direct mode: set the listener's or rule's forward weights.
+    SetAlbWeights {
+        canary_weight: i32,
+    },
 }
 
 /// A Kubernetes Event to record: (reason, message).
@@ -110,17 +142,24 @@ pub struct Decision {
 }
 
 const PAUSE_REASON: &str = "CanaryPauseStep";
+const INCONCLUSIVE_REASON: &str = "InconclusiveAnalysisRun";
+/// Floor for analysis requeues, so a clock skew cannot spin the loop.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
+/// How often to look at AWS again while the ALB has not applied the weights.
+const VERIFY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The decision for one reconcile.
 pub fn decide(rollout: &Rollout, world: &World) -> Decision {
     let before = rollout.status.clone().unwrap_or_default();
     let mut d = Decider {
         name: rollout.metadata.name.clone().unwrap_or_default(),
+        meta: &rollout.metadata,
         world,
         status: before.clone(),
         actions: Vec::new(),
         requeue: None,
         events: Vec::new(),
+        metrics: BTreeMap::new(),
     };
     d.status.observed_generation = rollout.metadata.generation;
     match validate(&rollout.spec) {
@@ -149,11 +188,22 @@ pub fn decide(rollout: &Rollout, world: &World) -> Decision {
 
 struct Decider<'a> {
     name: String,
+    meta: &'a ObjectMeta,
     world: &'a World,
     status: RolloutStatus,
     actions: Vec<Action>,
     requeue: Option<Duration>,
     events: Vec<Note>,
+    /// Resolved metrics by analysis run name.
+    metrics: BTreeMap<String, Vec<Metric>>,
+}
+
+/// Where an analysis gate stands.
+enum Gate {
+    Passed,
+    Running,
+    Failed(String),
+    Inconclusive(String),
 }
 
 impl Decider<'_> {
@@ -176,6 +226,20 @@ impl Decider<'_> {
                         &format!("the stable ReplicaSet {}-{stable} is missing", self.name),
                     );
                     return;
+                }
+                // Analyses judge a canary; a bad template stops it before it starts.
+                let ctx = ArgContext {
+                    rollout: Some(self.meta),
+                    stable_hash: Some(&stable),
+                    latest_hash: Some(hash),
+                    secrets: None,
+                };
+                match analysis::resolve_plan(plan, &self.world.templates, &ctx) {
+                    Ok(metrics) => self.metrics = metrics,
+                    Err(errors) => {
+                        self.degraded("InvalidAnalysis", &errors.join("; "));
+                        return;
+                    }
                 }
                 self.canary(plan, &stable, hash, n);
             }
@@ -259,20 +323,22 @@ impl Decider<'_> {
         self.ensure_replicas(stable, plan.replicas);
         self.cancel_scale_down(stable);
 
+        self.record_measurements(hash);
         if self.status.abort {
             self.abort(plan, stable);
             return;
         }
         if self.status.aborted_at.take().is_some() {
-            // `retry` cleared abort: start the steps again.
+            // `retry` cleared abort: start the steps and the analyses again.
             self.status.current_step_index = Some(0);
+            self.status.analysis_runs.clear();
             self.events.push((
                 "RolloutRetried".into(),
                 "retrying the canary from the first step".into(),
             ));
         }
         // Any canary from an earlier template loses its traffic first.
-        let weights_now = self.observed_canary_weight(plan);
+        let weights_now = self.canary_weight_now(plan);
         let canary_service_elsewhere = self
             .service_hash(&plan.canary_service)
             .is_some_and(|h| h != hash && h != stable);
@@ -293,17 +359,36 @@ impl Decider<'_> {
             return;
         }
         let mut index = self.status.current_step_index.unwrap_or(0).clamp(0, n);
+        let background_start = plan
+            .background
+            .as_ref()
+            .map(|a| a.starting_step.unwrap_or(0));
+        if background_start.is_some_and(|s| index >= s && index < n)
+            && !self.background_analysis(hash)
+        {
+            if self.status.abort {
+                self.abort(plan, stable);
+            }
+            return;
+        }
         while index < n {
             let reached = match &plan.steps[index as usize] {
                 StepKind::SetWeight(w) => self.set_weight(plan, hash, *w),
-                // Hold the weight of the last setWeight (restart, drift) before pausing.
+                // Hold the weight of the last setWeight (restart, drift) while
+                // pausing or analysing.
                 StepKind::Pause(duration) => {
                     self.set_weight(plan, hash, weight_before(plan, index as usize))
-                        && self.pause(*duration)
+                        && self.hold(PAUSE_REASON, *duration, None)
                 }
-                // Rejected by validation until analysis is supported.
-                StepKind::Analysis(_) => false,
+                StepKind::Analysis(_) => {
+                    self.set_weight(plan, hash, weight_before(plan, index as usize))
+                        && self.step_analysis(index as usize, hash)
+                }
             };
+            if self.status.abort {
+                self.abort(plan, stable);
+                return;
+            }
             if !reached {
                 break;
             }
@@ -350,49 +435,51 @@ impl Decider<'_> {
         self.ensure_weights(plan, weight)
     }
 
-    fn pause(&mut self, duration: Option<Duration>) -> bool {
+    /// Holds the rollout with a pause condition until `duration` passes or a
+    /// human promotes (removes the pause conditions); true once released.
+    fn hold(&mut self, reason: &str, duration: Option<Duration>, why: Option<&str>) -> bool {
         let now = self.world.now;
-        if !self.status.controller_pause {
-            self.status.controller_pause = true;
-            self.status.pause_conditions = vec![PauseCondition {
-                reason: PAUSE_REASON.into(),
-                start_time: now.to_string(),
-            }];
-            self.paused(duration);
-            return false;
+        // One hold at a time: a new one replaces the condition of another.
+        if self.status.controller_pause && self.status.pause_conditions.is_empty() {
+            // Promote removed the pause conditions.
+            self.status.controller_pause = false;
+            self.events
+                .push(("Promoted".into(), format!("{} promoted", hold_name(reason))));
+            return true;
         }
         let Some(condition) = self
             .status
             .pause_conditions
             .iter()
-            .find(|c| c.reason == PAUSE_REASON)
+            .find(|c| c.reason == reason)
         else {
-            // Promote removed the pause condition.
-            self.status.controller_pause = false;
-            self.events
-                .push(("Promoted".into(), "pause step promoted".into()));
-            return true;
+            self.status.controller_pause = true;
+            self.status.pause_conditions = vec![PauseCondition {
+                reason: reason.into(),
+                start_time: now.to_string(),
+            }];
+            self.paused(duration, why);
+            return false;
         };
         if let Some(d) = duration {
             let start: Timestamp = condition.start_time.parse().unwrap_or(now);
             let end = start + SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
             if now >= end {
-                self.status
-                    .pause_conditions
-                    .retain(|c| c.reason != PAUSE_REASON);
+                self.status.pause_conditions.retain(|c| c.reason != reason);
                 self.status.controller_pause = false;
                 return true;
             }
             self.requeue_in(end.duration_since(now).unsigned_abs());
         }
-        self.paused(duration);
+        self.paused(duration, why);
         false
     }
 
-    fn paused(&mut self, duration: Option<Duration>) {
-        let message = match duration {
-            Some(d) => format!("paused for {}s at a canary step", d.as_secs()),
-            None => "paused at a canary step: waiting for promote".to_string(),
+    fn paused(&mut self, duration: Option<Duration>, why: Option<&str>) {
+        let message = match (why, duration) {
+            (Some(why), _) => format!("{why}: promote to continue, or abort"),
+            (None, Some(d)) => format!("paused for {}s at a canary step", d.as_secs()),
+            (None, None) => "paused at a canary step: waiting for promote".to_string(),
         };
         self.status.phase = Some(Phase::Paused);
         self.condition("Paused", true, PAUSE_REASON, &message);
@@ -422,6 +509,7 @@ impl Decider<'_> {
         }
         self.status.stable_rs = Some(hash.to_string());
         self.status.promote_full = false;
+        self.terminate_runs("the rollout completed");
         self.events.push((
             "RolloutCompleted".into(),
             format!("{hash} is now stable (was {stable})"),
@@ -450,6 +538,7 @@ impl Decider<'_> {
         };
         self.status.controller_pause = false;
         self.status.pause_conditions.clear();
+        self.terminate_runs("the rollout was aborted");
         self.point(&plan.stable_service, stable);
         if self.ensure_weights(plan, 0) {
             let due = aborted_at
@@ -460,10 +549,171 @@ impl Decider<'_> {
             self.retire_at(plan, &[stable], due, true);
         }
         self.status.phase = Some(Phase::Degraded);
-        self.status.message = Some(
-            "aborted: traffic is back on the stable version; retry or change the template".into(),
-        );
+        let failed = self
+            .status
+            .analysis_runs
+            .iter()
+            .find(|r| matches!(r.phase, AnalysisPhase::Failed | AnalysisPhase::Error));
+        let cause = failed.map_or(String::new(), |r| {
+            format!(
+                " after analysis {} failed ({})",
+                r.name,
+                r.message.as_deref().unwrap_or_default()
+            )
+        });
+        self.status.message = Some(format!(
+            "aborted{cause}: traffic is back on the stable version; retry or change the template"
+        ));
         self.condition("Paused", false, "Aborted", "");
+    }
+
+    // ---------------------------------------------------------------------
+    // Analysis.
+
+    /// Adds the measurements just taken to their runs and reassesses them.
+    fn record_measurements(&mut self, hash: &str) {
+        for taken in &self.world.measurements {
+            let Some(metric) = self
+                .metrics
+                .get(&taken.run)
+                .and_then(|ms| ms.iter().find(|m| m.name == taken.metric))
+            else {
+                continue;
+            };
+            let Some(run) = self.status.analysis_runs.iter_mut().find(|r| {
+                r.name == taken.run
+                    && r.pod_template_hash == hash
+                    && taken.pod_template_hash == hash
+                    && r.phase == AnalysisPhase::Running
+            }) else {
+                continue;
+            };
+            if let Some(result) = run.metrics.iter_mut().find(|r| r.name == taken.metric) {
+                analysis::record(result, metric, taken.measurement.clone());
+            }
+            analysis::assess_run(run);
+            if run.phase.completed() {
+                let note = format!(
+                    "analysis {} {:?}{}",
+                    run.name,
+                    run.phase,
+                    run.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                );
+                let reason = format!("AnalysisRun{:?}", run.phase);
+                self.events.push((reason, note));
+            }
+        }
+    }
+
+    /// Starts the run `name` for `hash` if it has not started, and reports
+    /// where it stands.
+    fn gate(&mut self, name: &str, hash: &str) -> Gate {
+        let metrics = self.metrics.get(name).cloned().unwrap_or_default();
+        let now = self.world.now;
+        let existing = self
+            .status
+            .analysis_runs
+            .iter()
+            .position(|r| r.name == name && r.pod_template_hash == hash);
+        let index = match existing {
+            Some(i) => i,
+            None => {
+                self.status
+                    .analysis_runs
+                    .push(analysis::new_run(name, hash, &metrics, now));
+                self.events.push((
+                    "AnalysisRunStarted".into(),
+                    format!("analysis {name} started"),
+                ));
+                self.status.analysis_runs.len() - 1
+            }
+        };
+        let run = &self.status.analysis_runs[index];
+        match run.phase {
+            AnalysisPhase::Successful => Gate::Passed,
+            AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Failed(format!(
+                "analysis {name}: {}",
+                run.message.as_deref().unwrap_or("failed")
+            )),
+            AnalysisPhase::Inconclusive => Gate::Inconclusive(format!(
+                "analysis {name} inconclusive ({})",
+                run.message.as_deref().unwrap_or_default()
+            )),
+            AnalysisPhase::Pending | AnalysisPhase::Running => {
+                let next = run
+                    .metrics
+                    .iter()
+                    .filter_map(|r| {
+                        let m = metrics.iter().find(|m| m.name == r.name)?;
+                        analysis::next_measurement(run, r, m)
+                    })
+                    .min();
+                if let Some(at) = next {
+                    let wait = at.duration_since(now);
+                    self.requeue_in(wait.unsigned_abs().max(MIN_REQUEUE));
+                }
+                Gate::Running
+            }
+        }
+    }
+
+    /// A blocking analysis step: reached when its run succeeds (or a human
+    /// promotes past an inconclusive one).
+    fn step_analysis(&mut self, index: usize, hash: &str) -> bool {
+        match self.gate(&format!("step-{index}"), hash) {
+            Gate::Passed => true,
+            Gate::Running => {
+                self.condition("Paused", false, "Progressing", "");
+                self.progressing(&format!("running analysis step-{index}"));
+                false
+            }
+            Gate::Failed(why) => {
+                self.fail(&why);
+                false
+            }
+            Gate::Inconclusive(why) => self.hold(INCONCLUSIVE_REASON, None, Some(&why)),
+        }
+    }
+
+    /// The background analysis: false while it holds the rollout (failed →
+    /// abort set; inconclusive → paused). A promote past an inconclusive run
+    /// starts a fresh one.
+    fn background_analysis(&mut self, hash: &str) -> bool {
+        match self.gate(BACKGROUND, hash) {
+            Gate::Passed | Gate::Running => true,
+            Gate::Failed(why) => {
+                self.fail(&why);
+                false
+            }
+            Gate::Inconclusive(why) => {
+                if !self.hold(INCONCLUSIVE_REASON, None, Some(&why)) {
+                    return false;
+                }
+                self.status
+                    .analysis_runs
+                    .retain(|r| !(r.name == BACKGROUND && r.pod_template_hash == hash));
+                self.gate(BACKGROUND, hash);
+                true
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        self.status.abort = true;
+        self.events.push(("AnalysisFailed".into(), why.to_string()));
+    }
+
+    /// Stops the runs still measuring (Argo marks them Successful, "terminated").
+    fn terminate_runs(&mut self, why: &str) {
+        for run in &mut self.status.analysis_runs {
+            if !run.phase.completed() {
+                run.phase = AnalysisPhase::Successful;
+                run.message = Some(format!("terminated: {why}"));
+            }
+        }
     }
 
     // ---------------------------------------------------------------------
@@ -528,7 +778,7 @@ impl Decider<'_> {
 
     /// The canary weight the Ingress carries now (None without ALB routing
     /// or when the annotation is absent or not ours).
-    fn observed_canary_weight(&self, plan: &Plan) -> Option<i32> {
+    fn annotated_canary_weight(&self, plan: &Plan) -> Option<i32> {
         let alb = plan.alb.as_ref()?;
         let value = self
             .world
@@ -541,37 +791,86 @@ impl Decider<'_> {
             .weight_of(&plan.canary_service)
     }
 
-    /// Writes the weights when the Ingress does not carry them yet; true
-    /// when it already does (or there is no traffic routing).
+    /// `(canary, stable)` weights AWS shows, when it is watched and readable.
+    fn aws_weights(&self) -> Option<(i32, i32)> {
+        self.world.alb.as_ref()?.as_ref().ok()?.weights
+    }
+
+    fn direct(plan: &Plan) -> bool {
+        plan.alb.as_ref().is_some_and(|a| a.direct.is_some())
+    }
+
+    /// The canary weight in force: what we set (the annotation, or the ALB
+    /// itself in direct mode).
+    fn canary_weight_now(&self, plan: &Plan) -> Option<i32> {
+        if Self::direct(plan) {
+            self.aws_weights().map(|(c, _)| c)
+        } else {
+            self.annotated_canary_weight(plan)
+        }
+    }
+
+    /// Writes the weights where they are not yet; true once they are in
+    /// force: carried by the Ingress and, when AWS is watched, shown by the
+    /// ALB (or no traffic routing at all).
     fn ensure_weights(&mut self, plan: &Plan, canary: i32) -> bool {
         let Some(alb) = &plan.alb else {
             return true;
         };
-        if self.observed_canary_weight(plan) == Some(canary) {
-            return true;
+        let want = (canary, 100 - canary);
+        if alb.direct.is_none() && self.annotated_canary_weight(plan) != Some(canary) {
+            let ingress = self
+                .world
+                .ingress
+                .as_ref()
+                .expect("checked by check_references");
+            let weights = ForwardWeights {
+                canary_service: plan.canary_service.clone(),
+                stable_service: plan.stable_service.clone(),
+                port: alb.service_port,
+                canary_weight: canary,
+            };
+            let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
+            self.actions.push(Action::SetIngressAction {
+                ingress: ingress.name.clone(),
+                annotations,
+            });
+            return false;
         }
-        let ingress = self
-            .world
-            .ingress
-            .as_ref()
-            .expect("checked by check_references");
-        let weights = ForwardWeights {
-            canary_service: plan.canary_service.clone(),
-            stable_service: plan.stable_service.clone(),
-            port: alb.service_port,
-            canary_weight: canary,
+        let note = match &self.world.alb {
+            None if alb.direct.is_some() => "direct mode needs the ELBv2 API".to_string(),
+            None => return true,
+            Some(Ok(o)) if o.weights == Some(want) => return true,
+            Some(Ok(_)) if alb.direct.is_some() => {
+                self.actions.push(Action::SetAlbWeights {
+                    canary_weight: canary,
+                });
+                return false;
+            }
+            Some(Ok(o)) => match o.weights {
+                Some((c, s)) => format!(
+                    "waiting for the ALB to apply weights {}/{} (it shows {c}/{s})",
+                    want.0, want.1
+                ),
+                None => "waiting for the ALB to forward to both target groups".to_string(),
+            },
+            Some(Err(e)) => format!("cannot verify the ALB weights: {e}"),
         };
-        let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
-        self.actions.push(Action::SetIngressAction {
-            ingress: ingress.name.clone(),
-            annotations,
-        });
+        if let Some(status) = &mut self.status.alb {
+            status.message = Some(note);
+        }
+        self.requeue_in(VERIFY_INTERVAL);
         false
     }
 
-    /// Records the weights the Ingress carries in the status.
+    /// Records the weights in force, and what AWS shows, in the status.
     fn observe_weights(&mut self, plan: &Plan) {
-        let observed = self.observed_canary_weight(plan);
+        let observed = self.canary_weight_now(plan);
+        let verified = self
+            .world
+            .alb
+            .as_ref()
+            .map(|_| observed.is_some_and(|w| self.aws_weights() == Some((w, 100 - w))));
         self.status.canary = CanaryStatus {
             weights: observed.map(|w| TrafficWeights {
                 canary: WeightDestination {
@@ -584,9 +883,22 @@ impl Decider<'_> {
                     service_name: Some(plan.stable_service.clone()),
                     pod_template_hash: self.service_hash(&plan.stable_service),
                 },
-                verified: None,
+                verified,
             }),
         };
+        self.status.alb = self.world.alb.as_ref().map(|o| match o {
+            Ok(o) => AlbStatus {
+                load_balancer: o.load_balancer.clone(),
+                stable_target_group: o.stable.clone(),
+                canary_target_group: o.canary.clone(),
+                rule: o.rule.clone(),
+                message: None,
+            },
+            Err(e) => AlbStatus {
+                message: Some(e.clone()),
+                ..Default::default()
+            },
+        });
     }
 
     /// Schedules every ReplicaSet not in `keep` for scale-down after `delay`.
@@ -608,8 +920,10 @@ impl Decider<'_> {
             // pods, or the canary Service's while it has weight.
             let selects =
                 |service: &str| self.service_hash(service).as_deref() == Some(rs.hash.as_str());
-            let canary_traffic =
-                plan.alb.is_none() || self.observed_canary_weight(plan).unwrap_or(100) > 0;
+            // Unknown weights count as traffic; so does a weight AWS still shows.
+            let canary_traffic = plan.alb.is_none()
+                || self.canary_weight_now(plan).unwrap_or(100) > 0
+                || self.aws_weights().is_some_and(|(c, _)| c > 0);
             let selected = !force
                 && (selects(&plan.stable_service)
                     || (selects(&plan.canary_service) && canary_traffic));
@@ -656,7 +970,7 @@ impl Decider<'_> {
                 return Err(format!("{field} {name:?} not found"));
             }
         }
-        if let Some(alb) = &plan.alb {
+        if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
             match &self.world.ingress {
                 None => return Err(format!("ingress {:?} not found", alb.ingress)),
                 Some(i) if !i.routes_root_service => {
@@ -681,6 +995,10 @@ impl Decider<'_> {
     }
 
     fn reset_for(&mut self, hash: &str) {
+        // Runs of another template judged something that is gone.
+        self.status
+            .analysis_runs
+            .retain(|r| r.pod_template_hash == hash);
         self.status.current_pod_hash = Some(hash.to_string());
         self.status.pause_conditions.clear();
         self.status.controller_pause = false;
@@ -763,4 +1081,11 @@ pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
         return 0;
     }
     ((replicas * weight + 99) / 100).max(1)
+}
+
+fn hold_name(reason: &str) -> &'static str {
+    match reason {
+        INCONCLUSIVE_REASON => "inconclusive analysis",
+        _ => "pause step",
+    }
 }

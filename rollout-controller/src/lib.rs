@@ -6,10 +6,13 @@
 //! `server` (health and metrics endpoints), `run` (wiring).
 
 pub mod alb;
+pub mod analysis;
 pub mod decide;
+pub mod elbv2;
 pub mod hash;
 pub mod leader;
 pub mod metrics;
+pub mod prometheus;
 pub mod reconcile;
 pub mod run;
 pub mod server;

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 use rollout_controller::run::{Settings, run};
-use rollout_controller::types::Rollout;
+use rollout_controller::types::{AnalysisTemplate, Rollout};
 
 /// In-cluster canary controller for gantry.dev/v1alpha1 Rollouts.
 #[derive(Parser)]
@@ -33,6 +33,18 @@ struct Cli {
 
     #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "LOG_FORMAT")]
     log_format: LogFormat,
+
+    /// Verify on AWS (ELBv2 API) that the ALB applies the weights before a
+    /// step counts as reached. auto: when AWS credentials are available.
+    #[arg(long, value_enum, default_value_t = Verify::Auto, env = "VERIFY_ALB_WEIGHTS")]
+    verify_alb_weights: Verify,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Verify {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -50,8 +62,14 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // reqwest (Prometheus) and the AWS SDK use rustls; ring is kube's provider too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Some(Command::Crd) = cli.command {
-        let yaml = serde_yaml::to_string(&Rollout::crd())?;
+        let yaml = format!(
+            "{}---\n{}",
+            serde_yaml::to_string(&Rollout::crd())?,
+            serde_yaml::to_string(&AnalysisTemplate::crd())?
+        );
         // A closed pipe (`| head`) is not an error worth a panic.
         let _ = std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes());
         return Ok(());
@@ -73,6 +91,11 @@ async fn main() -> anyhow::Result<()> {
         lease_namespace: cli.lease_namespace,
         lease_name: cli.lease_name,
         identity,
+        verify_alb: match cli.verify_alb_weights {
+            Verify::Auto => None,
+            Verify::Always => Some(true),
+            Verify::Never => Some(false),
+        },
     })
     .await
 }

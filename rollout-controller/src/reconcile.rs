@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -18,9 +18,11 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::alb::{self, ForwardWeights};
-use crate::decide::{Action, IngressView, ReplicaSetView, ServiceView, World, decide};
+use crate::analysis::{self, ArgContext};
+use crate::decide::{Action, IngressView, ReplicaSetView, ServiceView, Taken, World, decide};
+use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
-use crate::types::{POD_TEMPLATE_HASH, Rollout};
+use crate::types::{AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
 use crate::validate::validate;
 
 pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
@@ -34,10 +36,16 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("rollout has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    Aws(#[from] crate::elbv2::AwsError),
 }
 
 pub struct Context {
     pub client: Client,
+    pub prometheus: crate::prometheus::Client,
+    /// The ELBv2 API (direct mode, and verification when `verify_alb`).
+    pub elbv2: Option<Elbv2>,
+    pub verify_alb: bool,
     pub recorder: Recorder,
     pub metrics: Metrics,
     /// Only the leader writes; the others keep their caches warm.
@@ -45,7 +53,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Metrics) -> Context {
+    pub fn new(client: Client, metrics: Metrics, prometheus: crate::prometheus::Client) -> Context {
         let reporter = kube::runtime::events::Reporter {
             controller: MANAGER.into(),
             instance: None,
@@ -53,6 +61,9 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            prometheus,
+            elbv2: None,
+            verify_alb: false,
             metrics,
             leader: AtomicBool::new(false),
         }
@@ -92,11 +103,13 @@ pub fn error_policy(
 
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
-    let world = observe(rollout, &ns, &ctx.client).await?;
+    let mut world = observe(rollout, &ns, &ctx.client).await?;
+    world.alb = observe_alb(rollout, &ns, &world, ctx).await;
+    world.measurements = measure(rollout, &ns, &world, ctx).await?;
     let decision = decide(rollout, &world);
     for action in &decision.actions {
         tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
-        execute(rollout, &ns, action, &ctx.client).await?;
+        execute(rollout, &ns, action, ctx).await?;
     }
     if rollout.status.as_ref() != Some(&decision.status) {
         let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
@@ -199,17 +212,182 @@ pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<Wor
             api.get_opt(&alb.ingress).await?.map(|i| IngressView {
                 name: alb.ingress.clone(),
                 routes_root_service: routes_to_annotation(&i, &alb.root_service),
+                hostname: i.status.as_ref().and_then(|s| {
+                    s.load_balancer
+                        .as_ref()?
+                        .ingress
+                        .as_ref()?
+                        .first()?
+                        .hostname
+                        .clone()
+                }),
                 annotations: i.metadata.annotations.unwrap_or_default(),
             })
         }
     };
+    let mut templates = BTreeMap::new();
+    if let Ok(plan) = validate(&rollout.spec) {
+        let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
+        for (_, _, a) in plan.analyses() {
+            for t in &a.templates {
+                if templates.contains_key(&t.template_name) {
+                    continue;
+                }
+                if let Some(found) = api.get_opt(&t.template_name).await? {
+                    templates.insert(t.template_name.clone(), found.spec);
+                }
+            }
+        }
+    }
     Ok(World {
         now: k8s_openapi::jiff::Timestamp::now(),
         replica_sets: owned,
         stable_service,
         canary_service,
         ingress,
+        templates,
+        measurements: Vec::new(),
+        alb: None,
     })
+}
+
+/// What the ELBv2 API shows for the Rollout's traffic split: always in
+/// direct mode, in ingress mode when verification is on.
+async fn observe_alb(
+    rollout: &Rollout,
+    ns: &str,
+    world: &World,
+    ctx: &Context,
+) -> Option<Result<crate::elbv2::Observed, String>> {
+    let plan = validate(&rollout.spec).ok()?;
+    let alb = plan.alb.as_ref()?;
+    let Some(aws) = &ctx.elbv2 else {
+        return alb
+            .direct
+            .as_ref()
+            .map(|_| Err("direct mode needs the ELBv2 API, which is not configured".into()));
+    };
+    let observed = match &alb.direct {
+        Some(direct) => aws.observe_direct(direct).await,
+        None if ctx.verify_alb => {
+            let ingress = world.ingress.as_ref()?;
+            let Some(hostname) = &ingress.hostname else {
+                return Some(Err(format!(
+                    "Ingress {} has no load balancer hostname in its status yet",
+                    ingress.name
+                )));
+            };
+            aws.observe_ingress(&IngressTarget {
+                hostname,
+                namespace: ns,
+                ingress: &alb.ingress,
+                canary_service: &plan.canary_service,
+                stable_service: &plan.stable_service,
+                port: alb.service_port,
+            })
+            .await
+        }
+        None => return None,
+    };
+    Some(observed.map_err(|e| {
+        tracing::warn!(rollout = %rollout.name_any(), error = %e, "cannot read the ALB");
+        e.to_string()
+    }))
+}
+
+/// Takes the measurements due for the Rollout's running analyses, all at
+/// once; each query and value is logged (secret arguments masked).
+async fn measure(
+    rollout: &Rollout,
+    ns: &str,
+    world: &World,
+    ctx: &Context,
+) -> Result<Vec<Taken>, Error> {
+    let status = rollout.status.clone().unwrap_or_default();
+    let (Ok(plan), Some(hash)) = (validate(&rollout.spec), status.current_pod_hash.as_deref())
+    else {
+        return Ok(Vec::new());
+    };
+    let running: Vec<_> = status
+        .analysis_runs
+        .iter()
+        .filter(|r| r.phase == AnalysisPhase::Running && r.pod_template_hash == hash)
+        .collect();
+    if running.is_empty() || status.abort {
+        return Ok(Vec::new());
+    }
+    let secrets = read_secrets(world, ns, &ctx.client).await?;
+    let args = ArgContext {
+        rollout: Some(&rollout.metadata),
+        stable_hash: status.stable_rs.as_deref(),
+        latest_hash: Some(hash),
+        secrets: Some(&secrets),
+    };
+    // An invalid analysis is reported by `decide`; nothing to measure.
+    let Ok(metrics) = analysis::resolve_plan(&plan, &world.templates, &args) else {
+        return Ok(Vec::new());
+    };
+    let due = running.iter().flat_map(|run| {
+        let run_metrics = metrics
+            .get(&run.name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        analysis::due(run, run_metrics, world.now)
+            .into_iter()
+            .map(move |m| (run.name.clone(), m))
+    });
+    let name = rollout.name_any();
+    let taken = futures::future::join_all(due.map(|(run, metric)| {
+        let name = &name;
+        async move {
+            let (measurement, _) = crate::prometheus::measure(&ctx.prometheus, metric).await;
+            tracing::info!(
+                rollout = %name,
+                run = %run,
+                metric = %metric.name,
+                query = %metric.display_query,
+                value = measurement.value.as_deref().unwrap_or("-"),
+                phase = ?measurement.phase,
+                message = measurement.message.as_deref().unwrap_or(""),
+                "measured"
+            );
+            Taken {
+                run,
+                pod_template_hash: hash.to_string(),
+                metric: metric.name.clone(),
+                measurement,
+            }
+        }
+    }))
+    .await;
+    Ok(taken)
+}
+
+/// The Secret keys the templates' arguments read.
+async fn read_secrets(
+    world: &World,
+    ns: &str,
+    client: &Client,
+) -> Result<BTreeMap<SecretKeyRef, String>, Error> {
+    let refs: std::collections::BTreeSet<&SecretKeyRef> = world
+        .templates
+        .values()
+        .flat_map(|t| &t.args)
+        .filter_map(|a| a.value_from.as_ref()?.secret_key_ref.as_ref())
+        .collect();
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut values = BTreeMap::new();
+    for r in refs {
+        let value = api
+            .get_opt(&r.name)
+            .await?
+            .and_then(|s| s.data?.remove(&r.key))
+            .and_then(|b| String::from_utf8(b.0).ok());
+        if let Some(v) = value {
+            values.insert(r.clone(), v);
+        }
+    }
+    Ok(values)
 }
 
 /// A Service and the pod-template-hash its selector pins, if it exists.
@@ -261,12 +439,8 @@ fn routes_to_annotation(ingress: &Ingress, service: &str) -> bool {
         })
 }
 
-async fn execute(
-    rollout: &Rollout,
-    ns: &str,
-    action: &Action,
-    client: &Client,
-) -> Result<(), Error> {
+async fn execute(rollout: &Rollout, ns: &str, action: &Action, ctx: &Context) -> Result<(), Error> {
+    let client = &ctx.client;
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::default();
     match action {
@@ -316,6 +490,17 @@ async fn execute(
             ingresses
                 .patch(ingress, &params, &Patch::Merge(patch))
                 .await?;
+        }
+        Action::SetAlbWeights { canary_weight } => {
+            let direct = validate(&rollout.spec)
+                .ok()
+                .and_then(|p| p.alb?.direct)
+                .expect("decided for a direct-mode plan");
+            let aws = ctx
+                .elbv2
+                .as_ref()
+                .expect("decided with the ELBv2 API observed");
+            aws.set_direct(&direct, *canary_weight).await?;
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
-use crate::types::{POD_TEMPLATE_HASH, Rollout};
+use crate::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
 use crate::validate::validate;
 
 pub struct Settings {
@@ -26,12 +26,25 @@ pub struct Settings {
     pub lease_namespace: String,
     pub lease_name: String,
     pub identity: String,
+    /// Check on AWS that the ALB applies the Ingress weights before a step
+    /// counts as reached: `None` = when AWS credentials are available.
+    pub verify_alb: Option<bool>,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Metrics::default();
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone()));
+    let prometheus = crate::prometheus::Client::new()?;
+    let mut ctx = Context::new(client.clone(), metrics.clone(), prometheus);
+    let (elbv2, credentials) = crate::elbv2::Elbv2::from_env().await;
+    ctx.verify_alb = settings.verify_alb.unwrap_or(credentials);
+    ctx.elbv2 = Some(elbv2);
+    tracing::info!(
+        verify = ctx.verify_alb,
+        aws_credentials = credentials,
+        "ALB weight verification"
+    );
+    let ctx = Arc::new(ctx);
     let api = |c: &Client| match &settings.namespace {
         Some(ns) => (
             Api::<Rollout>::namespaced(c.clone(), ns),
@@ -81,6 +94,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let by_service = store.clone();
     let by_ingress = store.clone();
+    let by_template = store.clone();
+    let templates: Api<AnalysisTemplate> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(crate::server::serve(
         settings.listen,
@@ -107,6 +125,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     plan.alb
                         .as_ref()
                         .is_some_and(|a| a.ingress == ing.name_any())
+                })
+            },
+        )
+        .watches(
+            templates,
+            watcher::Config::default(),
+            move |t: AnalysisTemplate| {
+                referencing(&by_template, &t.namespace().unwrap_or_default(), |plan| {
+                    plan.analyses().any(|(_, _, a)| {
+                        a.templates.iter().any(|r| r.template_name == t.name_any())
+                    })
                 })
             },
         )

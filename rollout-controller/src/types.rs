@@ -189,6 +189,8 @@ pub struct AnalysisTemplateRef {
     pub cluster_scope: Option<bool>,
 }
 
+/// An argument: a literal `value`, or a `valueFrom` source. Rollouts may use
+/// `podTemplateHashValue` and `fieldRef`; templates may use `secretKeyRef`.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisArg {
@@ -196,8 +198,37 @@ pub struct AnalysisArg {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub value_from: Option<Value>,
+    pub value_from: Option<ValueFrom>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFrom {
+    /// `Stable` or `Latest`: the pod template hash of that ReplicaSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash_value: Option<String>,
+    /// A field of the Rollout: `metadata.name`, `metadata.namespace`,
+    /// `metadata.labels['k']` or `metadata.annotations['k']`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+    /// A key of a Secret in the Rollout's namespace (template args only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRef {
+    pub field_path: String,
+}
+
+#[derive(
+    Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -228,9 +259,16 @@ pub struct TrafficRouting {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlbTrafficRouting {
-    /// The Ingress whose `actions.<rootService>` annotation holds the weights.
+    /// The Ingress whose `actions.<rootService>` annotation holds the weights
+    /// (ingress mode; leave empty with `direct`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ingress: String,
+    #[serde(default)]
     pub service_port: i32,
+    /// Direct mode: the controller sets the weights on a listener or rule
+    /// the AWS Load Balancer Controller does not own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<AlbDirect>,
     /// The service named in the Ingress rule (default: stableService).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_service: Option<String>,
@@ -243,6 +281,21 @@ pub struct AlbTrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub stickiness_config: Option<Value>,
+}
+
+/// A listener's default action or a listener rule forwarding to two target
+/// groups (e.g. a Terraform-managed ALB with TargetGroupBindings).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlbDirect {
+    /// Set the listener's default action (give this or `ruleArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_arn: Option<String>,
+    /// Set one listener rule's forward action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_arn: Option<String>,
+    pub stable_target_group_arn: String,
+    pub canary_target_group_arn: String,
 }
 
 /// Any JSON value, kept as is by the API server.
@@ -310,6 +363,114 @@ pub struct RolloutStatus {
     pub selector: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The analysis runs of the current canary: the step analysis being
+    /// run (or last run) and the background analysis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis_runs: Vec<AnalysisRunStatus>,
+    /// The AWS resources the weights were verified on (or set on, in direct mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alb: Option<AlbStatus>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlbStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<AwsResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_target_group: Option<AwsResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_target_group: Option<AwsResource>,
+    /// The listener rule (or listener, for a default action) carrying the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Why the weights could not be read, when they could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsResource {
+    pub name: String,
+    pub arn: String,
+}
+
+/// Argo's analysis phases.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AnalysisPhase {
+    #[default]
+    Pending,
+    Running,
+    Successful,
+    Failed,
+    Error,
+    Inconclusive,
+}
+
+impl AnalysisPhase {
+    /// Whether the phase is final.
+    pub fn completed(self) -> bool {
+        !matches!(self, AnalysisPhase::Pending | AnalysisPhase::Running)
+    }
+}
+
+/// One analysis run, kept in the Rollout status instead of a separate object.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunStatus {
+    /// `step-<index>` for a step analysis, `background` for the background one.
+    pub name: String,
+    /// The canary ReplicaSet this run judges.
+    pub pod_template_hash: String,
+    pub phase: AnalysisPhase,
+    /// RFC 3339.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub metrics: Vec<MetricResult>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    pub name: String,
+    pub phase: AnalysisPhase,
+    /// The query with its arguments substituted (secret values masked).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub query: String,
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default)]
+    pub successful: i32,
+    #[serde(default)]
+    pub failed: i32,
+    #[serde(default)]
+    pub inconclusive: i32,
+    #[serde(default)]
+    pub error: i32,
+    #[serde(default)]
+    pub consecutive_error: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The latest measurements, oldest first (at most ten kept).
+    #[serde(default)]
+    pub measurements: Vec<Measurement>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    pub phase: AnalysisPhase,
+    /// The result as Argo prints it: `0.012` for a scalar, `[0.012,0.3]` for a vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    pub finished_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -360,4 +521,99 @@ pub struct Condition {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+}
+
+/// Metrics a canary is judged by, referenced from `steps[].analysis` and
+/// `strategy.canary.analysis`; shaped like Argo's AnalysisTemplate.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "gantry.dev",
+    version = "v1alpha1",
+    kind = "AnalysisTemplate",
+    namespaced,
+    shortname = "at",
+    category = "gantry"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisArg>,
+    pub metrics: Vec<Metric>,
+    /// Argo fields gantry does not support; rejected by name when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque")]
+    pub dry_run: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque")]
+    pub measurement_retention: Option<Value>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    pub name: String,
+    /// Time between measurements (`30s`, `5m`); absent = measure once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Wait before the first measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<String>,
+    /// Measurements to take (default 1 without interval; unbounded with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<IntOrString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<String>,
+    /// Failed measurements tolerated (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<IntOrString>,
+    /// Inconclusive measurements tolerated (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<IntOrString>,
+    /// Consecutive errors tolerated (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_error_limit: Option<IntOrString>,
+    pub provider: MetricProvider,
+}
+
+/// Other providers are kept by the API server so that they are rejected by name.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct MetricProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetric>,
+    /// Every other Argo provider (web, datadog, job, …): rejected by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: std::collections::BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetric {
+    /// e.g. `http://prometheus.monitoring:9090`
+    pub address: String,
+    /// PromQL; `{{args.NAME}}` is replaced by the argument's value.
+    pub query: String,
+    /// Seconds to wait for an answer (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// Extra request headers, e.g. `Authorization: Bearer {{args.token}}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<Header>,
+    /// Skip TLS certificate verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque")]
+    pub authentication: Option<Value>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    pub key: String,
+    pub value: String,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::types::{RolloutAnalysis, RolloutSpec, Step};
+use crate::types::{AlbDirect, RolloutAnalysis, RolloutSpec, Step};
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
 const DEFAULT_SCALE_DOWN_DELAY: u64 = 30;
@@ -25,7 +25,34 @@ pub struct Plan {
     pub revision_history_limit: i32,
     pub paused: bool,
     pub min_ready_seconds: i32,
+    /// `strategy.canary.analysis`: runs from the step index `starting_step`.
+    pub background: Option<RolloutAnalysis>,
 }
+
+impl Plan {
+    /// Every analysis of the plan: `(run name, field path, analysis)`.
+    pub fn analyses(&self) -> impl Iterator<Item = (String, String, &RolloutAnalysis)> {
+        let steps = self.steps.iter().enumerate().filter_map(|(i, s)| match s {
+            StepKind::Analysis(a) => Some((
+                format!("step-{i}"),
+                format!("spec.strategy.canary.steps[{i}].analysis"),
+                a,
+            )),
+            _ => None,
+        });
+        let background = self.background.iter().map(|a| {
+            (
+                BACKGROUND.to_string(),
+                "spec.strategy.canary.analysis".to_string(),
+                a,
+            )
+        });
+        steps.chain(background)
+    }
+}
+
+/// The name of the background analysis run.
+pub const BACKGROUND: &str = "background";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
@@ -35,13 +62,15 @@ pub enum StepKind {
     Analysis(RolloutAnalysis),
 }
 
-/// ALB routing through the AWS Load Balancer Controller's Ingress annotation.
+/// ALB routing: through the AWS Load Balancer Controller's Ingress
+/// annotation, or (`direct`) on a listener or rule set through the ELBv2 API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alb {
     pub ingress: String,
     pub service_port: i32,
     pub root_service: String,
     pub annotation_prefix: String,
+    pub direct: Option<AlbDirect>,
 }
 
 impl Alb {
@@ -124,9 +153,6 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         "dynamicStableScale",
         &mut errors,
     );
-    if let Some(a) = &canary.analysis {
-        check_analysis(&format!("{c}.analysis"), a, &mut errors);
-    }
 
     let replicas = spec.replicas.unwrap_or(1);
     if replicas < 0 {
@@ -185,14 +211,19 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
                         "target group stickiness",
                         &mut errors,
                     );
-                    if alb.ingress.is_empty() {
-                        errors.push(format!("{t}.alb.ingress: required"));
-                    }
-                    if !(1..=65535).contains(&alb.service_port) {
-                        errors.push(format!(
-                            "{t}.alb.servicePort: must be a port number, got {}",
-                            alb.service_port
-                        ));
+                    match &alb.direct {
+                        Some(d) => check_direct(&format!("{t}.alb"), alb, d, &mut errors),
+                        None => {
+                            if alb.ingress.is_empty() {
+                                errors.push(format!("{t}.alb.ingress: required (or direct)"));
+                            }
+                            if !(1..=65535).contains(&alb.service_port) {
+                                errors.push(format!(
+                                    "{t}.alb.servicePort: must be a port number, got {}",
+                                    alb.service_port
+                                ));
+                            }
+                        }
                     }
                     Some(Alb {
                         ingress: alb.ingress.clone(),
@@ -205,6 +236,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
                             .annotation_prefix
                             .clone()
                             .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.to_string()),
+                        direct: alb.direct.clone(),
                     })
                 }
             }
@@ -217,6 +249,11 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             Ok(kind) => {
                 if let StepKind::Analysis(a) = &kind {
                     check_analysis(&format!("{c}.steps[{i}].analysis"), a, &mut errors);
+                    if a.starting_step.is_some() {
+                        errors.push(format!(
+                            "{c}.steps[{i}].analysis.startingStep: only for the background analysis"
+                        ));
+                    }
                 }
                 steps.push(kind);
             }
@@ -224,6 +261,16 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         }
     }
 
+    if let Some(a) = &canary.analysis {
+        check_analysis(&format!("{c}.analysis"), a, &mut errors);
+        let start = a.starting_step.unwrap_or(0);
+        if !(0..=steps.len() as i32).contains(&start) {
+            errors.push(format!(
+                "{c}.analysis.startingStep: must be a step index from 0 to {}, got {start}",
+                steps.len()
+            ));
+        }
+    }
     let delay = |field: &str, v: Option<i32>, errors: &mut Vec<String>| match v {
         Some(s) if s < 0 => {
             errors.push(format!("{c}.{field}: must be 0 or more seconds, got {s}"));
@@ -259,6 +306,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             .max(0),
         paused: spec.paused.unwrap_or(false),
         min_ready_seconds: spec.min_ready_seconds.unwrap_or(0).max(0),
+        background: canary.analysis.clone(),
     })
 }
 
@@ -290,12 +338,58 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
     if let Some(p) = &step.pause {
         return match &p.duration {
             None => Ok(StepKind::Pause(None)),
-            Some(d) => parse_duration(d).map(|d| StepKind::Pause(Some(d))),
+            Some(d) => parse_duration(d)
+                .map(|d| StepKind::Pause(Some(d)))
+                .map_err(|e| format!("pause.duration: {e}")),
         };
     }
     Ok(StepKind::Analysis(
         step.analysis.clone().unwrap_or_default(),
     ))
+}
+
+fn check_direct(
+    path: &str,
+    alb: &crate::types::AlbTrafficRouting,
+    d: &AlbDirect,
+    errors: &mut Vec<String>,
+) {
+    if !alb.ingress.is_empty() {
+        errors.push(format!(
+            "{path}: ingress and direct are exclusive (direct sets the weights itself)"
+        ));
+    }
+    if d.listener_arn.is_some() == d.rule_arn.is_some() {
+        errors.push(format!(
+            "{path}.direct: give exactly one of listenerArn or ruleArn"
+        ));
+    }
+    let arns = [
+        ("listenerArn", d.listener_arn.as_deref()),
+        ("ruleArn", d.rule_arn.as_deref()),
+        (
+            "stableTargetGroupArn",
+            Some(d.stable_target_group_arn.as_str()),
+        ),
+        (
+            "canaryTargetGroupArn",
+            Some(d.canary_target_group_arn.as_str()),
+        ),
+    ];
+    for (field, value) in arns {
+        if let Some(v) = value
+            && !v.starts_with("arn:")
+        {
+            errors.push(format!(
+                "{path}.direct.{field}: expected an ARN (arn:aws:elasticloadbalancing:…), got {v:?}"
+            ));
+        }
+    }
+    if d.stable_target_group_arn == d.canary_target_group_arn {
+        errors.push(format!(
+            "{path}.direct: stableTargetGroupArn and canaryTargetGroupArn must differ"
+        ));
+    }
 }
 
 fn check_analysis(path: &str, a: &RolloutAnalysis, errors: &mut Vec<String>) {
@@ -313,23 +407,24 @@ fn check_analysis(path: &str, a: &RolloutAnalysis, errors: &mut Vec<String>) {
         }
     }
     for (i, arg) in a.args.iter().enumerate() {
-        if arg.value_from.is_some() {
+        let from = arg.value_from.as_ref();
+        if from.is_some_and(|f| f.secret_key_ref.is_some()) {
             errors.push(format!(
-                "{path}.args[{i}].valueFrom: not supported by gantry (give a value)"
+                "{path}.args[{i}].valueFrom.secretKeyRef: only AnalysisTemplate args read Secrets"
+            ));
+        }
+        if arg.value.is_some() == from.is_some() {
+            errors.push(format!(
+                "{path}.args[{i}] ({}): give exactly one of value or valueFrom",
+                arg.name
             ));
         }
     }
-    // Prometheus analysis is delivered separately; until then an analysis
-    // gate must not be skipped silently.
-    errors.push(format!(
-        "{path}: analysis is not supported by this controller version yet"
-    ));
 }
 
 /// `30s`, `5m`, `1h`, `1h30m`, or a number of seconds.
 pub fn parse_duration(d: &IntOrString) -> Result<Duration, String> {
-    let bad =
-        |s: &str| format!("pause duration {s:?}: expected seconds or a duration like 30s, 5m, 1h");
+    let bad = |s: &str| format!("expected seconds or a duration like 30s, 5m, 1h, got {s:?}");
     match d {
         IntOrString::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
         IntOrString::Int(n) => Err(bad(&n.to_string())),

@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rollout_controller::alb::parse_action;
+use rollout_controller::analysis::{self, ArgContext, QueryValue, Verdict};
 use rollout_controller::decide::{
-    Action, Decision, IngressView, ReplicaSetView, ServiceView, World, decide,
+    Action, Decision, IngressView, ReplicaSetView, ServiceView, Taken, World, decide,
 };
+use rollout_controller::elbv2::Observed;
 use rollout_controller::hash::pod_template_hash;
-use rollout_controller::types::{Phase, Rollout};
+use rollout_controller::types::{
+    AnalysisPhase, AnalysisTemplate, Measurement, Phase, Rollout, RolloutStatus,
+};
+use rollout_controller::validate::validate;
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 
@@ -48,6 +53,11 @@ struct Sim {
     kubelet: bool,
     writes: usize,
     created: i64,
+    /// What the simulated Prometheus answers, by metric name (absent: down).
+    prometheus: BTreeMap<String, QueryValue>,
+    /// When AWS is watched: whether the simulated LB controller copies the
+    /// Ingress weights onto the ALB after each reconcile.
+    lb_controller: bool,
 }
 
 impl Sim {
@@ -69,17 +79,29 @@ impl Sim {
                     name: "shop".into(),
                     annotations: BTreeMap::new(),
                     routes_root_service: true,
+                    hostname: Some("k8s-shop.eu-west-1.elb.amazonaws.com".into()),
                 }),
+                ..Default::default()
             },
             kubelet: true,
             writes: 0,
             created: 0,
+            prometheus: BTreeMap::new(),
+            lb_controller: true,
         }
     }
 
     /// One reconcile: decide, apply, check the traffic invariant.
     fn step(&mut self) -> Decision {
+        self.world.measurements = self.measure();
         let d = decide(&self.rollout, &self.world);
+        self.world.measurements.clear();
+        if self.lb_controller
+            && let Some(weight) = self.canary_weight()
+            && let Some(Ok(observed)) = &mut self.world.alb
+        {
+            observed.weights = Some((weight, 100 - weight));
+        }
         for action in &d.actions {
             self.apply(action);
             self.writes += 1;
@@ -180,6 +202,10 @@ impl Sim {
                     }
                 }
             }
+            Action::SetAlbWeights { canary_weight } => {
+                let observed = self.world.alb.as_mut().unwrap().as_mut().unwrap();
+                observed.weights = Some((*canary_weight, 100 - canary_weight));
+            }
             Action::SetIngressAction { annotations, .. } => {
                 w.ingress
                     .as_mut()
@@ -188,6 +214,52 @@ impl Sim {
                     .extend(annotations.clone());
             }
         }
+    }
+
+    /// What the glue does before deciding: measure the metrics due, with
+    /// the same resolution, scheduling and judgement.
+    fn measure(&self) -> Vec<Taken> {
+        let Some(status) = &self.rollout.status else {
+            return Vec::new();
+        };
+        let Ok(plan) = validate(&self.rollout.spec) else {
+            return Vec::new();
+        };
+        let ctx = ArgContext {
+            rollout: Some(&self.rollout.metadata),
+            stable_hash: status.stable_rs.as_deref(),
+            latest_hash: status.current_pod_hash.as_deref(),
+            secrets: None,
+        };
+        let Ok(metrics) = analysis::resolve_plan(&plan, &self.world.templates, &ctx) else {
+            return Vec::new();
+        };
+        let now = self.world.now.to_string();
+        let mut taken = Vec::new();
+        for run in &status.analysis_runs {
+            for m in analysis::due(run, &metrics[&run.name], self.world.now) {
+                let verdict = match self.prometheus.get(&m.name) {
+                    Some(v) => analysis::evaluate(m, v),
+                    None => Verdict {
+                        phase: AnalysisPhase::Error,
+                        message: Some("cannot reach Prometheus".into()),
+                    },
+                };
+                taken.push(Taken {
+                    run: run.name.clone(),
+                    pod_template_hash: run.pod_template_hash.clone(),
+                    metric: m.name.clone(),
+                    measurement: Measurement {
+                        phase: verdict.phase,
+                        value: self.prometheus.get(&m.name).map(|v| v.to_string()),
+                        started_at: now.clone(),
+                        finished_at: now.clone(),
+                        message: verdict.message,
+                    },
+                });
+            }
+        }
+        taken
     }
 
     /// No request may reach a Service whose pods are not available.
@@ -215,6 +287,28 @@ impl Sim {
     }
 
     fn canary_weight(&self) -> Option<i32> {
+        if self
+            .rollout
+            .spec
+            .strategy
+            .canary
+            .as_ref()?
+            .traffic_routing
+            .as_ref()?
+            .alb
+            .as_ref()?
+            .direct
+            .is_some()
+        {
+            return self
+                .world
+                .alb
+                .as_ref()?
+                .as_ref()
+                .ok()?
+                .weights
+                .map(|(c, _)| c);
+        }
         let value = self.world.ingress.as_ref()?.annotations.get(KEY)?;
         parse_action(value)
             .unwrap()
@@ -603,15 +697,18 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
             "[{setWeight: 10, pause: {}}]",
             "steps[0]: exactly one of setWeight, pause or analysis",
         ),
-        ("[{pause: {duration: 5x}}]", "pause duration \"5x\""),
+        (
+            "[{pause: {duration: 5x}}]",
+            "pause.duration: expected seconds or a duration like 30s, 5m, 1h, got \"5x\"",
+        ),
         (
             "[{setHeaderRoute: {name: x}}]",
             "steps[0]: setHeaderRoute steps are not supported by gantry",
         ),
         ("[{experiment: {}}]", "experiment steps are not supported"),
         (
-            "[{analysis: {templates: [{templateName: errors}]}}]",
-            "steps[0].analysis: analysis is not supported by this controller version yet",
+            "[{analysis: {templates: []}}]",
+            "steps[0].analysis.templates: at least one template is required",
         ),
     ];
     for (steps, want) in cases {
@@ -692,4 +789,474 @@ fn weights_and_history_are_kept_in_line() {
         .count();
     assert_eq!(idle, 1, "{:#?}", sim.world.replica_sets);
     assert_eq!(sim.world.replica_sets.len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Analysis: how measurements drive steps, pauses and aborts.
+
+/// An error-rate template: `count` measurements `interval` apart.
+fn template(extra: &str) -> AnalysisTemplate {
+    let yaml = format!(
+        r#"
+apiVersion: gantry.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: error-rate, namespace: shop}}
+spec:
+  args: [{{name: service}}, {{name: hash}}]
+  metrics:
+  - name: error-rate
+    successCondition: result[0] < 0.05
+    provider:
+      prometheus:
+        address: http://prometheus:9090
+        query: sum(rate(errors{{service="{{{{args.service}}}}",hash="{{{{args.hash}}}}"}}[1m]))
+    {extra}
+"#
+    );
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+const ANALYSIS: &str = "{analysis: {templates: [{templateName: error-rate}], args: [{name: service, value: backend}, {name: hash, valueFrom: {podTemplateHashValue: Latest}}]}}";
+
+fn analysed(steps: &str, extra: &str) -> (Sim, String) {
+    let (mut sim, stable) = deployed(&steps.replace("ANALYSIS", ANALYSIS));
+    sim.world
+        .templates
+        .insert("error-rate".into(), template(extra).spec);
+    (sim, stable)
+}
+
+fn run<'a>(
+    status: &'a RolloutStatus,
+    name: &str,
+) -> &'a rollout_controller::types::AnalysisRunStatus {
+    status
+        .analysis_runs
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no run {name}: {:#?}", status.analysis_runs))
+}
+
+#[test]
+fn a_successful_analysis_step_lets_the_canary_continue() {
+    let (mut sim, _) = analysed("[{setWeight: 20}, ANALYSIS, {setWeight: 50}]", "");
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.01]));
+    sim.set_image("backend:2");
+    let canary = sim.hash();
+    sim.settle();
+    assert_eq!(
+        sim.phase(),
+        Some(Phase::Healthy),
+        "{:?}",
+        sim.rollout.status
+    );
+    let status = sim.rollout.status.clone().unwrap();
+    let r = run(&status, "step-1");
+    assert_eq!(r.phase, AnalysisPhase::Successful);
+    assert_eq!(r.pod_template_hash, canary);
+    let metric = &r.metrics[0];
+    assert_eq!(
+        metric.query,
+        format!("sum(rate(errors{{service=\"backend\",hash=\"{canary}\"}}[1m]))"),
+        "the resolved query is recorded"
+    );
+    assert_eq!(metric.measurements[0].value.as_deref(), Some("[0.01]"));
+    assert_eq!((metric.count, metric.successful), (1, 1));
+}
+
+#[test]
+fn an_analysis_holds_the_weight_until_its_measurements_are_in() {
+    let (mut sim, _) = analysed(
+        "[{setWeight: 20}, ANALYSIS, {setWeight: 50}]",
+        "interval: 60s\n    count: 3\n    initialDelay: 30s",
+    );
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.01]));
+    sim.set_image("backend:2");
+    let d = sim.settle();
+    assert_eq!(sim.canary_weight(), Some(20));
+    assert_eq!(sim.step_index(), 1);
+    assert_eq!(sim.phase(), Some(Phase::Progressing));
+    assert_eq!(
+        d.requeue_after,
+        Some(Duration::from_secs(30)),
+        "initialDelay"
+    );
+    for (secs, taken) in [(30, 1), (59, 1), (1, 2), (60, 3)] {
+        sim.advance(secs);
+        sim.settle();
+        let status = sim.rollout.status.clone().unwrap();
+        assert_eq!(
+            run(&status, "step-1").metrics[0].count,
+            taken,
+            "after +{secs}s"
+        );
+    }
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+}
+
+#[test]
+fn failures_past_the_limit_abort_and_send_traffic_back_to_stable() {
+    let (mut sim, stable) = analysed(
+        "[{setWeight: 20}, ANALYSIS, {setWeight: 50}]",
+        "interval: 60s\n    count: 5\n    failureLimit: 1",
+    );
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.2]));
+    sim.set_image("backend:2");
+    let canary = sim.hash();
+    sim.settle();
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(
+        run(&status, "step-1").phase,
+        AnalysisPhase::Running,
+        "one failure is tolerated"
+    );
+    assert_eq!(sim.canary_weight(), Some(20));
+    sim.advance(60);
+    let d = sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert_eq!(sim.canary_weight(), Some(0));
+    assert_eq!(sim.service_hash(true), Some(stable.clone()));
+    let status = sim.rollout.status.clone().unwrap();
+    assert!(status.abort);
+    let message = status.message.unwrap();
+    assert!(
+        message.contains("analysis step-1 failed")
+            && message.contains("failed (2) > failureLimit (1)"),
+        "{message}"
+    );
+    assert!(d.events.is_empty() || sim.writes > 0);
+    // The canary is scaled down after abortScaleDownDelaySeconds (30 s).
+    sim.advance(31);
+    sim.settle();
+    assert_eq!(sim.replicas(&canary), 0);
+    assert_eq!(sim.replicas(&stable), 5);
+}
+
+#[test]
+fn empty_or_nan_results_pause_as_inconclusive_until_promoted() {
+    for value in [
+        QueryValue::Vector(vec![]),
+        QueryValue::Vector(vec![f64::NAN]),
+    ] {
+        let (mut sim, _) = analysed("[{setWeight: 20}, ANALYSIS, {setWeight: 50}]", "");
+        sim.prometheus.insert("error-rate".into(), value.clone());
+        sim.set_image("backend:2");
+        sim.settle();
+        assert_eq!(sim.phase(), Some(Phase::Paused), "{value:?}");
+        assert_eq!(sim.canary_weight(), Some(20), "never a pass");
+        let status = sim.rollout.status.clone().unwrap();
+        assert_eq!(run(&status, "step-1").phase, AnalysisPhase::Inconclusive);
+        let message = status.message.unwrap();
+        assert!(
+            message.contains("inconclusive") && message.contains("promote"),
+            "{message}"
+        );
+        assert_eq!(status.pause_conditions[0].reason, "InconclusiveAnalysisRun");
+        sim.advance(3600);
+        assert!(sim.step().actions.is_empty(), "waits for a human");
+        sim.promote();
+        sim.settle();
+        assert_eq!(sim.phase(), Some(Phase::Healthy), "{value:?}");
+    }
+}
+
+#[test]
+fn prometheus_errors_past_the_consecutive_limit_abort() {
+    let (mut sim, _) = analysed("[{setWeight: 20}, ANALYSIS]", "consecutiveErrorLimit: 2");
+    sim.set_image("backend:2");
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Progressing), "one error");
+    sim.advance(9);
+    sim.settle();
+    sim.advance(1);
+    sim.settle();
+    assert_eq!(
+        sim.phase(),
+        Some(Phase::Progressing),
+        "two errors: retried after 10s"
+    );
+    sim.advance(10);
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    let status = sim.rollout.status.clone().unwrap();
+    let r = run(&status, "step-1");
+    assert_eq!(r.phase, AnalysisPhase::Error);
+    assert_eq!(r.metrics[0].error, 3);
+    assert!(
+        status.message.unwrap().contains(
+            "consecutive errors (3) > consecutiveErrorLimit (2): cannot reach Prometheus"
+        )
+    );
+    assert_eq!(sim.canary_weight(), Some(0));
+}
+
+#[test]
+fn background_analysis_runs_from_its_starting_step_and_aborts_on_failure() {
+    let steps = "[{setWeight: 20}, {pause: {}}, {setWeight: 50}, {pause: {}}]";
+    let (mut sim, _) = deployed(steps);
+    sim.rollout.spec.strategy.canary.as_mut().unwrap().analysis = Some(
+        serde_yaml::from_str(
+            "{startingStep: 2, templates: [{templateName: error-rate}], args: [{name: service, value: backend}, {name: hash, value: x}]}",
+        )
+        .unwrap(),
+    );
+    sim.world
+        .templates
+        .insert("error-rate".into(), template("interval: 30s").spec);
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.01]));
+    sim.set_image("backend:2");
+    sim.settle();
+    assert_eq!(sim.step_index(), 1);
+    assert!(
+        sim.rollout
+            .status
+            .as_ref()
+            .unwrap()
+            .analysis_runs
+            .is_empty(),
+        "not before startingStep"
+    );
+    sim.promote();
+    sim.settle();
+    assert_eq!(sim.step_index(), 3);
+    assert_eq!(sim.canary_weight(), Some(50));
+    sim.advance(30);
+    sim.settle();
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(run(&status, "background").metrics[0].successful, 2);
+    assert_eq!(
+        sim.phase(),
+        Some(Phase::Paused),
+        "the pause step still waits"
+    );
+    // The error rate climbs while paused: the background run aborts the canary.
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.3]));
+    sim.advance(30);
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert_eq!(sim.canary_weight(), Some(0));
+    assert!(
+        sim.rollout
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("analysis background failed")
+    );
+}
+
+#[test]
+fn a_completed_rollout_terminates_background_analysis_and_retry_starts_afresh() {
+    let (mut sim, _) = analysed("[{setWeight: 20}, ANALYSIS]", "");
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.5]));
+    sim.set_image("backend:2");
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    // `retry`: clear abort; the analysis runs again, now on good numbers.
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![0.01]));
+    sim.status().abort = false;
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(run(&status, "step-1").phase, AnalysisPhase::Successful);
+    assert_eq!(run(&status, "step-1").metrics[0].failed, 0, "a fresh run");
+}
+
+#[test]
+fn a_missing_or_invalid_template_degrades_with_its_name() {
+    let (mut sim, _) = deployed(&format!("[{{setWeight: 20}}, {ANALYSIS}]"));
+    sim.set_image("backend:2");
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    let message = sim.rollout.status.clone().unwrap().message.unwrap();
+    assert!(
+        message.contains("InvalidAnalysis: spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate \"error-rate\" not found"),
+        "{message}"
+    );
+    assert_eq!(sim.canary_weight(), Some(0), "nothing moved");
+    sim.world.templates.insert(
+        "error-rate".into(),
+        template("count: 3\n    failureCondition: result[0] >").spec,
+    );
+    sim.settle();
+    let message = sim.rollout.status.clone().unwrap().message.unwrap();
+    assert!(
+        message.contains("spec.metrics[0].interval: required when count is more than 1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.metrics[0].failureCondition: \"result[0] >\" does not parse"),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The ALB as AWS shows it.
+
+fn aws(weights: Option<(i32, i32)>) -> Option<Result<Observed, String>> {
+    let resource = |name: &str| rollout_controller::types::AwsResource {
+        name: name.into(),
+        arn: format!("arn:aws:elasticloadbalancing:eu-west-1:123456789012:{name}"),
+    };
+    Some(Ok(Observed {
+        load_balancer: Some(resource("loadbalancer/app/k8s-shop/1")),
+        stable: Some(resource("targetgroup/k8s-stable/2")),
+        canary: Some(resource("targetgroup/k8s-canary/3")),
+        rule: Some("arn:rule".into()),
+        weights,
+    }))
+}
+
+#[test]
+fn a_step_counts_only_once_the_alb_shows_its_weights() {
+    let (mut sim, stable) = deployed(STEPS);
+    sim.world.alb = aws(Some((0, 100)));
+    sim.lb_controller = false;
+    sim.set_image("backend:2");
+    let d = sim.settle();
+    assert_eq!(
+        sim.canary_weight(),
+        Some(20),
+        "the Ingress carries the weights"
+    );
+    assert_eq!(sim.step_index(), 0, "but AWS does not show them yet");
+    assert_eq!(sim.phase(), Some(Phase::Progressing));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(
+        status.canary.weights.as_ref().unwrap().verified,
+        Some(false)
+    );
+    let alb = status.alb.unwrap();
+    assert_eq!(
+        alb.message.as_deref(),
+        Some("waiting for the ALB to apply weights 20/80 (it shows 0/100)")
+    );
+    assert_eq!(
+        alb.canary_target_group.unwrap().name,
+        "targetgroup/k8s-canary/3"
+    );
+
+    // The LB controller catches up (after the next reconcile).
+    sim.lb_controller = true;
+    sim.step();
+    sim.settle();
+    assert_eq!(sim.step_index(), 1);
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(status.canary.weights.unwrap().verified, Some(true));
+    assert_eq!(status.alb.unwrap().message, None);
+
+    // At the end, the old stable keeps its pods until AWS shows 0% canary
+    // traffic on the promoted version…
+    sim.promote();
+    sim.settle();
+    sim.promote();
+    sim.lb_controller = false;
+    sim.advance(30);
+    sim.settle();
+    assert_eq!(
+        sim.replicas(&stable),
+        5,
+        "not scaled down before verification"
+    );
+    assert_ne!(sim.phase(), Some(Phase::Healthy));
+    sim.lb_controller = true;
+    sim.step();
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+}
+
+#[test]
+fn an_unreadable_alb_holds_the_step_and_retries() {
+    let (mut sim, _) = deployed(STEPS);
+    sim.world.alb = Some(Err("ELBv2 DescribeRules: Throttling: Rate exceeded".into()));
+    sim.set_image("backend:2");
+    let d = sim.settle();
+    assert_eq!(
+        sim.step_index(),
+        0,
+        "no step advances on unverified weights"
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(
+        status.alb.unwrap().message.as_deref(),
+        Some("cannot verify the ALB weights: ELBv2 DescribeRules: Throttling: Rate exceeded")
+    );
+    assert_eq!(status.canary.weights.unwrap().verified, Some(false));
+    sim.world.alb = aws(Some((20, 80)));
+    sim.settle();
+    assert_eq!(sim.step_index(), 1);
+}
+
+fn alb_routing(r: &mut Rollout) -> &mut rollout_controller::types::AlbTrafficRouting {
+    let canary = r.spec.strategy.canary.as_mut().unwrap();
+    canary
+        .traffic_routing
+        .as_mut()
+        .unwrap()
+        .alb
+        .as_mut()
+        .unwrap()
+}
+
+#[test]
+fn direct_mode_sets_the_weights_through_aws() {
+    let mut r = rollout(STEPS);
+    let alb = alb_routing(&mut r);
+    alb.ingress.clear();
+    alb.direct = Some(serde_yaml::from_str(
+        "{ruleArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:listener-rule/app/x/1/2/3', stableTargetGroupArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/stable/1', canaryTargetGroupArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/canary/2'}",
+    ).unwrap());
+    let mut sim = Sim::new(r);
+    sim.world.ingress = None;
+    // The rule forwards to the stable group only until the controller sets weights.
+    sim.world.alb = aws(None);
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(sim.canary_weight(), Some(0));
+    sim.set_image("backend:2");
+    sim.settle();
+    assert_eq!((sim.step_index(), sim.canary_weight()), (1, Some(20)));
+    assert_eq!(
+        sim.rollout
+            .status
+            .clone()
+            .unwrap()
+            .canary
+            .weights
+            .unwrap()
+            .verified,
+        Some(true)
+    );
+    sim.promote();
+    sim.settle();
+    sim.advance(30);
+    sim.settle();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(sim.canary_weight(), Some(0));
+
+    // Validation of the direct block.
+    let mut bad = rollout(STEPS);
+    let alb = alb_routing(&mut bad);
+    alb.direct = Some(serde_yaml::from_str(
+        "{listenerArn: 'arn:l', ruleArn: 'arn:r', stableTargetGroupArn: tg, canaryTargetGroupArn: tg}",
+    ).unwrap());
+    let errors = validate(&bad.spec).unwrap_err().join("\n");
+    for want in [
+        "trafficRouting.alb: ingress and direct are exclusive",
+        "trafficRouting.alb.direct: give exactly one of listenerArn or ruleArn",
+        "trafficRouting.alb.direct.stableTargetGroupArn: expected an ARN",
+        "stableTargetGroupArn and canaryTargetGroupArn must differ",
+    ] {
+        assert!(errors.contains(want), "{want}: {errors}");
+    }
 }

@@ -59,7 +59,11 @@ fn ingress(annotations: Value) -> Value {
 }
 
 fn context(client: Client, leader: bool) -> Arc<Context> {
-    let ctx = Context::new(client, Metrics::default());
+    let ctx = Context::new(
+        client,
+        Metrics::default(),
+        rollout_controller::prometheus::Client::new().unwrap(),
+    );
     ctx.leader.store(leader, Ordering::Relaxed);
     Arc::new(ctx)
 }

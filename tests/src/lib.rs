@@ -5,7 +5,9 @@
 //! `tests/run` (and so `.ci/run`) installs what is needed; a missing server
 //! fails the test with a message saying so, never skips it.
 
+pub mod aws;
 pub mod oci;
+pub mod prom;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -303,6 +305,26 @@ pub fn wait_for_port(port: u16, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Serves `app` on a free loopback port from a runtime of its own; the
+/// server lives as long as the returned runtime.
+pub fn serve(app: axum::Router, what: &str) -> (u16, tokio::runtime::Runtime) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = free_port();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+    wait_for_port(port, what);
+    (port, runtime)
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,114 @@
+//! `gantry analysis run`: measure an AnalysisTemplate's metrics once, the
+//! way the controller would, so a template can be tried before a rollout
+//! depends on it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use rollout_controller::analysis::{self, ArgContext};
+use rollout_controller::prometheus;
+use rollout_controller::types::{
+    AnalysisArg, AnalysisPhase, AnalysisTemplate, AnalysisTemplateRef, RolloutAnalysis,
+};
+
+pub struct Options {
+    pub file: PathBuf,
+    pub args: Vec<(String, String)>,
+    /// Replaces every metric's Prometheus address.
+    pub prometheus: Option<String>,
+}
+
+/// The overall verdict: the worst of the metrics' (Failed, then Error,
+/// then Inconclusive, then Successful).
+pub fn run(opts: &Options) -> Result<AnalysisPhase> {
+    let path = opts.file.display();
+    let text =
+        std::fs::read_to_string(&opts.file).with_context(|| format!("cannot read {path}"))?;
+    let kind = serde_yaml::from_str::<serde_yaml::Value>(&text)
+        .with_context(|| format!("{path}: not YAML"))?
+        .get("kind")
+        .and_then(|k| k.as_str().map(str::to_string));
+    if kind.as_deref() != Some("AnalysisTemplate") {
+        bail!("{path}: expected kind: AnalysisTemplate, found {kind:?}");
+    }
+    let template: AnalysisTemplate = serde_yaml::from_str(&text)
+        .with_context(|| format!("{path}: not a valid AnalysisTemplate"))?;
+    let name = template
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "template".into());
+    let analysis = RolloutAnalysis {
+        templates: vec![AnalysisTemplateRef {
+            template_name: name.clone(),
+            cluster_scope: None,
+        }],
+        args: opts
+            .args
+            .iter()
+            .map(|(k, v)| AnalysisArg {
+                name: k.clone(),
+                value: Some(v.clone()),
+                value_from: None,
+            })
+            .collect(),
+        starting_step: None,
+    };
+    // No cluster here: Secret-backed arguments must be given with --arg.
+    let no_secrets = BTreeMap::new();
+    let ctx = ArgContext {
+        secrets: Some(&no_secrets),
+        ..Default::default()
+    };
+    let templates = BTreeMap::from([(name, template.spec)]);
+    let mut metrics = analysis::resolve("--arg", &analysis, &templates, &ctx)
+        .map_err(|errors| anyhow::anyhow!("{path}: {}", errors.join("\n  ")))?;
+    if let Some(address) = &opts.prometheus {
+        for m in &mut metrics {
+            m.prometheus.address = address.clone();
+        }
+    }
+
+    let client = prometheus::Client::new().context("cannot create an HTTP client")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let results = runtime.block_on(futures::future::join_all(
+        metrics.iter().map(|m| prometheus::measure(&client, m)),
+    ));
+
+    let mut out = std::io::stdout().lock();
+    for (metric, (measurement, _)) in metrics.iter().zip(&results) {
+        writeln!(out, "{}", metric.name)?;
+        writeln!(out, "  query:   {}", metric.display_query)?;
+        writeln!(
+            out,
+            "  value:   {}",
+            measurement.value.as_deref().unwrap_or("-")
+        )?;
+        for (field, condition) in [
+            ("success", &metric.success_condition),
+            ("failure", &metric.failure_condition),
+        ] {
+            if let Some(c) = condition {
+                writeln!(out, "  {field}: {c}")?;
+            }
+        }
+        writeln!(out, "  verdict: {:?}", measurement.phase)?;
+        if let Some(m) = &measurement.message {
+            writeln!(out, "  message: {m}")?;
+        }
+    }
+    let worst = [
+        AnalysisPhase::Failed,
+        AnalysisPhase::Error,
+        AnalysisPhase::Inconclusive,
+    ]
+    .into_iter()
+    .find(|p| results.iter().any(|(m, _)| m.phase == *p))
+    .unwrap_or(AnalysisPhase::Successful);
+    Ok(worst)
+}

@@ -1,0 +1,118 @@
+//! A recording proxy in front of moto for AWS Query APIs (ELBv2): it logs
+//! each call's `Action` and ARN count, and can answer chosen actions with
+//! AWS's throttling error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One API call seen: its action and how many `ResourceArns` it carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub action: String,
+    pub resource_arns: usize,
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    /// Action → how many more calls get `Throttling`.
+    throttle: HashMap<String, usize>,
+}
+
+pub struct AwsProxy {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const THROTTLED: &str = "<ErrorResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>";
+
+impl AwsProxy {
+    pub fn start(upstream: &str) -> AwsProxy {
+        use axum::extract::{Request, State as Extract};
+        use axum::response::Response;
+        type Shared = (String, reqwest::Client, Arc<Mutex<State>>);
+        async fn handle(
+            Extract((upstream, client, state)): Extract<Shared>,
+            req: Request,
+        ) -> Response {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+            let action = form
+                .iter()
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let resource_arns = form
+                .iter()
+                .filter(|(k, _)| k.starts_with("ResourceArns.member."))
+                .count();
+            let throttled = {
+                let mut s = state.lock().unwrap();
+                s.calls.push(Call {
+                    action: action.clone(),
+                    resource_arns,
+                });
+                match s.throttle.get_mut(&action) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if throttled {
+                return Response::builder()
+                    .status(400)
+                    .header("content-type", "text/xml")
+                    .body(axum::body::Body::from(THROTTLED))
+                    .unwrap();
+            }
+            let mut forward = client.post(format!("{upstream}{}", parts.uri.path()));
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let r = forward.body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let content_type = r.headers().get("content-type").cloned();
+            let bytes = r.bytes().await.unwrap();
+            let mut resp = Response::builder().status(status);
+            if let Some(ct) = content_type {
+                resp = resp.header("content-type", ct);
+            }
+            resp.body(axum::body::Body::from(bytes)).unwrap()
+        }
+        // reqwest needs the process's crypto provider before a client exists.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared: Shared = (upstream.to_string(), reqwest::Client::new(), state.clone());
+        let app = axum::Router::new().fallback(handle).with_state(shared);
+        let (port, runtime) = crate::serve(app, "AWS proxy");
+        AwsProxy {
+            port,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The calls seen so far, and forgets them.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.state.lock().unwrap().calls)
+    }
+
+    /// Answers the next `times` calls of `action` with `Throttling`.
+    pub fn throttle(&self, action: &str, times: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .throttle
+            .insert(action.into(), times);
+    }
+}
