@@ -23,7 +23,7 @@ use crate::decide::{Action, IngressView, ReplicaSetView, ServiceView, Taken, Wor
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
 use crate::types::{AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
-use crate::validate::validate;
+use crate::validate::{Plan, validate};
 
 pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
 /// When an old ReplicaSet is due to be scaled down (RFC 3339).
@@ -103,13 +103,18 @@ pub fn error_policy(
 
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
-    let mut world = observe(rollout, &ns, &ctx.client).await?;
-    world.alb = observe_alb(rollout, &ns, &world, ctx).await;
-    world.measurements = measure(rollout, &ns, &world, ctx).await?;
+    // Validated once for the glue; `decide` validates again and reports.
+    let plan = validate(&rollout.spec).ok();
+    let plan = plan.as_ref();
+    let mut world = observe(rollout, plan, &ns, &ctx.client).await?;
+    if let Some(plan) = plan {
+        world.alb = observe_alb(rollout, plan, &ns, &world, ctx).await;
+        world.measurements = measure(rollout, plan, &ns, &world, ctx).await?;
+    }
     let decision = decide(rollout, &world);
     for action in &decision.actions {
         tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
-        execute(rollout, &ns, action, ctx).await?;
+        execute(rollout, plan, &ns, action, ctx).await?;
     }
     if rollout.status.as_ref() != Some(&decision.status) {
         let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
@@ -150,9 +155,18 @@ fn event_type(reason: &str) -> EventType {
 /// On delete: send all traffic to stable before the children go away.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
-    if let Ok(plan) = validate(&rollout.spec)
-        && let Some(alb_plan) = &plan.alb
-    {
+    let plan = validate(&rollout.spec).ok();
+    let alb_plan = plan.as_ref().and_then(|p| p.alb.as_ref());
+    if let Some(direct) = alb_plan.and_then(|a| a.direct.as_ref()) {
+        match &ctx.elbv2 {
+            Some(aws) => aws.set_direct(direct, 0).await?,
+            // Holding the delete forever would not bring the API back.
+            None => tracing::warn!(
+                rollout = %rollout.name_any(),
+                "cannot reset the direct-mode weights: the ELBv2 API is not configured"
+            ),
+        }
+    } else if let (Some(plan), Some(alb_plan)) = (&plan, alb_plan) {
         let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
         if let Some(ingress) = ingresses.get_opt(&alb_plan.ingress).await? {
             let weights = ForwardWeights {
@@ -181,8 +195,14 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     Ok(Requeue::await_change())
 }
 
-/// Reads the ReplicaSets the Rollout owns, its Services and its Ingress.
-pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<World, Error> {
+/// Reads the ReplicaSets the Rollout owns, its Services, its Ingress and its
+/// AnalysisTemplates (`plan` is `None` for an invalid spec).
+pub async fn observe(
+    rollout: &Rollout,
+    plan: Option<&Plan>,
+    ns: &str,
+    client: &Client,
+) -> Result<World, Error> {
     let uid = rollout.uid();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let selector = crate::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
@@ -198,14 +218,17 @@ pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<Wor
         })
         .filter_map(replica_set_view)
         .collect();
-    let (canary_name, stable_name, alb) = match validate(&rollout.spec) {
-        Ok(plan) => (plan.canary_service, plan.stable_service, plan.alb),
-        Err(_) => Default::default(),
-    };
+    let (canary_name, stable_name) = plan
+        .map(|p| (p.canary_service.clone(), p.stable_service.clone()))
+        .unwrap_or_default();
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let stable_service = service_view(&services, stable_name).await?;
     let canary_service = service_view(&services, canary_name).await?;
-    let ingress = match &alb {
+    // Direct mode has no Ingress.
+    let ingress = match plan
+        .and_then(|p| p.alb.as_ref())
+        .filter(|a| a.direct.is_none())
+    {
         None => None,
         Some(alb) => {
             let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
@@ -226,7 +249,7 @@ pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<Wor
         }
     };
     let mut templates = BTreeMap::new();
-    if let Ok(plan) = validate(&rollout.spec) {
+    if let Some(plan) = plan {
         let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
         for (_, _, a) in plan.analyses() {
             for t in &a.templates {
@@ -255,11 +278,11 @@ pub async fn observe(rollout: &Rollout, ns: &str, client: &Client) -> Result<Wor
 /// direct mode, in ingress mode when verification is on.
 async fn observe_alb(
     rollout: &Rollout,
+    plan: &Plan,
     ns: &str,
     world: &World,
     ctx: &Context,
 ) -> Option<Result<crate::elbv2::Observed, String>> {
-    let plan = validate(&rollout.spec).ok()?;
     let alb = plan.alb.as_ref()?;
     let Some(aws) = &ctx.elbv2 else {
         return alb
@@ -299,13 +322,13 @@ async fn observe_alb(
 /// once; each query and value is logged (secret arguments masked).
 async fn measure(
     rollout: &Rollout,
+    plan: &Plan,
     ns: &str,
     world: &World,
     ctx: &Context,
 ) -> Result<Vec<Taken>, Error> {
     let status = rollout.status.clone().unwrap_or_default();
-    let (Ok(plan), Some(hash)) = (validate(&rollout.spec), status.current_pod_hash.as_deref())
-    else {
+    let Some(hash) = status.current_pod_hash.as_deref() else {
         return Ok(Vec::new());
     };
     let running: Vec<_> = status
@@ -324,7 +347,7 @@ async fn measure(
         secrets: Some(&secrets),
     };
     // An invalid analysis is reported by `decide`; nothing to measure.
-    let Ok(metrics) = analysis::resolve_plan(&plan, &world.templates, &args) else {
+    let Ok(metrics) = analysis::resolve_plan(plan, &world.templates, &args) else {
         return Ok(Vec::new());
     };
     let due = running.iter().flat_map(|run| {
@@ -439,7 +462,13 @@ fn routes_to_annotation(ingress: &Ingress, service: &str) -> bool {
         })
 }
 
-async fn execute(rollout: &Rollout, ns: &str, action: &Action, ctx: &Context) -> Result<(), Error> {
+async fn execute(
+    rollout: &Rollout,
+    plan: Option<&Plan>,
+    ns: &str,
+    action: &Action,
+    ctx: &Context,
+) -> Result<(), Error> {
     let client = &ctx.client;
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::default();
@@ -492,15 +521,14 @@ async fn execute(rollout: &Rollout, ns: &str, action: &Action, ctx: &Context) ->
                 .await?;
         }
         Action::SetAlbWeights { canary_weight } => {
-            let direct = validate(&rollout.spec)
-                .ok()
-                .and_then(|p| p.alb?.direct)
+            let direct = plan
+                .and_then(|p| p.alb.as_ref()?.direct.as_ref())
                 .expect("decided for a direct-mode plan");
             let aws = ctx
                 .elbv2
                 .as_ref()
                 .expect("decided with the ELBv2 API observed");
-            aws.set_direct(&direct, *canary_weight).await?;
+            aws.set_direct(direct, *canary_weight).await?;
         }
     }
     Ok(())

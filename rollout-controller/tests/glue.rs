@@ -256,6 +256,119 @@ async fn deleting_a_rollout_resets_the_weights_before_releasing_it() {
     server.await.unwrap();
 }
 
+/// A Rollout whose weights are set on a listener rule directly (no Ingress).
+fn direct_rollout(extra_meta: Value) -> Rollout {
+    let mut r = rollout(extra_meta);
+    let alb = r
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .and_then(|c| c.traffic_routing.as_mut())
+        .and_then(|t| t.alb.as_mut())
+        .unwrap();
+    alb.ingress.clear();
+    alb.direct = Some(
+        serde_json::from_value(json!({
+            "ruleArn": "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/web/1/2/3",
+            "stableTargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/stable/1",
+            "canaryTargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/canary/2"
+        }))
+        .unwrap(),
+    );
+    r
+}
+
+#[tokio::test]
+async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(mock, "default"), true);
+    let server = tokio::spawn(async move {
+        let (_, s) = expect(
+            &mut handle,
+            Method::GET,
+            "/apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dbackend",
+        )
+        .await;
+        respond(
+            s,
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": []}),
+        );
+        for name in ["backend-service", "backend-service-canary"] {
+            let (_, s) = expect(
+                &mut handle,
+                Method::GET,
+                &format!("/api/v1/namespaces/shop/services/{name}"),
+            )
+            .await;
+            respond(s, 200, service(name));
+        }
+        // Next is the ReplicaSet, not an Ingress.
+        let (rs, s) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/apps/v1/namespaces/shop/replicasets?",
+        )
+        .await;
+        respond(s, 201, rs.clone());
+        let (status, s) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?",
+        )
+        .await;
+        assert_eq!(status["status"]["phase"], "Progressing");
+        assert_eq!(
+            status["status"]["alb"]["message"],
+            "cannot verify the ALB weights: direct mode needs the ELBv2 API, which is not configured"
+        );
+        respond(
+            s,
+            200,
+            serde_json::to_value(direct_rollout(json!({}))).unwrap(),
+        );
+        let (event, s) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/shop/events?",
+        )
+        .await;
+        respond(s, 201, event.clone());
+    });
+    let action = reconcile(Arc::new(direct_rollout(json!({}))), ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(10))
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_direct_mode_rollout_without_the_elbv2_api_touches_no_ingress() {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(mock, "default"), true);
+    let deleted = direct_rollout(json!({"deletionTimestamp": "2026-01-01T00:00:00Z"}));
+    let server = tokio::spawn(async move {
+        let (patch, s) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend?",
+        )
+        .await;
+        assert!(patch.to_string().contains("remove"), "{patch}");
+        respond(
+            s,
+            200,
+            serde_json::to_value(direct_rollout(json!({}))).unwrap(),
+        );
+    });
+    reconcile(Arc::new(deleted), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
 #[tokio::test]
 async fn leader_election_takes_free_or_expired_leases_only() {
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
