@@ -90,8 +90,9 @@ pub struct Elbv2 {
     client: Client,
     /// Hostname → load balancer.
     load_balancers: Mutex<HashMap<String, AwsResource>>,
-    /// Resource tag → target group (tags never move between groups).
-    target_groups: Mutex<HashMap<String, AwsResource>>,
+    /// (hostname or direct-mode ARN, resource tag or target group ARN) →
+    /// target group; scoped so a failure forgets only what it concerns.
+    target_groups: Mutex<HashMap<(String, String), AwsResource>>,
     backoff: Mutex<HashMap<String, Backoff>>,
 }
 
@@ -129,7 +130,7 @@ impl Elbv2 {
             let tag = |service: &str| format!("{}/{}-{service}:{}", t.namespace, t.ingress, t.port);
             let (canary_tag, stable_tag) = (tag(t.canary_service), tag(t.stable_service));
             let groups = self
-                .tagged_target_groups(&lb.arn, &[&canary_tag, &stable_tag])
+                .tagged_target_groups(t.hostname, &lb.arn, &[&canary_tag, &stable_tag])
                 .await?;
             let canary = groups.get(&canary_tag).cloned();
             let stable = groups.get(&stable_tag).cloned();
@@ -142,12 +143,16 @@ impl Elbv2 {
             let (Some(canary), Some(stable)) = (canary, stable) else {
                 return Ok(observed);
             };
-            if let Some((rule, weights)) = self
+            match self
                 .forwarding_rule(&lb.arn, &canary.arn, &stable.arn)
                 .await?
             {
-                observed.rule = Some(rule);
-                observed.weights = Some(weights);
+                Some((rule, weights)) => {
+                    observed.rule = Some(rule);
+                    observed.weights = Some(weights);
+                }
+                // The groups may have been replaced: look them up afresh next time.
+                None => self.forget(t.hostname),
             }
             Ok(observed)
         })
@@ -158,7 +163,7 @@ impl Elbv2 {
     pub async fn observe_direct(&self, d: &AlbDirect) -> Result<Observed, AwsError> {
         let key = direct_key(d);
         self.guarded(&key, async {
-            let (canary, stable) = self.direct_target_groups(d).await?;
+            let (canary, stable) = self.direct_target_groups(&key, d).await?;
             let action = self.direct_action(d).await?;
             Ok(Observed {
                 load_balancer: None,
@@ -185,7 +190,7 @@ impl Elbv2 {
         }
         let key = direct_key(d);
         self.guarded(&key, async {
-            let (canary, stable) = self.direct_target_groups(d).await?;
+            let (canary, stable) = self.direct_target_groups(&key, d).await?;
             let current = self.direct_action(d).await?;
             let group = |arn: &str, weight: i32| {
                 TargetGroupTuple::builder()
@@ -265,16 +270,27 @@ impl Elbv2 {
                 b.until = Some(Instant::now() + wait);
                 b.last = e.to_string();
                 // A vanished load balancer or target group is looked up afresh.
-                self.load_balancers.lock().unwrap().clear();
-                self.target_groups.lock().unwrap().clear();
+                self.forget(key);
             }
         }
         result
     }
 
+    /// Drops what is cached for `key` (a hostname or a direct-mode ARN).
+    fn forget(&self, key: &str) {
+        self.load_balancers
+            .lock()
+            .unwrap()
+            .remove(&normalise_hostname(key));
+        self.target_groups
+            .lock()
+            .unwrap()
+            .retain(|(k, _), _| k != key);
+    }
+
     /// The load balancer whose DNS name is `hostname` (cached).
     async fn load_balancer(&self, hostname: &str) -> Result<AwsResource, AwsError> {
-        let wanted = hostname.trim_end_matches('.').to_ascii_lowercase();
+        let wanted = normalise_hostname(hostname);
         if let Some(lb) = self.load_balancers.lock().unwrap().get(&wanted) {
             return Ok(lb.clone());
         }
@@ -307,13 +323,17 @@ impl Elbv2 {
     /// The target groups of `lb` carrying each resource tag (cached per tag).
     async fn tagged_target_groups(
         &self,
+        key: &str,
         lb: &str,
         tags: &[&str],
     ) -> Result<HashMap<String, AwsResource>, AwsError> {
         let mut found: HashMap<String, AwsResource> = {
             let cache = self.target_groups.lock().unwrap();
             tags.iter()
-                .filter_map(|t| Some((t.to_string(), cache.get(*t)?.clone())))
+                .filter_map(|t| {
+                    let group = cache.get(&(key.to_string(), t.to_string()))?;
+                    Some((t.to_string(), group.clone()))
+                })
                 .collect()
         };
         if found.len() == tags.len() {
@@ -363,7 +383,7 @@ impl Elbv2 {
                     self.target_groups
                         .lock()
                         .unwrap()
-                        .insert(tag.to_string(), group.clone());
+                        .insert((key.to_string(), tag.to_string()), group.clone());
                     found.insert(tag.to_string(), group);
                 }
             }
@@ -416,13 +436,15 @@ impl Elbv2 {
     /// Both direct-mode target groups, which must exist.
     async fn direct_target_groups(
         &self,
+        key: &str,
         d: &AlbDirect,
     ) -> Result<(AwsResource, AwsResource), AwsError> {
         let cached = {
             let cache = self.target_groups.lock().unwrap();
+            let get = |arn: &str| cache.get(&(key.to_string(), arn.to_string())).cloned();
             (
-                cache.get(&d.canary_target_group_arn).cloned(),
-                cache.get(&d.stable_target_group_arn).cloned(),
+                get(&d.canary_target_group_arn),
+                get(&d.stable_target_group_arn),
             )
         };
         if let (Some(c), Some(s)) = cached {
@@ -457,7 +479,11 @@ impl Elbv2 {
                 },
             );
         }
-        self.target_groups.lock().unwrap().extend(found.clone());
+        self.target_groups.lock().unwrap().extend(
+            found
+                .iter()
+                .map(|(arn, group)| ((key.to_string(), arn.clone()), group.clone())),
+        );
         Ok((
             found[&d.canary_target_group_arn].clone(),
             found[&d.stable_target_group_arn].clone(),
@@ -508,6 +534,10 @@ pub fn http_client() -> aws_sdk_elasticloadbalancingv2::config::SharedHttpClient
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https()
+}
+
+fn normalise_hostname(hostname: &str) -> String {
+    hostname.trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn direct_key(d: &AlbDirect) -> String {
