@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::types::{
-    AnalysisArg, AnalysisPhase, AnalysisRunStatus, AnalysisTemplateSpec, Measurement, MetricResult,
-    RolloutAnalysis, SecretKeyRef,
+    AnalysisArg, AnalysisPhase, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec,
+    Measurement, MetricResult, RolloutAnalysis, SecretKeyRef,
 };
 use crate::validate::{Plan, parse_duration};
 
@@ -91,6 +91,26 @@ pub struct ArgContext<'a> {
 struct ArgValue {
     value: String,
     secret: bool,
+}
+
+/// One template with literal argument values: an analysis outside a
+/// Rollout (`gantry analysis run`).
+pub fn literal_analysis(template: &str, args: &[(String, String)]) -> RolloutAnalysis {
+    RolloutAnalysis {
+        templates: vec![AnalysisTemplateRef {
+            template_name: template.to_string(),
+            cluster_scope: None,
+        }],
+        args: args
+            .iter()
+            .map(|(name, value)| AnalysisArg {
+                name: name.clone(),
+                value: Some(value.clone()),
+                value_from: None,
+            })
+            .collect(),
+        starting_step: None,
+    }
 }
 
 /// The metrics of every analysis in the plan, by run name (`step-<i>`,
@@ -407,14 +427,14 @@ fn resolve_metric(
                 .join(", ")
         ));
     }
-    let prom = m.provider.prometheus.as_ref();
-    let Some((address, query, display_query, headers)) = prometheus else {
+    let (Some(prom), Some((address, query, display_query, headers))) =
+        (m.provider.prometheus.as_ref(), prometheus)
+    else {
         if others.is_empty() {
             errors.push(format!("{mpath}.provider.prometheus: required"));
         }
         return None;
     };
-    let prom = prom.expect("mapped above");
     if prom.authentication.is_some() {
         errors.push(format!(
             "{mpath}.provider.prometheus.authentication: not supported by gantry (use headers)"

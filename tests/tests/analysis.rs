@@ -8,10 +8,7 @@ use gantry_tests::prom::{Exporter, Front, Prometheus, T0, gauge_series};
 use gantry_tests::{Run, free_port, gantry, run};
 use rollout_controller::analysis::{self, ArgContext, Metric};
 use rollout_controller::prometheus;
-use rollout_controller::types::{
-    AnalysisArg, AnalysisPhase, AnalysisTemplate, AnalysisTemplateRef, MetricResult,
-    RolloutAnalysis,
-};
+use rollout_controller::types::{AnalysisPhase, AnalysisTemplate, MetricResult};
 
 const LIVE: &str = r#"
 apiVersion: gantry.dev/v1alpha1
@@ -174,21 +171,11 @@ fn measure_times(template: &str, args: &[(&str, String)], times: usize) -> Metri
     let t: AnalysisTemplate = serde_yaml::from_str(template).unwrap();
     let name = t.metadata.name.clone().unwrap();
     let templates = [(name.clone(), t.spec)].into();
-    let analysis = RolloutAnalysis {
-        templates: vec![AnalysisTemplateRef {
-            template_name: name,
-            cluster_scope: None,
-        }],
-        args: args
-            .iter()
-            .map(|(k, v)| AnalysisArg {
-                name: k.to_string(),
-                value: Some(v.clone()),
-                value_from: None,
-            })
-            .collect(),
-        starting_step: None,
-    };
+    let args: Vec<(String, String)> = args
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let analysis = analysis::literal_analysis(&name, &args);
     let metrics: Vec<Metric> =
         analysis::resolve("test", &analysis, &templates, &ArgContext::default()).unwrap();
     let client = prometheus::Client::new().unwrap();

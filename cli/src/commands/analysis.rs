@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use rollout_controller::analysis::{self, ArgContext};
 use rollout_controller::prometheus;
-use rollout_controller::types::{
-    AnalysisArg, AnalysisPhase, AnalysisTemplate, AnalysisTemplateRef, RolloutAnalysis,
-};
+use rollout_controller::types::{AnalysisPhase, AnalysisTemplate};
 
 pub struct Options {
     pub file: PathBuf,
@@ -40,22 +38,7 @@ pub fn run(opts: &Options) -> Result<AnalysisPhase> {
         .name
         .clone()
         .unwrap_or_else(|| "template".into());
-    let analysis = RolloutAnalysis {
-        templates: vec![AnalysisTemplateRef {
-            template_name: name.clone(),
-            cluster_scope: None,
-        }],
-        args: opts
-            .args
-            .iter()
-            .map(|(k, v)| AnalysisArg {
-                name: k.clone(),
-                value: Some(v.clone()),
-                value_from: None,
-            })
-            .collect(),
-        starting_step: None,
-    };
+    let analysis = analysis::literal_analysis(&name, &opts.args);
     // No cluster here: Secret-backed arguments must be given with --arg.
     let no_secrets = BTreeMap::new();
     let ctx = ArgContext {
