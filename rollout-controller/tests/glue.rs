@@ -95,31 +95,36 @@ fn respond(send: SendResponse<Response<Body>>, status: u16, body: Value) {
     );
 }
 
+/// Answers the first reads of a reconcile: no ReplicaSets yet, both Services.
+async fn no_replica_sets_and_both_services(handle: &mut ApiHandle) {
+    let (_, s) = expect(
+        handle,
+        Method::GET,
+        "/apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dbackend",
+    )
+    .await;
+    respond(
+        s,
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": []}),
+    );
+    for name in ["backend-service", "backend-service-canary"] {
+        let (_, s) = expect(
+            handle,
+            Method::GET,
+            &format!("/api/v1/namespaces/shop/services/{name}"),
+        )
+        .await;
+        respond(s, 200, service(name));
+    }
+}
+
 #[tokio::test]
 async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = context(Client::new(mock, "default"), true);
     let server = tokio::spawn(async move {
-        let (_, s) = expect(
-            &mut handle,
-            Method::GET,
-            "/apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dbackend",
-        )
-        .await;
-        respond(
-            s,
-            200,
-            json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": []}),
-        );
-        for name in ["backend-service", "backend-service-canary"] {
-            let (_, s) = expect(
-                &mut handle,
-                Method::GET,
-                &format!("/api/v1/namespaces/shop/services/{name}"),
-            )
-            .await;
-            respond(s, 200, service(name));
-        }
+        no_replica_sets_and_both_services(&mut handle).await;
         let (_, s) = expect(
             &mut handle,
             Method::GET,
@@ -284,26 +289,7 @@ async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = context(Client::new(mock, "default"), true);
     let server = tokio::spawn(async move {
-        let (_, s) = expect(
-            &mut handle,
-            Method::GET,
-            "/apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dbackend",
-        )
-        .await;
-        respond(
-            s,
-            200,
-            json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": []}),
-        );
-        for name in ["backend-service", "backend-service-canary"] {
-            let (_, s) = expect(
-                &mut handle,
-                Method::GET,
-                &format!("/api/v1/namespaces/shop/services/{name}"),
-            )
-            .await;
-            respond(s, 200, service(name));
-        }
+        no_replica_sets_and_both_services(&mut handle).await;
         // Next is the ReplicaSet, not an Ingress.
         let (rs, s) = expect(
             &mut handle,
