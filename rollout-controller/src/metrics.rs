@@ -1,5 +1,5 @@
-//! Prometheus metrics: reconcile latency and errors, Rollouts by phase, and
-//! current canary weights.
+//! Prometheus metrics: reconcile latency and errors, Rollouts by phase (as a
+//! count, and per Rollout so alerts can name it), and current canary weights.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +26,20 @@ struct RolloutLabels {
     rollout: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutPhaseLabels {
+    namespace: String,
+    rollout: String,
+    phase: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     reconcile_seconds: Histogram,
     reconcile_errors: Counter,
     by_phase: Family<PhaseLabel, Gauge>,
+    phase: Family<RolloutPhaseLabels, Gauge>,
     canary_weight: Family<RolloutLabels, Gauge>,
     phases: Arc<Mutex<HashMap<(String, String), Phase>>>,
 }
@@ -42,6 +50,7 @@ impl Default for Metrics {
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let reconcile_errors = Counter::default();
         let by_phase = Family::<PhaseLabel, Gauge>::default();
+        let phase = Family::<RolloutPhaseLabels, Gauge>::default();
         let canary_weight = Family::<RolloutLabels, Gauge>::default();
         registry.register(
             "reconcile_duration_seconds",
@@ -55,6 +64,11 @@ impl Default for Metrics {
         );
         registry.register("rollouts", "Rollouts by phase", by_phase.clone());
         registry.register(
+            "rollout_phase",
+            "1 for each Rollout's current phase",
+            phase.clone(),
+        );
+        registry.register(
             "canary_weight",
             "Percent of traffic sent to the canary",
             canary_weight.clone(),
@@ -64,6 +78,7 @@ impl Default for Metrics {
             reconcile_seconds,
             reconcile_errors,
             by_phase,
+            phase,
             canary_weight,
             phases: Arc::default(),
         }
@@ -92,10 +107,18 @@ impl Metrics {
             })
             .set(weight.into());
         let mut phases = self.phases.lock().expect("metrics lock");
-        match status.phase {
-            Some(p) => phases.insert(key, p),
+        let before = match status.phase {
+            Some(p) => phases.insert(key.clone(), p),
             None => phases.remove(&key),
         };
+        if before != status.phase {
+            if let Some(p) = before {
+                self.phase.remove(&phase_labels(&key, p));
+            }
+            if let Some(p) = status.phase {
+                self.phase.get_or_create(&phase_labels(&key, p)).set(1);
+            }
+        }
         self.count_phases(&phases);
     }
 
@@ -106,7 +129,9 @@ impl Metrics {
             rollout: key.1.clone(),
         });
         let mut phases = self.phases.lock().expect("metrics lock");
-        phases.remove(&key);
+        if let Some(p) = phases.remove(&key) {
+            self.phase.remove(&phase_labels(&key, p));
+        }
         self.count_phases(&phases);
     }
 
@@ -132,6 +157,14 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+fn phase_labels((namespace, rollout): &(String, String), phase: Phase) -> RolloutPhaseLabels {
+    RolloutPhaseLabels {
+        namespace: namespace.clone(),
+        rollout: rollout.clone(),
+        phase: format!("{phase:?}"),
     }
 }
 
@@ -167,14 +200,22 @@ mod tests {
             "gantry_rollout_controller_reconcile_errors_total 1",
             "gantry_rollout_controller_rollouts{phase=\"Paused\"} 1",
             "gantry_rollout_controller_rollouts{phase=\"Healthy\"} 0",
+            "gantry_rollout_controller_rollout_phase{namespace=\"shop\",rollout=\"backend\",phase=\"Paused\"} 1",
             "gantry_rollout_controller_canary_weight{namespace=\"shop\",rollout=\"backend\"} 20",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
-        m.forget_rollout(&rollout);
+        status.phase = Some(Phase::Degraded);
+        m.record_rollout(&rollout, &status);
+        let text = m.render();
         assert!(
-            m.render()
-                .contains("gantry_rollout_controller_rollouts{phase=\"Paused\"} 0")
+            text.contains("rollout=\"backend\",phase=\"Degraded\"} 1"),
+            "{text}"
         );
+        assert!(!text.contains("phase=\"Paused\"} 1"), "{text}");
+        m.forget_rollout(&rollout);
+        let text = m.render();
+        assert!(text.contains("gantry_rollout_controller_rollouts{phase=\"Degraded\"} 0"));
+        assert!(!text.contains("rollout_phase{"), "{text}");
     }
 }

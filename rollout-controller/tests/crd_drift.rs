@@ -6,7 +6,10 @@ use kube::CustomResourceExt;
 use rollout_controller::types::{AnalysisTemplate, Rollout};
 
 fn check(file: &str, crd: CustomResourceDefinition) {
-    let path = format!("{}/../manifests/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../manifests/controller/crds/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let generated = format!(
         "# Generated from rollout-controller/src/types.rs; do not edit.\n{}",
         serde_yaml::to_string(&crd).unwrap()
