@@ -17,3 +17,5 @@ pub mod kustomization;
 pub mod oci_layout;
 pub mod registry;
 pub mod report;
+pub mod rollout_ops;
+pub mod rollout_view;

@@ -1,11 +1,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use gantry::bump::FileError;
 use gantry::commands;
 use gantry::git::GitError;
 use gantry::image_ref::ImageSpec;
+use gantry::rollout_ops::{Op, State};
 use rollout_controller::types::AnalysisPhase;
 
 /// GitOps delivery: build and push images, bump kustomizations, commit and push them race-safely.
@@ -43,6 +44,120 @@ enum Command {
     /// Try AnalysisTemplates against Prometheus.
     #[command(subcommand)]
     Analysis(AnalysisCommand),
+
+    /// Work with gantry.dev Rollouts.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// Print the timeline a Rollout will follow, without a cluster.
+    ///
+    /// Validates the Rollout and the AnalysisTemplates it references exactly
+    /// as the controller does, then runs the controller's decision on a
+    /// simulated cluster: each step with the traffic split and canary pods
+    /// after it, pauses, analysis gates with their queries and limits, the
+    /// minimum duration, and the worst case from a failing gate's start to
+    /// all traffic back on stable. Reads rendered streams too:
+    /// `kubectl kustomize overlays/prod | gantry rollout plan -f -`.
+    Plan(RolloutPlanArgs),
+
+    /// List Rollouts with phase, step, canary weight and readiness.
+    List {
+        /// The namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+    },
+
+    /// Print where a Rollout is; with --watch, follow it until it settles.
+    ///
+    /// Exit status: 0 Healthy, 2 Degraded (aborted or invalid), 3 still in
+    /// progress (without --watch, or when --timeout passed), 1 error.
+    Status {
+        #[command(flatten)]
+        target: RolloutTarget,
+        /// Follow every change until Healthy or Degraded.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// With --watch: give up after this long (e.g. 10m, 90s).
+        #[arg(long, value_parser = parse_timeout, requires = "watch")]
+        timeout: Option<std::time::Duration>,
+    },
+
+    /// Show a Rollout: steps, traffic, ReplicaSets, analysis, events.
+    ///
+    /// With --watch, shown again at every change until the Rollout is
+    /// Healthy or Degraded: redrawn in place on a terminal, appended in a
+    /// CI log.
+    Get {
+        #[command(flatten)]
+        target: RolloutTarget,
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+
+    /// End the current pause (`--full`: skip every remaining step).
+    Promote {
+        #[command(flatten)]
+        target: RolloutTarget,
+        /// Skip the remaining steps and analyses: go to 100% now.
+        #[arg(long)]
+        full: bool,
+    },
+
+    /// Send all traffic back to stable now and stop the canary.
+    Abort(RolloutTarget),
+
+    /// Start an aborted canary again from its first step.
+    Retry(RolloutTarget),
+
+    /// Hold the Rollout where it is (spec.paused).
+    Pause(RolloutTarget),
+
+    /// Undo `pause`.
+    Resume(RolloutTarget),
+
+    /// Restart every pod, one at a time, each only while all others are
+    /// available (sets spec.restartAt to now).
+    Restart(RolloutTarget),
+}
+
+#[derive(Args)]
+struct RolloutTarget {
+    /// The Rollout.
+    name: String,
+
+    /// Its namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct RolloutPlanArgs {
+    /// YAML with the Rollout (and any AnalysisTemplates); `-` for stdin.
+    #[arg(long, short = 'f', value_name = "FILE", required = true)]
+    file: Vec<PathBuf>,
+
+    /// Also read AnalysisTemplates from every YAML file under DIR.
+    #[arg(long, value_name = "DIR")]
+    analysis_templates: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -268,7 +383,7 @@ fn parse_spec(s: &str) -> Result<ImageSpec, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     init_tracing(cli.log_format);
     match cli.command {
         Command::Bump(args) => {
@@ -325,6 +440,56 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Rollout(RolloutCommand::Plan(args)) => {
+            let opts = commands::rollout::PlanOptions {
+                files: args.file,
+                templates_dir: args.analysis_templates,
+                json: args.output == Output::Json,
+            };
+            commands::rollout::plan_command(&opts).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
+        Command::Rollout(RolloutCommand::Promote { target, full }) => {
+            rollout_op(target, Op::Promote { full })
+        }
+        Command::Rollout(RolloutCommand::List {
+            namespace,
+            all_namespaces,
+        }) => commands::rollout::list_command(namespace, all_namespaces)
+            .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
+        Command::Rollout(RolloutCommand::Status {
+            target,
+            watch,
+            timeout,
+        }) => {
+            match commands::rollout::status_command(target.namespace, &target.name, watch, timeout)
+            {
+                Ok(State::Healthy) => ExitCode::SUCCESS,
+                Ok(State::Degraded) => ExitCode::from(2),
+                Ok(State::InProgress) => ExitCode::from(3),
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Rollout(RolloutCommand::Get {
+            target,
+            watch,
+            output,
+        }) => commands::rollout::get_command(
+            target.namespace,
+            &target.name,
+            watch,
+            output == Output::Json,
+        )
+        .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS),
+        Command::Rollout(RolloutCommand::Abort(target)) => rollout_op(target, Op::Abort),
+        Command::Rollout(RolloutCommand::Retry(target)) => rollout_op(target, Op::Retry),
+        Command::Rollout(RolloutCommand::Pause(target)) => rollout_op(target, Op::Pause),
+        Command::Rollout(RolloutCommand::Resume(target)) => rollout_op(target, Op::Resume),
+        Command::Rollout(RolloutCommand::Restart(target)) => rollout_op(
+            target,
+            Op::Restart {
+                at: jiff::Timestamp::now(),
+            },
+        ),
         Command::Image(ImageCommand::Build(args)) => {
             let opts = commands::image::BuildOptions {
                 context: args.context,
@@ -362,6 +527,33 @@ impl TargetArgs {
 }
 
 /// Prints the error chain; in GitHub Actions also as an annotation on the file.
+/// The command line; installed as `kubectl-gantry` (a kubectl plugin, run
+/// as `kubectl gantry …`), help and errors say so.
+fn parse() -> Cli {
+    let invoked = std::env::args_os().next().unwrap_or_default();
+    let plugin = std::path::Path::new(&invoked)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("kubectl-gantry"));
+    let mut command = Cli::command();
+    if plugin {
+        command = command.bin_name("kubectl gantry");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `90s`, `10m`, `1h`, or plain seconds.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    rollout_controller::validate::parse_duration(
+        &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s.to_string()),
+    )
+}
+
+fn rollout_op(target: RolloutTarget, op: Op) -> ExitCode {
+    commands::rollout::act_command(target.namespace, &target.name, op)
+        .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+}
+
 fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {err:#}");
     if gantry::github::in_actions() {

@@ -69,11 +69,25 @@ pub struct IngressView {
     pub hostname: Option<String>,
 }
 
+/// A pod of one of the Rollout's ReplicaSets (observed only while a
+/// restart is pending).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    /// Its ReplicaSet's pod-template-hash.
+    pub hash: String,
+    pub created: Timestamp,
+    /// Deletion requested, not gone yet.
+    pub terminating: bool,
+}
+
 /// Everything observed about one Rollout's world.
 #[derive(Debug, Clone, Default)]
 pub struct World {
     pub now: Timestamp,
     pub replica_sets: Vec<ReplicaSetView>,
+    /// Only observed while `spec.restartAt` is pending.
+    pub pods: Vec<PodView>,
     pub stable_service: Option<ServiceView>,
     pub canary_service: Option<ServiceView>,
     pub ingress: Option<IngressView>,
@@ -127,6 +141,11 @@ pub enum Action {
     SetAlbWeights {
         canary_weight: i32,
     },
+    /// `spec.restartAt`: evict the pod (the Eviction API honours PDBs); its
+    /// ReplicaSet replaces it.
+    EvictPod {
+        name: String,
+    },
 }
 
 /// A Kubernetes Event to record: (reason, message).
@@ -142,11 +161,23 @@ pub struct Decision {
 }
 
 const PAUSE_REASON: &str = "CanaryPauseStep";
-const INCONCLUSIVE_REASON: &str = "InconclusiveAnalysisRun";
+pub const INCONCLUSIVE_REASON: &str = "InconclusiveAnalysisRun";
 /// Floor for analysis requeues, so a clock skew cannot spin the loop.
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
+/// How often to look again while pods are being restarted.
+const RESTART_INTERVAL: Duration = Duration::from_secs(5);
 /// How often to look at AWS again while the ALB has not applied the weights.
 const VERIFY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The canary weight the Ingress carries (None without ALB routing, or
+/// when the annotation is absent or not ours).
+pub fn annotated_canary_weight(world: &World, plan: &Plan) -> Option<i32> {
+    let alb = plan.alb.as_ref()?;
+    let value = world.ingress.as_ref()?.annotations.get(&alb.action_key())?;
+    alb::parse_action(value)
+        .ok()?
+        .weight_of(&plan.canary_service)
+}
 
 /// The decision for one reconcile.
 pub fn decide(rollout: &Rollout, world: &World) -> Decision {
@@ -168,6 +199,7 @@ pub fn decide(rollout: &Rollout, world: &World) -> Decision {
             d.condition("InvalidSpec", false, "Valid", "");
             let hash = crate::hash::pod_template_hash(&rollout.spec.template);
             d.run(&plan, &hash);
+            d.restart(&plan);
             let index = d.status.current_step_index.unwrap_or(0);
             d.status.step_display = Some(format!("{index}/{}", plan.steps.len()));
             d.status.selector = crate::hash::selector_string(&rollout.spec.selector);
@@ -779,16 +811,7 @@ impl Decider<'_> {
     /// The canary weight the Ingress carries now (None without ALB routing
     /// or when the annotation is absent or not ours).
     fn annotated_canary_weight(&self, plan: &Plan) -> Option<i32> {
-        let alb = plan.alb.as_ref()?;
-        let value = self
-            .world
-            .ingress
-            .as_ref()?
-            .annotations
-            .get(&alb.action_key())?;
-        alb::parse_action(value)
-            .ok()?
-            .weight_of(&plan.canary_service)
+        annotated_canary_weight(self.world, plan)
     }
 
     /// `(canary, stable)` weights AWS shows, when it is watched and readable.
@@ -1005,6 +1028,50 @@ impl Decider<'_> {
         self.status.abort = false;
         self.status.aborted_at = None;
         self.status.promote_full = false;
+    }
+
+    /// `spec.restartAt`: one pod older than it at a time, and only while
+    /// every ReplicaSet has all its pods available and nothing else is being
+    /// changed; done (status.restartedAt) when no older pod is left.
+    fn restart(&mut self, plan: &Plan) {
+        let Some(at) = plan.restart_at else {
+            return;
+        };
+        let at_text = at.to_string();
+        if self.status.restarted_at.as_deref() == Some(at_text.as_str()) {
+            return;
+        }
+        let now = self.world.now;
+        if at > now {
+            self.requeue_in(Duration::try_from(at.duration_since(now)).unwrap_or(MIN_REQUEUE));
+            return;
+        }
+        let mut old: Vec<&PodView> = self.world.pods.iter().filter(|p| p.created < at).collect();
+        if old.is_empty() {
+            self.status.restarted_at = Some(at_text.clone());
+            self.events.push((
+                "RolloutRestarted".into(),
+                format!("every pod created before {at_text} restarted"),
+            ));
+            return;
+        }
+        let settled = self.actions.is_empty()
+            && self.world.pods.iter().all(|p| !p.terminating)
+            && self
+                .world
+                .replica_sets
+                .iter()
+                .all(|r| r.available >= r.replicas);
+        if settled {
+            old.sort_by_key(|p| p.created);
+            let pod = old[0].name.clone();
+            self.events.push((
+                "RestartingPod".into(),
+                format!("evicting {pod} (created before {at_text})"),
+            ));
+            self.actions.push(Action::EvictPod { name: pod });
+        }
+        self.requeue_in(RESTART_INTERVAL);
     }
 
     fn requeue_in(&mut self, d: Duration) {

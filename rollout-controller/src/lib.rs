@@ -12,10 +12,12 @@ pub mod elbv2;
 pub mod hash;
 pub mod leader;
 pub mod metrics;
+pub mod plan;
 pub mod prometheus;
 pub mod reconcile;
 pub mod run;
 pub mod server;
+pub mod simulate;
 pub mod types;
 pub mod validate;
 

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -19,7 +19,9 @@ use serde_json::json;
 
 use crate::alb::{self, ForwardWeights};
 use crate::analysis::{self, ArgContext};
-use crate::decide::{Action, IngressView, ReplicaSetView, ServiceView, Taken, World, decide};
+use crate::decide::{
+    Action, IngressView, PodView, ReplicaSetView, ServiceView, Taken, World, decide,
+};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
 use crate::types::{AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
@@ -248,6 +250,25 @@ pub async fn observe(
             })
         }
     };
+    // Pods only matter while a restart is pending: no pod list otherwise.
+    let restart_pending = plan.and_then(|p| p.restart_at).is_some_and(|at| {
+        rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.restarted_at.as_deref())
+            != Some(at.to_string().as_str())
+    });
+    let pods = if restart_pending {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        api.list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter_map(pod_view)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut templates = BTreeMap::new();
     if let Some(plan) = plan {
         let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
@@ -265,6 +286,7 @@ pub async fn observe(
     Ok(World {
         now: k8s_openapi::jiff::Timestamp::now(),
         replica_sets: owned,
+        pods,
         stable_service,
         canary_service,
         ingress,
@@ -520,6 +542,7 @@ async fn execute(
                 .patch(ingress, &params, &Patch::Merge(patch))
                 .await?;
         }
+        Action::EvictPod { name } => evict_pod(client, ns, name).await?,
         Action::SetAlbWeights { canary_weight } => {
             let direct = plan
                 .and_then(|p| p.alb.as_ref()?.direct.as_ref())
@@ -532,6 +555,29 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// Evicts a pod for a restart. Already gone, or refused by a
+/// PodDisruptionBudget (429), is not an error: the next look decides again.
+pub async fn evict_pod(client: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match pods.evict(name, &EvictParams::default()).await {
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 429 => {
+            tracing::info!(pod = %name, code = e.code, "eviction not done: {}", e.message);
+            Ok(())
+        }
+        other => other.map(drop).map_err(Error::from),
+    }
+}
+
+/// A pod of one of the Rollout's ReplicaSets, for restarts.
+fn pod_view(pod: Pod) -> Option<PodView> {
+    Some(PodView {
+        hash: pod.labels().get(POD_TEMPLATE_HASH)?.clone(),
+        created: pod.metadata.creation_timestamp.as_ref()?.0,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        name: pod.metadata.name?,
+    })
 }
 
 /// `<rollout>-<hash>`: the template plus the hash label on the ReplicaSet,

@@ -81,6 +81,11 @@ pub struct RolloutSpec {
     pub min_ready_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_seconds: Option<i32>,
+    /// Pods created before this time (RFC 3339) are restarted, one at a
+    /// time, each only while every other pod is available (`gantry rollout
+    /// restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -347,6 +352,9 @@ pub struct RolloutStatus {
     pub abort: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<String>,
+    /// The `spec.restartAt` whose restart is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
     /// Set by `promote --full`: skip the remaining steps.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promote_full: bool,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
 
 use crate::types::{AlbDirect, RolloutAnalysis, RolloutSpec, Step};
 
@@ -25,6 +26,8 @@ pub struct Plan {
     pub revision_history_limit: i32,
     pub paused: bool,
     pub min_ready_seconds: i32,
+    /// `spec.restartAt`: pods created before it are to be restarted.
+    pub restart_at: Option<Timestamp>,
     /// `strategy.canary.analysis`: runs from the step index `starting_step`.
     pub background: Option<RolloutAnalysis>,
 }
@@ -289,6 +292,17 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         canary.abort_scale_down_delay_seconds,
         &mut errors,
     );
+    let restart_at = match spec.restart_at.as_deref().map(str::parse::<Timestamp>) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            errors.push(format!(
+                "spec.restartAt: expected an RFC 3339 time like 2026-01-01T12:00:00Z, got {:?}",
+                spec.restart_at.as_deref().unwrap_or_default()
+            ));
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -306,6 +320,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             .max(0),
         paused: spec.paused.unwrap_or(false),
         min_ready_seconds: spec.min_ready_seconds.unwrap_or(0).max(0),
+        restart_at,
         background: canary.analysis.clone(),
     })
 }

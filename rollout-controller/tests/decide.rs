@@ -1,318 +1,69 @@
-//! Table and scenario tests of the pure canary decision, with no I/O: a tiny
-//! simulated cluster applies the decided actions (and, unless told not to,
-//! makes pods available at once), and every scenario checks that traffic
-//! never goes to a Service without available pods.
+//! Table and scenario tests of the pure canary decision, with no I/O: the
+//! simulated cluster (`simulate`) applies the decided actions (and, unless
+//! told not to, makes pods available at once), and every scenario checks
+//! that traffic never goes to a Service without available pods.
 
-use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use rollout_controller::alb::parse_action;
-use rollout_controller::analysis::{self, ArgContext, QueryValue, Verdict};
-use rollout_controller::decide::{
-    Action, Decision, IngressView, ReplicaSetView, ServiceView, Taken, World, decide,
-};
+use k8s_openapi::jiff::SignedDuration;
+use rollout_controller::analysis::QueryValue;
+use rollout_controller::decide::{Action, Decision, decide};
 use rollout_controller::elbv2::Observed;
-use rollout_controller::hash::pod_template_hash;
-use rollout_controller::types::{
-    AnalysisPhase, AnalysisTemplate, Measurement, Phase, Rollout, RolloutStatus,
-};
+use rollout_controller::simulate::Simulation;
+use rollout_controller::types::{AnalysisPhase, AnalysisTemplate, Phase, Rollout, RolloutStatus};
 use rollout_controller::validate::validate;
+
+mod common;
+use common::rollout;
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 
-fn rollout(steps: &str) -> Rollout {
-    let yaml = format!(
-        r#"
-apiVersion: gantry.dev/v1alpha1
-kind: Rollout
-metadata: {{name: backend, namespace: shop, generation: 1}}
-spec:
-  replicas: 5
-  selector: {{matchLabels: {{app: backend}}}}
-  template:
-    metadata: {{labels: {{app: backend}}}}
-    spec: {{containers: [{{name: api, image: "backend:1"}}]}}
-  strategy:
-    canary:
-      canaryService: backend-service-canary
-      stableService: backend-service
-      trafficRouting: {{alb: {{ingress: shop, servicePort: 80}}}}
-      steps: {steps}
-"#
-    );
-    serde_yaml::from_str(&yaml).unwrap()
-}
-
 const STEPS: &str = "[{setWeight: 20}, {pause: {}}, {setWeight: 50}, {pause: {duration: 30s}}]";
 
-struct Sim {
-    rollout: Rollout,
-    world: World,
-    /// Pods become available as soon as they are asked for.
-    kubelet: bool,
-    writes: usize,
-    created: i64,
-    /// What the simulated Prometheus answers, by metric name (absent: down).
-    prometheus: BTreeMap<String, QueryValue>,
-    /// When AWS is watched: whether the simulated LB controller copies the
-    /// Ingress weights onto the ALB after each reconcile.
-    lb_controller: bool,
+/// The simulated cluster, failing the test at the first broken invariant.
+struct Sim(Simulation);
+
+impl Deref for Sim {
+    type Target = Simulation;
+    fn deref(&self) -> &Simulation {
+        &self.0
+    }
+}
+
+impl DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Simulation {
+        &mut self.0
+    }
 }
 
 impl Sim {
     fn new(rollout: Rollout) -> Sim {
-        let service = |name: &str| {
-            Some(ServiceView {
-                name: name.into(),
-                hash: None,
-            })
-        };
-        Sim {
-            rollout,
-            world: World {
-                now: "2026-01-01T00:00:00Z".parse().unwrap(),
-                replica_sets: Vec::new(),
-                stable_service: service("backend-service"),
-                canary_service: service("backend-service-canary"),
-                ingress: Some(IngressView {
-                    name: "shop".into(),
-                    annotations: BTreeMap::new(),
-                    routes_root_service: true,
-                    hostname: Some("k8s-shop.eu-west-1.elb.amazonaws.com".into()),
-                }),
-                ..Default::default()
-            },
-            kubelet: true,
-            writes: 0,
-            created: 0,
-            prometheus: BTreeMap::new(),
-            lb_controller: true,
-        }
+        Sim(Simulation::new(rollout))
     }
 
-    /// One reconcile: decide, apply, check the traffic invariant.
     fn step(&mut self) -> Decision {
-        self.world.measurements = self.measure();
-        let d = decide(&self.rollout, &self.world);
-        self.world.measurements.clear();
-        if self.lb_controller
-            && let Some(weight) = self.canary_weight()
-            && let Some(Ok(observed)) = &mut self.world.alb
-        {
-            observed.weights = Some((weight, 100 - weight));
-        }
-        for action in &d.actions {
-            self.apply(action);
-            self.writes += 1;
-        }
-        if self.rollout.status.as_ref() != Some(&d.status) {
-            self.rollout.status = Some(d.status.clone());
-            self.writes += 1;
-        }
-        if self.kubelet {
-            for rs in &mut self.world.replica_sets {
-                rs.available = rs.replicas;
-                rs.ready = rs.replicas;
-            }
-        }
-        self.check_traffic();
+        let d = self.0.step();
+        self.assert_safe();
         d
     }
 
-    /// Reconciles until nothing changes; returns the last decision.
     fn settle(&mut self) -> Decision {
-        for _ in 0..100 {
-            let before = self.rollout.status.clone();
-            let d = self.step();
-            if d.actions.is_empty() && self.rollout.status == before {
-                return d;
-            }
-        }
-        panic!("did not settle: {:#?}", self.rollout.status);
+        let d = self
+            .0
+            .settle()
+            .unwrap_or_else(|| panic!("did not settle: {:#?}", self.rollout.status));
+        self.assert_safe();
+        d
     }
 
-    fn apply(&mut self, action: &Action) {
-        let w = &mut self.world;
-        match action {
-            Action::CreateReplicaSet { hash, replicas } => {
-                self.created += 1;
-                w.replica_sets.push(ReplicaSetView {
-                    name: format!("backend-{hash}"),
-                    hash: hash.clone(),
-                    replicas: *replicas,
-                    ready: 0,
-                    available: 0,
-                    scale_down_at: None,
-                    created: Some(Timestamp::from_second(self.created).unwrap()),
-                });
-            }
-            Action::ScaleReplicaSet { name, replicas } => {
-                if *replicas == 0 {
-                    // Pods are taken away only from what no longer gets traffic.
-                    let hash = w
-                        .replica_sets
-                        .iter()
-                        .find(|r| &r.name == name)
-                        .unwrap()
-                        .hash
-                        .clone();
-                    let selects = |s: &Option<ServiceView>| {
-                        s.as_ref().unwrap().hash.as_deref() == Some(hash.as_str())
-                    };
-                    assert!(
-                        !selects(&w.stable_service),
-                        "scaled down the stable Service's pods"
-                    );
-                    let weight = w
-                        .ingress
-                        .as_ref()
-                        .unwrap()
-                        .annotations
-                        .get(KEY)
-                        .map(|v| parse_action(v).unwrap());
-                    let canary_weight = weight
-                        .and_then(|a| a.weight_of("backend-service-canary"))
-                        .unwrap_or(0);
-                    assert!(
-                        !(selects(&w.canary_service) && canary_weight > 0),
-                        "scaled down pods with canary traffic"
-                    );
-                }
-                let rs = w.replica_sets.iter_mut().find(|r| &r.name == name).unwrap();
-                rs.replicas = *replicas;
-                rs.available = rs.available.min(*replicas);
-                rs.ready = rs.ready.min(*replicas);
-            }
-            Action::ScheduleScaleDown { name, at } => {
-                w.replica_sets
-                    .iter_mut()
-                    .find(|r| &r.name == name)
-                    .unwrap()
-                    .scale_down_at = *at;
-            }
-            Action::DeleteReplicaSet { name } => w.replica_sets.retain(|r| &r.name != name),
-            Action::SetServiceSelector { service, hash } => {
-                for s in [&mut w.stable_service, &mut w.canary_service]
-                    .into_iter()
-                    .flatten()
-                {
-                    if &s.name == service {
-                        s.hash = Some(hash.clone());
-                    }
-                }
-            }
-            Action::SetAlbWeights { canary_weight } => {
-                let observed = self.world.alb.as_mut().unwrap().as_mut().unwrap();
-                observed.weights = Some((*canary_weight, 100 - canary_weight));
-            }
-            Action::SetIngressAction { annotations, .. } => {
-                w.ingress
-                    .as_mut()
-                    .unwrap()
-                    .annotations
-                    .extend(annotations.clone());
-            }
-        }
-    }
-
-    /// What the glue does before deciding: measure the metrics due, with
-    /// the same resolution, scheduling and judgement.
-    fn measure(&self) -> Vec<Taken> {
-        let Some(status) = &self.rollout.status else {
-            return Vec::new();
-        };
-        let Ok(plan) = validate(&self.rollout.spec) else {
-            return Vec::new();
-        };
-        let ctx = ArgContext {
-            rollout: Some(&self.rollout.metadata),
-            stable_hash: status.stable_rs.as_deref(),
-            latest_hash: status.current_pod_hash.as_deref(),
-            secrets: None,
-        };
-        let Ok(metrics) = analysis::resolve_plan(&plan, &self.world.templates, &ctx) else {
-            return Vec::new();
-        };
-        let now = self.world.now.to_string();
-        let mut taken = Vec::new();
-        for run in &status.analysis_runs {
-            for m in analysis::due(run, &metrics[&run.name], self.world.now) {
-                let verdict = match self.prometheus.get(&m.name) {
-                    Some(v) => analysis::evaluate(m, v),
-                    None => Verdict {
-                        phase: AnalysisPhase::Error,
-                        message: Some("cannot reach Prometheus".into()),
-                    },
-                };
-                taken.push(Taken {
-                    run: run.name.clone(),
-                    pod_template_hash: run.pod_template_hash.clone(),
-                    metric: m.name.clone(),
-                    measurement: Measurement {
-                        phase: verdict.phase,
-                        value: self.prometheus.get(&m.name).map(|v| v.to_string()),
-                        started_at: now.clone(),
-                        finished_at: now.clone(),
-                        message: verdict.message,
-                    },
-                });
-            }
-        }
-        taken
-    }
-
-    /// No request may reach a Service whose pods are not available.
-    fn check_traffic(&self) {
-        let available = |service: &Option<ServiceView>| {
-            let hash = service.as_ref().and_then(|s| s.hash.clone());
-            hash.and_then(|h| self.world.replica_sets.iter().find(|r| r.hash == h))
-                .map_or(0, |r| r.available)
-        };
-        let weight = self.canary_weight().unwrap_or(0);
-        if self.world.stable_service.as_ref().unwrap().hash.is_some() && weight < 100 {
-            assert!(
-                available(&self.world.stable_service) > 0,
-                "stable traffic to no pods: {:#?}",
-                self.world
-            );
-        }
-        if weight > 0 {
-            assert!(
-                available(&self.world.canary_service) > 0,
-                "canary traffic to no pods: {:#?}",
-                self.world
-            );
-        }
-    }
-
-    fn canary_weight(&self) -> Option<i32> {
-        if self
-            .rollout
-            .spec
-            .strategy
-            .canary
-            .as_ref()?
-            .traffic_routing
-            .as_ref()?
-            .alb
-            .as_ref()?
-            .direct
-            .is_some()
-        {
-            return self
-                .world
-                .alb
-                .as_ref()?
-                .as_ref()
-                .ok()?
-                .weights
-                .map(|(c, _)| c);
-        }
-        let value = self.world.ingress.as_ref()?.annotations.get(KEY)?;
-        parse_action(value)
-            .unwrap()
-            .weight_of("backend-service-canary")
+    fn assert_safe(&self) {
+        assert!(
+            self.violations.is_empty(),
+            "{:?}\n{:#?}",
+            self.violations,
+            self.world
+        );
     }
 
     fn set_image(&mut self, image: &str) {
@@ -320,24 +71,20 @@ impl Sim {
         *self.rollout.metadata.generation.as_mut().unwrap() += 1;
     }
 
-    fn hash(&self) -> String {
-        pod_template_hash(&self.rollout.spec.template)
-    }
-
     fn status(&mut self) -> &mut rollout_controller::types::RolloutStatus {
         self.rollout.status.as_mut().unwrap()
     }
 
-    fn promote(&mut self) {
-        self.status().pause_conditions.clear();
-    }
-
     fn advance(&mut self, secs: i64) {
-        self.world.now += SignedDuration::from_secs(secs);
+        self.0.advance(SignedDuration::from_secs(secs));
     }
 
-    fn phase(&self) -> Option<Phase> {
-        self.rollout.status.as_ref().and_then(|s| s.phase)
+    fn message(&self) -> String {
+        self.rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default()
     }
 
     fn step_index(&self) -> i32 {
@@ -347,14 +94,6 @@ impl Sim {
             .unwrap()
             .current_step_index
             .unwrap()
-    }
-
-    fn replicas(&self, hash: &str) -> i32 {
-        self.world
-            .replica_sets
-            .iter()
-            .find(|r| r.hash == hash)
-            .map_or(-1, |r| r.replicas)
     }
 
     fn service_hash(&self, stable: bool) -> Option<String> {
@@ -732,7 +471,7 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
     blue_green.spec.strategy.blue_green = Some(serde_json::json!({"activeService": "x"}));
     let mut sim = Sim::new(blue_green);
     sim.step();
-    assert!(sim.rollout.status.unwrap().message.unwrap().contains(
+    assert!(sim.message().contains(
         "spec.strategy.blueGreen: the blueGreen strategy (use canary) is not supported by gantry"
     ));
 }
@@ -1040,14 +779,7 @@ fn background_analysis_runs_from_its_starting_step_and_aborts_on_failure() {
     sim.settle();
     assert_eq!(sim.phase(), Some(Phase::Degraded));
     assert_eq!(sim.canary_weight(), Some(0));
-    assert!(
-        sim.rollout
-            .status
-            .unwrap()
-            .message
-            .unwrap()
-            .contains("analysis background failed")
-    );
+    assert!(sim.message().contains("analysis background failed"));
 }
 
 #[test]
@@ -1075,7 +807,7 @@ fn a_missing_or_invalid_template_degrades_with_its_name() {
     sim.set_image("backend:2");
     sim.settle();
     assert_eq!(sim.phase(), Some(Phase::Degraded));
-    let message = sim.rollout.status.clone().unwrap().message.unwrap();
+    let message = sim.message();
     assert!(
         message.contains("InvalidAnalysis: spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate \"error-rate\" not found"),
         "{message}"
@@ -1086,7 +818,7 @@ fn a_missing_or_invalid_template_degrades_with_its_name() {
         template("count: 3\n    failureCondition: result[0] >").spec,
     );
     sim.settle();
-    let message = sim.rollout.status.clone().unwrap().message.unwrap();
+    let message = sim.message();
     assert!(
         message.contains("spec.metrics[0].interval: required when count is more than 1"),
         "{message}"
@@ -1259,4 +991,68 @@ fn direct_mode_sets_the_weights_through_aws() {
     ] {
         assert!(errors.contains(want), "{want}: {errors}");
     }
+}
+
+#[test]
+fn restart_replaces_old_pods_one_at_a_time_while_the_rest_are_available() {
+    let (mut sim, stable) = deployed(STEPS);
+    let before: Vec<String> = sim.world.pods.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(before.len(), 5);
+    sim.advance(60);
+    let at = sim.world.now;
+    sim.rollout.spec.restart_at = Some(at.to_string());
+
+    // The first reconcile evicts the oldest pod and nothing else.
+    sim.kubelet = false;
+    let d = sim.step();
+    assert_eq!(
+        d.actions,
+        [Action::EvictPod {
+            name: before[0].clone()
+        }]
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
+    // While its replacement is not available, no other pod goes.
+    let d = sim.step();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+
+    // The kubelet brings replacements up; one eviction per reconcile.
+    sim.kubelet = true;
+    let mut evicted = 1;
+    for _ in 0..20 {
+        sim.advance(5);
+        let d = sim.step();
+        evicted += d
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::EvictPod { .. }))
+            .count();
+        assert!(d.actions.len() <= 1);
+    }
+    assert_eq!(evicted, 5);
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(status.restarted_at, Some(at.to_string()));
+    assert!(sim.world.pods.iter().all(|p| p.created >= at));
+    assert_eq!(sim.replicas(&stable), 5);
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    // Done: nothing more to do, no more requeues.
+    let d = sim.step();
+    assert!(d.actions.is_empty() && d.requeue_after.is_none());
+}
+
+#[test]
+fn a_restart_in_the_future_waits_and_a_bad_time_is_invalid() {
+    let (mut sim, _) = deployed(STEPS);
+    let at = sim.world.now + SignedDuration::from_secs(90);
+    sim.rollout.spec.restart_at = Some(at.to_string());
+    let d = sim.step();
+    assert!(d.actions.is_empty());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(90)));
+
+    sim.rollout.spec.restart_at = Some("tomorrow".into());
+    sim.step();
+    assert!(
+        sim.message()
+            .contains("spec.restartAt: expected an RFC 3339 time")
+    );
 }

@@ -6,6 +6,7 @@
 //! fails the test with a message saying so, never skips it.
 
 pub mod aws;
+pub mod kube_mock;
 pub mod oci;
 pub mod prom;
 

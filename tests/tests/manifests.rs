@@ -560,6 +560,8 @@ fn the_controller_install_is_least_privilege_and_hardened() {
         &["get", "list", "watch", "patch"],
     );
     needs("events.k8s.io/events", &["create", "patch"]);
+    needs("/pods", &["list"]);
+    needs("/pods/eviction", &["create"]);
     assert!(
         !granted.contains_key("/secrets"),
         "Secrets are granted per namespace, never cluster-wide"

@@ -53,7 +53,7 @@ pub fn push(opts: PushOptions) -> Result<()> {
     for tag in &opts.tags {
         registry::check_tag(tag).map_err(anyhow::Error::msg)?;
     }
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let (layout, image) = open_image(&opts.from)?;
         let dest = destination(&opts.target).await?;
         let report = image_push::push(
@@ -96,7 +96,7 @@ pub fn build(opts: BuildOptions) -> Result<()> {
     tags.push(key_tag.clone());
     dedup(&mut tags);
 
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let dest = match &opts.push {
             Some(target) => Some(destination(target).await?),
             None => None,
@@ -279,13 +279,4 @@ fn announce(dest: &Destination, report: &PushReport, reused: bool) -> Result<()>
         ("reused", reused.to_string()),
     ])
     .context("cannot write GitHub outputs")
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    // reqwest and the AWS SDK both use rustls; kube's ring provider is the one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }

@@ -4,18 +4,15 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use http::{Method, Request, Response};
+use gantry_tests::kube_mock::{self, ApiHandle, expect, respond};
+use http::Method;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::client::Body;
 use rollout_controller::leader::Elector;
 use rollout_controller::metrics::Metrics;
 use rollout_controller::reconcile::{Context, FINALIZER, reconcile};
 use rollout_controller::types::Rollout;
 use serde_json::{Value, json};
-use tower_test::mock::{Handle, SendResponse};
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
 fn rollout(extra_meta: Value) -> Rollout {
     let mut r = json!({
@@ -68,33 +65,6 @@ fn context(client: Client, leader: bool) -> Arc<Context> {
     Arc::new(ctx)
 }
 
-/// Takes the next request, checks method and path, returns its JSON body.
-async fn expect(
-    handle: &mut ApiHandle,
-    method: Method,
-    path: &str,
-) -> (Value, SendResponse<Response<Body>>) {
-    let (request, send) = handle.next_request().await.expect("a request");
-    assert_eq!(request.method(), method, "{}", request.uri());
-    assert_eq!(request.uri().to_string(), path);
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (body, send)
-}
-
-fn respond(send: SendResponse<Response<Body>>, status: u16, body: Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap(),
-    );
-}
-
 /// Answers the first reads of a reconcile: no ReplicaSets yet, both Services.
 async fn no_replica_sets_and_both_services(handle: &mut ApiHandle) {
     let (_, s) = expect(
@@ -119,19 +89,24 @@ async fn no_replica_sets_and_both_services(handle: &mut ApiHandle) {
     }
 }
 
+/// The first reads, then the Ingress (no weights on it yet).
+async fn first_reads_with_ingress(handle: &mut ApiHandle) {
+    no_replica_sets_and_both_services(handle).await;
+    let (_, s) = expect(
+        handle,
+        Method::GET,
+        "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop",
+    )
+    .await;
+    respond(s, 200, ingress(json!({})));
+}
+
 #[tokio::test]
 async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
-    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(mock, "default"), true);
+    let (client, mut handle) = kube_mock::client();
+    let ctx = context(client, true);
     let server = tokio::spawn(async move {
-        no_replica_sets_and_both_services(&mut handle).await;
-        let (_, s) = expect(
-            &mut handle,
-            Method::GET,
-            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop",
-        )
-        .await;
-        respond(s, 200, ingress(json!({})));
+        first_reads_with_ingress(&mut handle).await;
 
         // The first ReplicaSet: hash label on it, its selector and its pods; owned by the Rollout.
         let (rs, s) = expect(
@@ -201,8 +176,8 @@ async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
 
 #[tokio::test]
 async fn a_follower_sends_nothing() {
-    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(mock, "default"), false);
+    let (client, mut handle) = kube_mock::client();
+    let ctx = context(client, false);
     reconcile(Arc::new(rollout(json!({}))), ctx).await.unwrap();
     // Nothing was sent: no request is waiting (the client may already be gone).
     let next =
@@ -215,8 +190,8 @@ async fn a_follower_sends_nothing() {
 
 #[tokio::test]
 async fn deleting_a_rollout_resets_the_weights_before_releasing_it() {
-    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(mock, "default"), true);
+    let (client, mut handle) = kube_mock::client();
+    let ctx = context(client, true);
     let deleted = rollout(json!({"deletionTimestamp": "2026-01-01T00:00:00Z"}));
     let server = tokio::spawn(async move {
         let (_, s) = expect(
@@ -286,8 +261,8 @@ fn direct_rollout(extra_meta: Value) -> Rollout {
 
 #[tokio::test]
 async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
-    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(mock, "default"), true);
+    let (client, mut handle) = kube_mock::client();
+    let ctx = context(client, true);
     let server = tokio::spawn(async move {
         no_replica_sets_and_both_services(&mut handle).await;
         // Next is the ReplicaSet, not an Ingress.
@@ -334,8 +309,8 @@ async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
 
 #[tokio::test]
 async fn deleting_a_direct_mode_rollout_without_the_elbv2_api_touches_no_ingress() {
-    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(mock, "default"), true);
+    let (client, mut handle) = kube_mock::client();
+    let ctx = context(client, true);
     let deleted = direct_rollout(json!({"deletionTimestamp": "2026-01-01T00:00:00Z"}));
     let server = tokio::spawn(async move {
         let (patch, s) = expect(
@@ -357,8 +332,8 @@ async fn deleting_a_direct_mode_rollout_without_the_elbv2_api_touches_no_ingress
 
 #[tokio::test]
 async fn leader_election_takes_free_or_expired_leases_only() {
-    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let elector = Elector::new(Client::new(mock, "default"), "gantry-system", "lock", "me");
+    let (client, mut handle) = kube_mock::client();
+    let elector = Elector::new(client, "gantry-system", "lock", "me");
     let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
     let lease = |holder: &str, renewed: &str| {
         json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -407,5 +382,56 @@ async fn leader_election_takes_free_or_expired_leases_only() {
     assert!(!elector.try_acquire(now).await.unwrap());
     assert!(elector.try_acquire(now).await.unwrap());
     assert!(!elector.try_acquire(now).await.unwrap());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn pods_are_read_only_while_a_restart_is_pending_and_evicted_politely() {
+    let (client, mut handle) = kube_mock::client();
+    let mut restarting = rollout(json!({}));
+    restarting.spec.restart_at = Some("2026-01-01T00:00:00Z".into());
+    let plan = rollout_controller::validate::validate(&restarting.spec).unwrap();
+    let server = tokio::spawn(async move {
+        first_reads_with_ingress(&mut handle).await;
+        let (_, s) = expect(
+            &mut handle,
+            Method::GET,
+            "/api/v1/namespaces/shop/pods?&labelSelector=app%3Dbackend",
+        )
+        .await;
+        respond(
+            s,
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+                {"metadata": {"name": "backend-aaa-1", "creationTimestamp": "2025-12-31T00:00:00Z",
+                              "labels": {"app": "backend", "rollouts-pod-template-hash": "aaa"}}},
+                {"metadata": {"name": "backend-aaa-2", "creationTimestamp": "2025-12-31T00:00:00Z",
+                              "deletionTimestamp": "2026-01-01T00:00:01Z",
+                              "labels": {"app": "backend", "rollouts-pod-template-hash": "aaa"}}}]}),
+        );
+        // Refused by a PodDisruptionBudget: not an error.
+        let (body, s) = expect(
+            &mut handle,
+            Method::POST,
+            "/api/v1/namespaces/shop/pods/backend-aaa-1/eviction?",
+        )
+        .await;
+        assert_eq!(body["metadata"]["name"], "backend-aaa-1");
+        respond(
+            s,
+            429,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
+                   "reason": "TooManyRequests", "message": "Cannot evict pod as it would violate the pod's disruption budget."}),
+        );
+    });
+    let world = rollout_controller::reconcile::observe(&restarting, Some(&plan), "shop", &client)
+        .await
+        .unwrap();
+    assert_eq!(world.pods.len(), 2);
+    assert_eq!(world.pods[0].hash, "aaa");
+    assert!(!world.pods[0].terminating && world.pods[1].terminating);
+    rollout_controller::reconcile::evict_pod(&client, "shop", "backend-aaa-1")
+        .await
+        .unwrap();
     server.await.unwrap();
 }

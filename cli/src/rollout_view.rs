@@ -1,0 +1,209 @@
+//! `gantry rollout get`: a Rollout with its ReplicaSets, analysis and
+//! events, as text for people (terminal or CI log) or JSON for scripts.
+//! Pure: the command fetches, this renders.
+
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use rollout_controller::plan::describe;
+use rollout_controller::types::{POD_TEMPLATE_HASH, Phase, Rollout};
+use rollout_controller::validate::validate;
+use serde_json::{Value, json};
+
+use crate::rollout_ops::state;
+
+/// What `get` shows.
+pub struct View {
+    pub rollout: Rollout,
+    pub replica_sets: Vec<ReplicaSet>,
+    pub events: Vec<Event>,
+}
+
+/// How many events and measurements per metric are shown.
+const RECENT: usize = 8;
+
+impl View {
+    pub fn json(&self) -> Value {
+        json!({
+            "rollout": self.rollout,
+            "replicaSets": self.replica_sets,
+            "events": self.events,
+        })
+    }
+
+    /// The text view; times relative to `now`.
+    pub fn text(&self, now: Timestamp) -> String {
+        let r = &self.rollout;
+        let status = r.status.clone().unwrap_or_default();
+        let mut out = String::new();
+        let field = |out: &mut String, k: &str, v: &str| {
+            let _ = writeln!(out, "{:<11} {v}", format!("{k}:"));
+        };
+        field(&mut out, "Name", r.metadata.name.as_deref().unwrap_or(""));
+        field(
+            &mut out,
+            "Namespace",
+            r.metadata.namespace.as_deref().unwrap_or(""),
+        );
+        field(&mut out, "Status", &state(r).1);
+        if let Some(w) = &status.canary.weights {
+            let proof = match w.verified {
+                Some(true) => "applied by the ALB (verified on AWS)",
+                Some(false) => "not yet applied by the ALB",
+                None => "set on the Ingress",
+            };
+            field(
+                &mut out,
+                "Traffic",
+                &format!(
+                    "canary {}% / stable {}%, {proof}",
+                    w.canary.weight, w.stable.weight
+                ),
+            );
+        }
+        if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
+            field(&mut out, "ALB", alb);
+        }
+        let images: Vec<&str> = r
+            .spec
+            .template
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .filter_map(|c| c.image.as_deref())
+            .collect();
+        field(&mut out, "Images", &images.join(", "));
+
+        self.steps(&mut out, &status);
+        self.replica_sets(&mut out, &status);
+        for run in &status.analysis_runs {
+            let _ = writeln!(out, "\nAnalysis {} ({:?}):", run.name, run.phase);
+            for m in &run.metrics {
+                let _ = writeln!(
+                    out,
+                    "  {} {:?}: {} measured, {} successful, {} failed, {} inconclusive, {} errors",
+                    m.name, m.phase, m.count, m.successful, m.failed, m.inconclusive, m.error
+                );
+                let recent = m.measurements.len().saturating_sub(RECENT);
+                for measurement in &m.measurements[recent..] {
+                    let _ = writeln!(
+                        out,
+                        "    {:>8}  {:<12} {}{}",
+                        ago(&measurement.finished_at, now),
+                        format!("{:?}", measurement.phase),
+                        measurement.value.as_deref().unwrap_or("-"),
+                        measurement
+                            .message
+                            .as_deref()
+                            .map(|m| format!("  {m}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        if !self.events.is_empty() {
+            let _ = writeln!(out, "\nEvents:");
+            let mut events: Vec<&Event> = self.events.iter().collect();
+            events.sort_by_key(|e| event_time(e));
+            let recent = events.len().saturating_sub(RECENT);
+            for e in &events[recent..] {
+                let when = event_time(e).map_or("-".into(), |t| ago(&t.to_string(), now));
+                let _ = writeln!(
+                    out,
+                    "  {when:>8}  {:<8} {:<24} {}",
+                    e.type_.as_deref().unwrap_or(""),
+                    e.reason.as_deref().unwrap_or(""),
+                    e.note.as_deref().unwrap_or("")
+                );
+            }
+        }
+        out
+    }
+
+    /// Every step: done (✔), current (►) or pending (·).
+    fn steps(&self, out: &mut String, status: &rollout_controller::types::RolloutStatus) {
+        let plan = match validate(&self.rollout.spec) {
+            Ok(plan) => plan,
+            Err(errors) => {
+                let _ = writeln!(out, "\nInvalid spec:\n  {}", errors.join("\n  "));
+                return;
+            }
+        };
+        let _ = writeln!(out, "\nSteps:");
+        let current = status.current_step_index.unwrap_or(0).max(0) as usize;
+        let settled = matches!(status.phase, Some(Phase::Healthy));
+        for (i, step) in plan.steps.iter().enumerate() {
+            let mark = if i < current || settled {
+                "✔"
+            } else if i == current {
+                "►"
+            } else {
+                "·"
+            };
+            let _ = writeln!(out, "  {mark} {}. {}", i + 1, describe(step));
+        }
+    }
+
+    fn replica_sets(&self, out: &mut String, status: &rollout_controller::types::RolloutStatus) {
+        if self.replica_sets.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\nReplicaSets:");
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<7} {:>7} {:>5} {:>9}",
+            "NAME", "ROLE", "DESIRED", "READY", "AVAILABLE"
+        );
+        let mut sets: Vec<&ReplicaSet> = self.replica_sets.iter().collect();
+        sets.sort_by_key(|rs| std::cmp::Reverse(rs.metadata.creation_timestamp.clone()));
+        for rs in sets {
+            let hash = rs
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_TEMPLATE_HASH))
+                .cloned();
+            let role = if hash.is_some() && hash == status.stable_rs {
+                "stable"
+            } else if hash.is_some() && hash == status.current_pod_hash {
+                "canary"
+            } else {
+                "old"
+            };
+            let s = rs.status.clone().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<32} {:<7} {:>7} {:>5} {:>9}",
+                rs.metadata.name.as_deref().unwrap_or(""),
+                role,
+                rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+                s.ready_replicas.unwrap_or(0),
+                s.available_replicas.unwrap_or(0)
+            );
+        }
+    }
+}
+
+fn event_time(e: &Event) -> Option<Timestamp> {
+    e.series
+        .as_ref()
+        .map(|s| s.last_observed_time.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.deprecated_last_timestamp.as_ref().map(|t| t.0))
+}
+
+/// `45s ago`, `3m ago`, `2h ago`.
+fn ago(rfc3339: &str, now: Timestamp) -> String {
+    let Ok(t) = rfc3339.parse::<Timestamp>() else {
+        return "-".into();
+    };
+    let secs = now.duration_since(t).as_secs().max(0);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}

@@ -1,0 +1,312 @@
+//! The timeline a Rollout will follow, found by running the controller's
+//! own decision on a simulated cluster (`simulate`), not by a second model:
+//! a deploy of a new template with every analysis passing (the minimum
+//! duration, each pause that waits for a person promoted at once), then,
+//! for each analysis gate, the same deploy with that gate failing (how long
+//! until the canary is aborted and all traffic is back on stable).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::SignedDuration;
+use serde::Serialize;
+
+use crate::analysis::{self, ArgContext, Metric};
+use crate::decide::{INCONCLUSIVE_REASON, canary_replicas, weight_before};
+use crate::simulate::Simulation;
+use crate::types::{AnalysisPhase, AnalysisTemplateSpec, Phase, Rollout};
+use crate::validate::{Plan, StepKind, validate};
+
+/// Where the simulation gives up: a rollout that does not finish within a
+/// year of simulated time, or within this many reconciles, is stuck.
+const MAX_RECONCILES: usize = 10_000;
+const MAX_SIMULATED: SignedDuration = SignedDuration::from_hours(24 * 365);
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    pub replicas: i32,
+    pub steps: Vec<StepOutcome>,
+    /// The analysis gates with their resolved metrics.
+    pub gates: Vec<Gate>,
+    /// From the new template to Healthy, every analysis passing and every
+    /// indefinite pause promoted at once.
+    pub min_duration_seconds: u64,
+    /// Pauses that wait for `promote`.
+    pub manual_promotions: usize,
+}
+
+/// The state right after a step completed.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepOutcome {
+    /// 1-based, as `status.stepDisplay`.
+    pub step: usize,
+    pub description: String,
+    /// Seconds from the new template until the step completed.
+    pub completed_after_seconds: u64,
+    pub canary_weight: i32,
+    pub canary_replicas: i32,
+    pub stable_replicas: i32,
+    pub waits_for_promote: bool,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Gate {
+    /// `step-<i>` or `background`.
+    pub run: String,
+    /// 1-based step the gate is (or, for background analysis, starts at).
+    pub step: usize,
+    pub metrics: Vec<GateMetric>,
+    /// From the gate's start (its run begins; `initialDelay` included) to all
+    /// traffic back on stable, when every measurement of this gate fails.
+    pub worst_case_to_stable_seconds: u64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateMetric {
+    pub name: String,
+    pub query: String,
+    pub interval: Option<String>,
+    pub initial_delay: Option<String>,
+    pub count: Option<i32>,
+    pub success_condition: Option<String>,
+    pub failure_condition: Option<String>,
+    pub failure_limit: i32,
+    pub consecutive_error_limit: i32,
+}
+
+/// The hash the simulated canary's pods get: any value different from the
+/// stable one works, a fixed one keeps the printed queries stable.
+const CANARY_HASH: &str = "<canary-hash>";
+const STABLE_HASH: &str = "<stable-hash>";
+
+/// Validates the Rollout and its templates exactly as the controller does,
+/// then simulates. Errors are the controller's own messages, with paths.
+pub fn plan(
+    rollout: &Rollout,
+    templates: &BTreeMap<String, AnalysisTemplateSpec>,
+) -> Result<Timeline, Vec<String>> {
+    let spec_plan = validate(&rollout.spec)?;
+    let ctx = ArgContext {
+        rollout: Some(&rollout.metadata),
+        stable_hash: Some(STABLE_HASH),
+        latest_hash: Some(CANARY_HASH),
+        secrets: None,
+    };
+    let resolved = analysis::resolve_plan(&spec_plan, templates, &ctx)?;
+
+    let mut happy = deployed(rollout, templates)?;
+    let run = walk(&mut happy, &spec_plan, None)?;
+    let mut gates = Vec::new();
+    for (name, _, analysis) in spec_plan.analyses() {
+        let step = match name.strip_prefix("step-") {
+            Some(i) => i.parse::<usize>().map_err(|e| vec![e.to_string()])? + 1,
+            None => analysis.starting_step.unwrap_or(0) as usize + 1,
+        };
+        let mut failing = deployed(rollout, templates)?;
+        let failed = walk(&mut failing, &spec_plan, Some(&name))?;
+        gates.push(Gate {
+            step,
+            metrics: resolved[&name].iter().map(gate_metric).collect(),
+            worst_case_to_stable_seconds: failed.detection.unwrap_or_default().as_secs(),
+            run: name,
+        });
+    }
+    Ok(Timeline {
+        replicas: spec_plan.replicas,
+        steps: run.steps,
+        gates,
+        min_duration_seconds: run.duration.as_secs(),
+        manual_promotions: run.promotions,
+    })
+}
+
+fn gate_metric(m: &Metric) -> GateMetric {
+    GateMetric {
+        name: m.name.clone(),
+        // As logged: Secret-backed arguments masked.
+        query: m.display_query.clone(),
+        interval: m.interval.map(human),
+        initial_delay: (!m.initial_delay.is_zero()).then(|| human(m.initial_delay)),
+        count: m.count,
+        success_condition: m.success_condition.clone(),
+        failure_condition: m.failure_condition.clone(),
+        failure_limit: m.failure_limit,
+        consecutive_error_limit: m.consecutive_error_limit,
+    }
+}
+
+/// `2m`, `1h 30m`, `45s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let parts = [(s / 3600, "h"), (s % 3600 / 60, "m"), (s % 60, "s")];
+    let text: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".into()
+    } else {
+        text.join(" ")
+    }
+}
+
+/// The Rollout deployed and settled on its current template; the template
+/// then changes, which starts the canary the plan is about.
+fn deployed(
+    rollout: &Rollout,
+    templates: &BTreeMap<String, AnalysisTemplateSpec>,
+) -> Result<Simulation, Vec<String>> {
+    let mut r = rollout.clone();
+    r.status = None;
+    r.metadata.generation = Some(1);
+    let mut sim = Simulation::new(r);
+    sim.world.templates = templates.clone();
+    sim.verdict = Some(AnalysisPhase::Successful);
+    sim.settle()
+        .ok_or_else(|| vec!["the first deploy does not settle".to_string()])?;
+    let template = &mut sim.rollout.spec.template;
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("gantry.dev/plan".into(), "new-revision".into());
+    sim.rollout.metadata.generation = Some(2);
+    Ok(sim)
+}
+
+struct Walk {
+    steps: Vec<StepOutcome>,
+    duration: Duration,
+    promotions: usize,
+    /// With a failing gate: from its start to 100% stable.
+    detection: Option<Duration>,
+}
+
+/// Reconciles, advancing the clock as the decision asks, until the rollout
+/// is Healthy (or, with `failing`, aborted with all traffic on stable).
+fn walk(sim: &mut Simulation, plan: &Plan, failing: Option<&str>) -> Result<Walk, Vec<String>> {
+    let start = sim.world.now;
+    let canary = sim.hash();
+    let mut walk = Walk {
+        steps: Vec::new(),
+        duration: Duration::ZERO,
+        promotions: 0,
+        detection: None,
+    };
+    let mut failing_since = None;
+    let mut completed = 0;
+    for _ in 0..MAX_RECONCILES {
+        let before = sim.rollout.status.clone();
+        let d = sim.step();
+        if let Some(v) = sim.violations.first() {
+            return Err(vec![format!(
+                "the controller would {v}: please report this"
+            )]);
+        }
+        let status = sim.status().cloned().unwrap_or_default();
+        let elapsed = Duration::try_from(sim.world.now.duration_since(start)).unwrap_or_default();
+        let index = status.current_step_index.unwrap_or(0).max(0) as usize;
+        // Several steps can complete in one reconcile; each one's split is
+        // the controller's own arithmetic for it.
+        while completed < index.min(plan.steps.len()) {
+            let weight = weight_before(plan, completed + 1);
+            walk.steps.push(StepOutcome {
+                step: completed + 1,
+                description: describe(&plan.steps[completed]),
+                completed_after_seconds: elapsed.as_secs(),
+                canary_weight: weight,
+                canary_replicas: canary_replicas(plan.replicas, weight),
+                stable_replicas: plan.replicas,
+                waits_for_promote: matches!(plan.steps[completed], StepKind::Pause(None)),
+            });
+            completed += 1;
+        }
+
+        if let Some(run) = failing {
+            let running = status
+                .analysis_runs
+                .iter()
+                .any(|r| r.name == run && r.phase == AnalysisPhase::Running);
+            if running && failing_since.is_none() {
+                failing_since = Some(sim.world.now);
+                sim.verdict = Some(AnalysisPhase::Failed);
+            }
+            if status.phase == Some(Phase::Degraded) && sim.canary_weight().unwrap_or(0) == 0 {
+                let since = failing_since.unwrap_or(sim.world.now);
+                walk.detection = Duration::try_from(sim.world.now.duration_since(since)).ok();
+                return Ok(walk);
+            }
+        } else if status.phase == Some(Phase::Healthy)
+            && status.stable_rs.as_deref() == Some(canary.as_str())
+        {
+            walk.duration = elapsed;
+            return Ok(walk);
+        }
+        if status.phase == Some(Phase::Degraded) {
+            return Err(vec![format!(
+                "the simulated rollout was aborted: {}",
+                status.message.unwrap_or_default()
+            )]);
+        }
+
+        let settled = d.actions.is_empty() && sim.rollout.status == before;
+        if !settled {
+            continue;
+        }
+        if status.phase == Some(Phase::Paused) && waits_for_person(&status, plan, index) {
+            walk.promotions += 1;
+            sim.promote();
+            continue;
+        }
+        match d.requeue_after {
+            Some(after) => {
+                sim.advance(SignedDuration::try_from(after).map_err(|e| vec![e.to_string()])?)
+            }
+            None => {
+                return Err(vec![
+                    "the simulated rollout stopped progressing".to_string(),
+                ]);
+            }
+        }
+        if sim.world.now.duration_since(start) > MAX_SIMULATED {
+            break;
+        }
+    }
+    Err(vec![
+        "the simulated rollout did not finish within a year".to_string(),
+    ])
+}
+
+/// A pause only `promote` ends: an indefinite pause step, or an
+/// inconclusive analysis.
+fn waits_for_person(status: &crate::types::RolloutStatus, plan: &Plan, index: usize) -> bool {
+    let indefinite = matches!(plan.steps.get(index), Some(StepKind::Pause(None)));
+    indefinite
+        || status
+            .pause_conditions
+            .iter()
+            .any(|p| p.reason == INCONCLUSIVE_REASON)
+}
+
+/// A step as people write it: `setWeight 10`, `pause 2m`, `analysis errors`.
+pub fn describe(step: &StepKind) -> String {
+    match step {
+        StepKind::SetWeight(w) => format!("setWeight {w}"),
+        StepKind::Pause(Some(d)) => format!("pause {}", human(*d)),
+        StepKind::Pause(None) => "pause until promoted".into(),
+        StepKind::Analysis(a) => {
+            let names: Vec<&str> = a
+                .templates
+                .iter()
+                .map(|t| t.template_name.as_str())
+                .collect();
+            format!("analysis {}", names.join(", "))
+        }
+    }
+}
