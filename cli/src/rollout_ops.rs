@@ -4,6 +4,7 @@
 //! sense. The patches are the ones the controller reads (Argo Rollouts'
 //! fields).
 
+use rollout_controller::decide::pending_restart;
 use rollout_controller::types::{Phase, Rollout};
 use serde_json::{Value, json};
 
@@ -98,12 +99,15 @@ pub fn patches(op: Op, rollout: &Rollout) -> Result<Patches, String> {
     }
 }
 
+/// The controller's own test; an unparsable restartAt is not pending (the
+/// controller reports it as an invalid spec).
 fn restart_pending(rollout: &Rollout) -> bool {
-    let done = rollout
-        .status
-        .as_ref()
-        .and_then(|s| s.restarted_at.as_deref());
-    rollout.spec.restart_at.is_some() && rollout.spec.restart_at.as_deref() != done
+    let restart_at = rollout
+        .spec
+        .restart_at
+        .as_deref()
+        .and_then(|t| t.parse().ok());
+    pending_restart(restart_at, rollout.status.as_ref()).is_some()
 }
 
 /// Where a Rollout is, for `status`' exit code.
@@ -278,6 +282,9 @@ mod tests {
             "backend is still restarting the pods from before 2026-01-01T11:00:00Z"
         );
         r.status.as_mut().unwrap().restarted_at = Some("2026-01-01T11:00:00Z".into());
+        assert!(patches(Op::Restart { at }, &r).is_ok());
+        // Done is done however the time was spelled.
+        r.spec.restart_at = Some("2026-01-01T11:00:00+00:00".into());
         assert!(patches(Op::Restart { at }, &r).is_ok());
     }
 

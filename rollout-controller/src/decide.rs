@@ -179,6 +179,18 @@ pub fn annotated_canary_weight(world: &World, plan: &Plan) -> Option<i32> {
         .weight_of(&plan.canary_service)
 }
 
+/// The `spec.restartAt` not carried out yet (`status.restartedAt` records
+/// the one that was), compared as times so any RFC 3339 spelling matches.
+pub fn pending_restart(
+    restart_at: Option<Timestamp>,
+    status: Option<&RolloutStatus>,
+) -> Option<Timestamp> {
+    let done = status
+        .and_then(|s| s.restarted_at.as_deref())
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    restart_at.filter(|at| done != Some(*at))
+}
+
 /// The decision for one reconcile.
 pub fn decide(rollout: &Rollout, world: &World) -> Decision {
     let before = rollout.status.clone().unwrap_or_default();
@@ -1034,13 +1046,10 @@ impl Decider<'_> {
     /// every ReplicaSet has all its pods available and nothing else is being
     /// changed; done (status.restartedAt) when no older pod is left.
     fn restart(&mut self, plan: &Plan) {
-        let Some(at) = plan.restart_at else {
+        let Some(at) = pending_restart(plan.restart_at, Some(&self.status)) else {
             return;
         };
         let at_text = at.to_string();
-        if self.status.restarted_at.as_deref() == Some(at_text.as_str()) {
-            return;
-        }
         let now = self.world.now;
         if at > now {
             self.requeue_in(Duration::try_from(at.duration_since(now)).unwrap_or(MIN_REQUEUE));

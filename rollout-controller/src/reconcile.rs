@@ -21,6 +21,7 @@ use crate::alb::{self, ForwardWeights};
 use crate::analysis::{self, ArgContext};
 use crate::decide::{
     Action, IngressView, PodView, ReplicaSetView, ServiceView, Taken, World, decide,
+    pending_restart,
 };
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
@@ -251,14 +252,8 @@ pub async fn observe(
         }
     };
     // Pods only matter while a restart is pending: no pod list otherwise.
-    let restart_pending = plan.and_then(|p| p.restart_at).is_some_and(|at| {
-        rollout
-            .status
-            .as_ref()
-            .and_then(|s| s.restarted_at.as_deref())
-            != Some(at.to_string().as_str())
-    });
-    let pods = if restart_pending {
+    let restart_at = plan.and_then(|p| p.restart_at);
+    let pods = if pending_restart(restart_at, rollout.status.as_ref()).is_some() {
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
         api.list(&ListParams::default().labels(&selector))
             .await?
