@@ -4,11 +4,10 @@
 //! is unreachable), /metrics with the series the
 //! AnalysisTemplate queries; and it shuts down cleanly on SIGTERM.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gantry_tests::{free_port, wait_for_port, which};
+use gantry_tests::{free_port, repo, wait_for_port, which};
 
 struct Server(Child);
 
@@ -21,7 +20,7 @@ impl Drop for Server {
 
 fn start(port: u16) -> Server {
     let node = which("node").expect("node is not installed: run tests/setup");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/backend");
+    let dir = repo().join("examples/backend");
     assert!(
         dir.join("node_modules").is_dir(),
         "examples/backend has no node_modules: run tests/setup"

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gantry_tests::{binary, gantry, run, which};
+use gantry_tests::{binary, gantry, kustomize, repo, run, which};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use rollout_controller::analysis::{ArgContext, resolve_plan};
@@ -17,25 +17,9 @@ use rollout_controller::types::{AnalysisTemplate, Rollout};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// `kubectl kustomize DIR`, as JSON objects.
 fn render(dir: &Path) -> Vec<Value> {
-    let kubectl = which("kubectl").expect("kubectl is not installed: run tests/setup");
-    let out = Command::new(kubectl)
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = kustomize(dir);
     serde_yaml::Deserializer::from_str(&text)
         .map(|doc| Value::deserialize(doc).unwrap())
         .collect()

@@ -4,24 +4,12 @@
 //! --test rollout_plan` and review the diff.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use gantry_tests::{Run, gantry, run, which};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use gantry_tests::{Run, gantry, kustomize, repo, run, which};
 
 fn rendered(overlay: &str) -> String {
-    let kubectl = which("kubectl").expect("kubectl is not installed: run tests/setup");
-    let out = Command::new(kubectl)
-        .arg("kustomize")
-        .arg(repo().join("manifests/example/overlays").join(overlay))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+    kustomize(&repo().join("manifests/example/overlays").join(overlay))
 }
 
 /// `gantry rollout plan ARGS` with `stdin` piped in.

@@ -3,14 +3,10 @@
 //! (checked against `gantry <subcommand> --help`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gantry_tests::{gantry, run};
+use gantry_tests::{gantry, repo, run};
 use serde_yaml::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 const ACTION: &str = "./.github/actions/gantry";
 
