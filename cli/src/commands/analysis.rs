@@ -55,11 +55,7 @@ pub fn run(opts: &Options) -> Result<AnalysisPhase> {
     }
 
     let client = prometheus::Client::new().context("cannot create an HTTP client")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let results = runtime.block_on(futures::future::join_all(
+    let results = super::runtime()?.block_on(futures::future::join_all(
         metrics.iter().map(|m| prometheus::measure(&client, m)),
     ));
 

@@ -110,6 +110,8 @@ pub async fn get_view(
     {
         let settled = state(&rollout).0 != State::InProgress;
         let view = view_of(&client, rollout).await?;
+        // Compared without the clock ("… ago" reads 0s against the epoch),
+        // so only a real change redraws.
         let text = view.text(jiff::Timestamp::UNIX_EPOCH);
         if last.as_ref() != Some(&text) {
             if last.is_some() && !terminal && !json {
@@ -248,20 +250,24 @@ async fn get(api: &Api<Rollout>, namespace: &str, name: &str) -> Result<Rollout>
         .with_context(|| format!("Rollout {name} not found in namespace {namespace}"))
 }
 
-/// The cluster from the kubeconfig (`KUBECONFIG`, or the in-cluster
-/// config) and the namespace: the one given, else the context's.
-async fn connect(namespace: Option<String>) -> Result<(kube::Client, String)> {
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot connect to the cluster (is KUBECONFIG set?)")?;
-    let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    Ok((client, namespace))
+/// Runs `work` against the cluster from the kubeconfig (`KUBECONFIG`, or
+/// the in-cluster config) in `namespace`, else the context's namespace.
+fn in_cluster<T>(
+    namespace: Option<String>,
+    work: impl AsyncFnOnce(kube::Client, String) -> Result<T>,
+) -> Result<T> {
+    super::runtime()?.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot connect to the cluster (is KUBECONFIG set?)")?;
+        let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+        work(client, namespace).await
+    })
 }
 
 pub fn act_command(namespace: Option<String>, name: &str, op: Op) -> Result<()> {
-    super::runtime()?.block_on(async {
-        let (client, namespace) = connect(namespace).await?;
-        println!("{}", act(client, &namespace, name, op).await?);
+    in_cluster(namespace, async |client, ns| {
+        println!("{}", act(client, &ns, name, op).await?);
         Ok(())
     })
 }
@@ -272,39 +278,22 @@ pub fn status_command(
     watch: bool,
     timeout: Option<std::time::Duration>,
 ) -> Result<State> {
-    super::runtime()?.block_on(async {
-        let (client, namespace) = connect(namespace).await?;
-        status(
-            client,
-            &namespace,
-            name,
-            watch,
-            timeout,
-            &mut std::io::stdout(),
-        )
-        .await
+    in_cluster(namespace, async |client, ns| {
+        let out = &mut std::io::stdout();
+        status(client, &ns, name, watch, timeout, out).await
     })
 }
 
 pub fn get_command(namespace: Option<String>, name: &str, watch: bool, json: bool) -> Result<()> {
-    super::runtime()?.block_on(async {
-        let (client, namespace) = connect(namespace).await?;
-        get_view(
-            client,
-            &namespace,
-            name,
-            watch,
-            json,
-            &mut std::io::stdout(),
-        )
-        .await
+    in_cluster(namespace, async |client, ns| {
+        let out = &mut std::io::stdout();
+        get_view(client, &ns, name, watch, json, out).await
     })
 }
 
 pub fn list_command(namespace: Option<String>, all_namespaces: bool) -> Result<()> {
-    super::runtime()?.block_on(async {
-        let (client, namespace) = connect(namespace).await?;
-        let scope = (!all_namespaces).then_some(namespace.as_str());
+    in_cluster(namespace, async |client, ns| {
+        let scope = (!all_namespaces).then_some(ns.as_str());
         print!("{}", list(client, scope).await?);
         Ok(())
     })
