@@ -18,6 +18,8 @@ use git2::{
     RemoteCallbacks, Repository, Signature,
 };
 
+use octocrab::secrecy::{ExposeSecret as _, SecretString};
+
 use crate::bump::{self, FileEdit, FileError, Target};
 use crate::image_ref::ImageSpec;
 
@@ -114,6 +116,9 @@ pub struct CommitSettings<'a> {
 
 pub struct PushSettings {
     pub remote: String,
+    /// A token for HTTPS remotes instead of the environment's (a GitHub
+    /// App's installation token). Never printed.
+    pub token: Option<SecretString>,
     pub branch: Option<String>,
     pub max_attempts: usize,
     pub min_delay: Duration,
@@ -330,7 +335,7 @@ pub fn commit_and_push(
         if attempts.get() > 1 {
             // Lost a race: rebuild the same bump on the new remote tip.
             let tip_id = remote()
-                .and_then(|mut r| fetch(&ws.repo, &mut r, &branch))
+                .and_then(|mut r| fetch(&ws.repo, &mut r, &branch, push.token.as_ref()))
                 .map_err(Attempt::Fatal)?;
             let tip = ws
                 .repo
@@ -368,6 +373,7 @@ pub fn commit_and_push(
             &mut remote().map_err(Attempt::Fatal)?,
             commit,
             &branch,
+            push.token.as_ref(),
         )
     };
     // Concurrent pipelines must not sleep in step: seed the jitter per process.
@@ -434,6 +440,138 @@ pub fn commit_and_push(
     })
 }
 
+/// The repository around a bump: the edited files' repo-relative paths,
+/// the current branch and a remote's URL.
+pub struct RepoInfo {
+    pub files: Vec<(String, FileEdit)>,
+    pub branch: Option<String>,
+    pub remote_url: Option<String>,
+}
+
+pub fn inspect(edits: &[FileEdit], remote: &str) -> Result<RepoInfo, GitError> {
+    let ws = Workspace::open(edits)?;
+    let branch = match head_kind(&ws.repo)? {
+        HeadKind::Branch(name) => Some(name.trim_start_matches("refs/heads/").to_string()),
+        HeadKind::Detached => None,
+    };
+    let remote_url = ws
+        .repo
+        .find_remote(remote)
+        .ok()
+        .and_then(|r| r.url().ok().map(String::from));
+    Ok(RepoInfo {
+        files: ws.files.clone(),
+        branch,
+        remote_url,
+    })
+}
+
+/// A bump built on a remote branch's tip, for a pull request.
+pub struct BranchBump {
+    /// The remote branch's tip.
+    pub base: Oid,
+    /// The bump's commit on `base`; None when `base` already carries it.
+    pub commit: Option<Oid>,
+    /// The edits as applied to `base`, with repo-relative paths.
+    pub files: Vec<(String, FileEdit)>,
+}
+
+/// Fetches `base` and applies the same bump to its files, building the
+/// commit in the object database only: the working tree, the index and
+/// every local branch stay as they were.
+pub fn bump_on_remote_branch(
+    edits: &[FileEdit],
+    specs: &[ImageSpec],
+    settings: &CommitSettings<'_>,
+    remote: &str,
+    base: &str,
+    token: Option<&SecretString>,
+) -> Result<BranchBump, GitError> {
+    let ws = Workspace::open(edits)?;
+    let mut r = ws
+        .repo
+        .find_remote(remote)
+        .ctx(|| format!("no remote named {remote:?} in this repository"))?;
+    let tip_id = fetch(&ws.repo, &mut r, base, token)?;
+    let tip = ws
+        .repo
+        .find_commit(tip_id)
+        .ctx(|| format!("cannot read {remote}/{base}"))?;
+    let files = ws.reapply(&tip, specs)?;
+    let commit = if files.is_empty() {
+        None
+    } else {
+        Some(ws.build_commit(&tip, &files, settings)?)
+    };
+    Ok(BranchBump {
+        base: tip_id,
+        commit,
+        files,
+    })
+}
+
+/// Points `branch` on the remote at `commit`, overwriting it (the branch
+/// belongs to the bump) — unless it already holds a commit with the same
+/// parent and tree, so a re-run does not restart the checks for nothing.
+/// Returns whether anything was pushed.
+pub fn force_push_branch(
+    edits: &[FileEdit],
+    remote: &str,
+    branch: &str,
+    commit: Oid,
+    token: Option<&SecretString>,
+) -> Result<bool, GitError> {
+    let ws = Workspace::open(edits)?;
+    let repo = &ws.repo;
+    let find = || {
+        repo.find_remote(remote)
+            .ctx(|| format!("no remote named {remote:?} in this repository"))
+    };
+    let ours = repo
+        .find_commit(commit)
+        .ctx(|| "cannot read the bump commit".into())?;
+    // A tracking ref left by an earlier run may outlive the remote branch
+    // (merged and deleted): only a fresh fetch may say the branch holds it.
+    if let Ok(mut stale) = repo.find_reference(&format!("refs/remotes/{remote}/{branch}")) {
+        stale
+            .delete()
+            .ctx(|| format!("cannot delete {remote}/{branch}'s tracking ref"))?;
+    }
+    if let Ok(existing) = fetch(repo, &mut find()?, branch, token)
+        && let Ok(theirs) = repo.find_commit(existing)
+        && theirs.tree_id() == ours.tree_id()
+        && theirs.parent_ids().eq(ours.parent_ids())
+    {
+        return Ok(false);
+    }
+    let rejected = |reason: String| GitError::RemoteRejected {
+        remote: remote.to_string(),
+        branch: branch.to_string(),
+        reason,
+    };
+    let mut r = find()?;
+    if let Some(path) = r.url().ok().and_then(local_path) {
+        let target = Repository::open(&path)
+            .ctx(|| format!("cannot open the remote at {}", path.display()))?;
+        copy_objects(repo, &target, commit)
+            .ctx(|| format!("cannot copy objects to {}", path.display()))?;
+        target
+            .reference(
+                &format!("refs/heads/{branch}"),
+                commit,
+                true,
+                "gantry: pull request",
+            )
+            .ctx(|| format!("cannot update {branch} in {}", path.display()))?;
+        return Ok(true);
+    }
+    match push_refspec(&mut r, &format!("+{commit}:refs/heads/{branch}"), token) {
+        Ok(()) => Ok(true),
+        Err(Attempt::Fatal(e)) => Err(e),
+        Err(Attempt::Race(reason) | Attempt::Rejected(reason)) => Err(rejected(reason)),
+    }
+}
+
 /// One push attempt's failure.
 #[derive(Debug)]
 enum Attempt {
@@ -478,17 +616,22 @@ fn push_commit(
     remote: &mut git2::Remote<'_>,
     commit: Oid,
     branch: &str,
+    token: Option<&SecretString>,
 ) -> Result<(), Attempt> {
     if let Some(path) = remote.url().ok().and_then(local_path) {
         return push_local(repo, &path, commit, branch);
     }
     let refspec = format!("{commit}:refs/heads/{branch}");
-    push_refspec(remote, &refspec)
+    push_refspec(remote, &refspec, token)
 }
 
-fn push_refspec(remote: &mut git2::Remote<'_>, refspec: &str) -> Result<(), Attempt> {
+fn push_refspec(
+    remote: &mut git2::Remote<'_>,
+    refspec: &str,
+    token: Option<&SecretString>,
+) -> Result<(), Attempt> {
     let status = RefCell::new(None::<String>);
-    let mut callbacks = credentials();
+    let mut callbacks = credentials(token);
     callbacks.push_update_reference(|_, message| {
         if let Some(m) = message {
             *status.borrow_mut() = Some(m.to_string());
@@ -615,7 +758,12 @@ fn copy_objects(from: &Repository, to: &Repository, tip: Oid) -> Result<(), git2
     Ok(())
 }
 
-fn fetch(repo: &Repository, remote: &mut git2::Remote<'_>, branch: &str) -> Result<Oid, GitError> {
+fn fetch(
+    repo: &Repository,
+    remote: &mut git2::Remote<'_>,
+    branch: &str,
+    token: Option<&SecretString>,
+) -> Result<Oid, GitError> {
     let name = remote.name().ok().flatten().unwrap_or("origin").to_string();
     let tracking = format!("refs/remotes/{name}/{branch}");
     if let Some(path) = remote.url().ok().and_then(local_path) {
@@ -631,7 +779,7 @@ fn fetch(repo: &Repository, remote: &mut git2::Remote<'_>, branch: &str) -> Resu
         return Ok(tip);
     }
     let mut options = FetchOptions::new();
-    options.remote_callbacks(credentials());
+    options.remote_callbacks(credentials(token));
     remote
         .fetch(
             &[format!("+refs/heads/{branch}:{tracking}")],
@@ -646,7 +794,8 @@ fn fetch(repo: &Repository, remote: &mut git2::Remote<'_>, branch: &str) -> Resu
 /// Credentials for remotes: a token from the environment for https (as
 /// GitHub Actions uses `GITHUB_TOKEN`), the SSH agent or a key for ssh.
 /// Tokens are only handed to libgit2, never printed.
-fn credentials() -> RemoteCallbacks<'static> {
+fn credentials(token: Option<&SecretString>) -> RemoteCallbacks<'static> {
+    let given = token.map(|t| t.expose_secret().to_string());
     let mut callbacks = RemoteCallbacks::new();
     let mut tries = 0;
     callbacks.credentials(move |url, username, allowed| {
@@ -657,9 +806,11 @@ fn credentials() -> RemoteCallbacks<'static> {
             ));
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            let token = ["GANTRY_GIT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()));
+            let token = given.clone().or_else(|| {
+                ["GANTRY_GIT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()))
+            });
             if let Some(token) = token {
                 let user = std::env::var("GANTRY_GIT_USERNAME")
                     .ok()

@@ -37,6 +37,14 @@ enum Command {
     /// Only the bytes that must change are changed.
     Bump(BumpArgs),
 
+    /// Copy one environment's images (newName, newTag, digest) to another.
+    ///
+    /// `gantry promote --from overlays/staging --to overlays/prod` makes
+    /// prod's images entries match staging's exactly, editing only the bytes
+    /// that must change, and prints each image's before → after. Delivered
+    /// like a bump: written, committed, pushed, or proposed with --pr.
+    Promote(PromoteArgs),
+
     /// Build images and push them to ECR or any OCI registry.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -327,44 +335,200 @@ struct BumpArgs {
     #[arg(long = "image", short = 'i', value_name = "SPEC", required = true, value_parser = parse_spec)]
     images: Vec<ImageSpec>,
 
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    /// The environment to copy images from: a kustomization or its directory.
+    #[arg(long, value_name = "PATH")]
+    from: PathBuf,
+
+    /// The environment to bring to the same images.
+    #[arg(long, value_name = "PATH")]
+    to: PathBuf,
+
+    /// Promote only this image (repeatable; default: every image of --from).
+    #[arg(long = "image", short = 'i', value_name = "NAME")]
+    images: Vec<String>,
+
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+/// What happens to the edited files: written, committed, pushed, committed
+/// through the GitHub API, or proposed as a pull request.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("commits").args(["commit", "pr"]).multiple(true)))]
+struct DeliveryArgs {
     /// Commit the changed files (in the repository that contains them).
     #[arg(long)]
     commit: bool,
 
     /// Commit message template; {title}, {changes} and {images} are filled in.
-    #[arg(long, short = 'm', requires = "commit")]
+    #[arg(long, short = 'm', requires = "commits")]
     message: Option<String>,
 
-    #[arg(long, env = "GIT_AUTHOR_NAME", requires = "commit")]
+    #[arg(long, env = "GIT_AUTHOR_NAME", requires = "commits")]
     author_name: Option<String>,
-    #[arg(long, env = "GIT_AUTHOR_EMAIL", requires = "commit")]
+    #[arg(long, env = "GIT_AUTHOR_EMAIL", requires = "commits")]
     author_email: Option<String>,
     /// Defaults to the author.
-    #[arg(long, env = "GIT_COMMITTER_NAME", requires = "commit")]
+    #[arg(long, env = "GIT_COMMITTER_NAME", requires = "commits")]
     committer_name: Option<String>,
-    #[arg(long, env = "GIT_COMMITTER_EMAIL", requires = "commit")]
+    #[arg(long, env = "GIT_COMMITTER_EMAIL", requires = "commits")]
     committer_email: Option<String>,
 
     /// Push the commit. When another pipeline pushed first, the same bump is
     /// re-applied on the new remote tip and pushed again.
-    #[arg(long, requires = "commit")]
+    #[arg(long, requires = "commit", conflicts_with = "pr")]
     push: bool,
 
-    /// The remote to push to.
-    #[arg(long, default_value = "origin", requires = "push")]
+    /// How to make the commit: with git (then pushed), or with GitHub's
+    /// createCommitOnBranch API, which GitHub signs ("Verified") and which
+    /// needs no push. With `api`, the local checkout is only read.
+    #[arg(long, value_enum, default_value_t = CommitVia::Git, requires = "commits")]
+    commit_via: CommitVia,
+
+    /// The remote to push to and fetch from.
+    #[arg(long, default_value = "origin")]
     remote: String,
 
-    /// The branch to push to (default: the current branch).
-    #[arg(long, requires = "push")]
+    /// The branch to push or commit to, or the pull request's base
+    /// (default: the current branch).
+    #[arg(long)]
     branch: Option<String>,
 
-    /// How many times to try the push before giving up.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000), requires = "push")]
+    /// How many times to try the commit when other pipelines keep winning
+    /// the race, before giving up.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
     max_attempts: u16,
+
+    /// Open a pull request instead of pushing to the branch: the bump is
+    /// made on the base's current tip, on a branch of its own. A re-run
+    /// updates the open pull request; a newer bump of the same images closes
+    /// the older pull requests it covers.
+    #[arg(long)]
+    pr: bool,
+
+    /// The pull request's branch; {images}, {dirs} and {versions} are filled in.
+    #[arg(long, value_name = "TEMPLATE", default_value = gantry::pull_request::DEFAULT_BRANCH, requires = "pr")]
+    pr_branch: String,
+
+    /// A label for the pull request (repeatable).
+    #[arg(long = "label", value_name = "LABEL", requires = "pr")]
+    labels: Vec<String>,
+
+    /// A reviewer: a user, or ORG/TEAM (repeatable).
+    #[arg(long = "reviewer", value_name = "WHO", requires = "pr")]
+    reviewers: Vec<String>,
+
+    /// Open the pull request as a draft.
+    #[arg(long, requires = "pr")]
+    draft: bool,
+
+    /// Turn on GitHub's auto-merge with this method (default squash).
+    #[arg(long, value_enum, value_name = "METHOD", num_args = 0..=1, default_missing_value = "squash", requires = "pr")]
+    auto_merge: Option<MergeMethodArg>,
+
+    /// GitHub's REST API root (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, value_name = "URL", env = "GITHUB_API_URL")]
+    github_api_url: Option<String>,
+
+    /// The repository on GitHub (default: from the remote's URL, else GITHUB_REPOSITORY).
+    #[arg(long, value_name = "OWNER/REPO")]
+    github_repo: Option<String>,
+
+    /// Act as this GitHub App (its installation on the repository) instead
+    /// of GITHUB_TOKEN/GH_TOKEN [env: GANTRY_GITHUB_APP_ID, ignored when empty].
+    #[arg(long, value_name = "ID")]
+    github_app_id: Option<u64>,
+
+    /// The App's private key (PEM) [env: GANTRY_GITHUB_APP_KEY_FILE]; else
+    /// GANTRY_GITHUB_APP_PRIVATE_KEY holds the key itself.
+    #[arg(long, value_name = "FILE")]
+    github_app_key: Option<PathBuf>,
 
     /// Exit 0 when nothing changed and 2 when something did (as `terraform plan`).
     #[arg(long)]
     detailed_exitcode: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum CommitVia {
+    Git,
+    Api,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MergeMethodArg {
+    Merge,
+    Squash,
+    Rebase,
+}
+
+impl DeliveryArgs {
+    fn options(
+        self,
+        files: Vec<PathBuf>,
+        dirs: Vec<PathBuf>,
+        images: Vec<ImageSpec>,
+        title: Option<String>,
+    ) -> commands::bump::Options {
+        use commands::bump::{Delivery, Options};
+        use commands::github::{ApiOptions, GitHubOptions, MergeMethod, PrOptions};
+        let github = GitHubOptions {
+            api_url: self.github_api_url,
+            repo: self.github_repo,
+            app_id: self.github_app_id,
+            app_key: self.github_app_key,
+        };
+        let max_attempts = usize::from(self.max_attempts);
+        let via_api = self.commit_via == CommitVia::Api;
+        let delivery = if self.pr {
+            Delivery::PullRequest(PrOptions {
+                github,
+                remote: self.remote,
+                base: self.branch,
+                branch_template: self.pr_branch,
+                labels: self.labels,
+                reviewers: self.reviewers,
+                draft: self.draft,
+                auto_merge: self.auto_merge.map(|m| match m {
+                    MergeMethodArg::Merge => MergeMethod::Merge,
+                    MergeMethodArg::Squash => MergeMethod::Squash,
+                    MergeMethodArg::Rebase => MergeMethod::Rebase,
+                }),
+                via_api,
+                max_attempts,
+            })
+        } else if self.commit && via_api {
+            Delivery::Api(ApiOptions {
+                github,
+                remote: self.remote,
+                branch: self.branch,
+                max_attempts,
+            })
+        } else if self.push {
+            Delivery::Push(Options::push(self.remote, self.branch, max_attempts))
+        } else if self.commit {
+            Delivery::Commit
+        } else {
+            Delivery::Write
+        };
+        Options {
+            files,
+            dirs,
+            images,
+            delivery,
+            message: self.message,
+            title,
+            author: (self.author_name, self.author_email),
+            committer: (self.committer_name, self.committer_email),
+            echo: true,
+        }
+    }
 }
 
 fn parse_source(s: &str) -> Result<gantry::oci_layout::Source, String> {
@@ -387,28 +551,23 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Bump(args) => {
-            let detailed = args.detailed_exitcode;
-            let opts = commands::bump::Options {
-                files: args.files,
-                dirs: args.dirs,
+            let detailed = args.delivery.detailed_exitcode;
+            let opts = args
+                .delivery
+                .options(args.files, args.dirs, args.images, None);
+            changed_exit(commands::bump::run(&opts), detailed)
+        }
+        Command::Promote(args) => {
+            let detailed = args.delivery.detailed_exitcode;
+            let opts = commands::promote::Options {
+                from: args.from,
+                to: args.to,
                 images: args.images,
-                commit: args.commit,
-                message: args.message,
-                author: (args.author_name, args.author_email),
-                committer: (args.committer_name, args.committer_email),
-                push: args.push.then(|| {
-                    commands::bump::Options::push(
-                        args.remote,
-                        args.branch,
-                        args.max_attempts.into(),
-                    )
-                }),
+                bump: args
+                    .delivery
+                    .options(Vec::new(), Vec::new(), Vec::new(), None),
             };
-            match commands::bump::run(&opts) {
-                Ok(s) if detailed && s.changed => ExitCode::from(2),
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
+            changed_exit(commands::promote::run(opts), detailed)
         }
         Command::Image(ImageCommand::Push(args)) => {
             if args.target.to.is_none() {
@@ -552,6 +711,15 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
 fn rollout_op(target: RolloutTarget, op: Op) -> ExitCode {
     commands::rollout::act_command(target.namespace, &target.name, op)
         .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+}
+
+/// `--detailed-exitcode`: 2 when something changed.
+fn changed_exit(result: anyhow::Result<commands::bump::Summary>, detailed: bool) -> ExitCode {
+    match result {
+        Ok(s) if detailed && s.changed => ExitCode::from(2),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {

@@ -6,6 +6,7 @@
 //! fails the test with a message saying so, never skips it.
 
 pub mod aws;
+pub mod github;
 pub mod kube_mock;
 pub mod oci;
 pub mod prom;
@@ -42,6 +43,11 @@ pub fn gantry() -> Command {
         "GITHUB_ACTOR_ID",
         "GITHUB_TOKEN",
         "GH_TOKEN",
+        "GITHUB_API_URL",
+        "GITHUB_REPOSITORY",
+        "GANTRY_GITHUB_APP_ID",
+        "GANTRY_GITHUB_APP_KEY_FILE",
+        "GANTRY_GITHUB_APP_PRIVATE_KEY",
     ] {
         cmd.env_remove(var);
     }
@@ -364,4 +370,20 @@ pub fn kustomize(dir: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 YAML")
+}
+
+/// Compares `actual` with `tests/golden/NAME`; `GANTRY_BLESS=1` rewrites
+/// the file instead (review the diff).
+pub fn golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("GANTRY_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{} differs (GANTRY_BLESS=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }

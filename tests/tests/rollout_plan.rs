@@ -34,16 +34,7 @@ fn piped(cmd: &mut Command, stdin: &str) -> Run {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = repo().join("tests/golden/plan").join(name);
-    if std::env::var_os("GANTRY_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        expected == actual,
-        "{} differs (GANTRY_BLESS=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
-        path.display()
-    );
+    gantry_tests::golden(&format!("plan/{name}"), actual);
 }
 
 #[test]

@@ -1,24 +1,44 @@
-//! `gantry bump`: plan → write or commit → push, then report.
+//! `gantry bump`: plan → deliver (write, commit, push, commit through the
+//! GitHub API, or open a pull request) → report.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bump::{self, FileEdit};
+use crate::bump::{self, FileEdit, Target};
 use crate::git::{self, CommitSettings, PushSettings};
 use crate::image_ref::ImageSpec;
 use crate::{github, report};
+
+use super::github::{ApiOptions, PrOptions};
 
 pub struct Options {
     pub files: Vec<PathBuf>,
     pub dirs: Vec<PathBuf>,
     pub images: Vec<ImageSpec>,
-    pub commit: bool,
+    pub delivery: Delivery,
     pub message: Option<String>,
+    /// Replaces the `{title}` gantry derives from the changes.
+    pub title: Option<String>,
     pub author: (Option<String>, Option<String>),
     pub committer: (Option<String>, Option<String>),
-    pub push: Option<PushSettings>,
+    /// Print each change (promote prints its own table instead).
+    pub echo: bool,
+}
+
+/// What happens to the edited files.
+pub enum Delivery {
+    /// Written in place.
+    Write,
+    /// Committed on HEAD.
+    Commit,
+    /// Committed and pushed, surviving races.
+    Push(PushSettings),
+    /// Committed on a branch through GitHub's API (signed by GitHub).
+    Api(ApiOptions),
+    /// Committed on a branch of their own and proposed as a pull request.
+    PullRequest(PrOptions),
 }
 
 pub struct Summary {
@@ -29,6 +49,7 @@ impl Options {
     pub fn push(remote: String, branch: Option<String>, max_attempts: usize) -> PushSettings {
         PushSettings {
             remote,
+            token: None,
             branch,
             max_attempts,
             min_delay: Duration::from_millis(100),
@@ -39,65 +60,105 @@ impl Options {
 
 pub fn run(opts: &Options) -> Result<Summary> {
     let targets = bump::targets(&opts.files, &opts.dirs, &opts.images)?;
-    let planned = bump::plan(&targets, &opts.images)?;
+    deliver(&targets, &opts.images, opts)
+}
+
+/// Plans the bump of `targets` and delivers it as `opts` says.
+pub fn deliver(targets: &[Target], specs: &[ImageSpec], opts: &Options) -> Result<Summary> {
+    let planned = bump::plan(targets, specs)?;
     if planned.is_empty() {
-        println!("no change: every image is already set as asked");
-        finish(&[], None, "Nothing to change.")?;
+        if opts.echo {
+            println!("no change: every image is already set as asked");
+        }
+        finish(&[], &[], "Nothing to change.")?;
         return Ok(Summary { changed: false });
     }
-    if !opts.commit {
-        for edit in &planned {
-            bump::write_atomically(&edit.path, edit.updated.as_bytes())
-                .with_context(|| format!("cannot write {}", edit.path.display()))?;
-        }
-        print_changes(&planned);
-        finish(&planned, None, "Files updated (not committed).")?;
-        return Ok(Summary { changed: true });
-    }
-
     let template = opts
         .message
         .clone()
         .unwrap_or_else(|| report::DEFAULT_MESSAGE.to_string());
-    let message = |edits: &[FileEdit]| report::commit_message(&template, edits);
+    let message =
+        |edits: &[FileEdit]| report::commit_message(&template, opts.title.as_deref(), edits);
     let settings = CommitSettings {
         author: opts.author.clone(),
         committer: opts.committer.clone(),
         message: &message,
     };
-    let outcome = match &opts.push {
-        None => git::commit(&planned, &settings)?,
-        Some(push) => git::commit_and_push(&planned, &opts.images, &settings, push)?,
+    let echo = |edits: &[FileEdit]| {
+        if opts.echo {
+            print_changes(edits);
+        }
     };
-    let short = &outcome.commit.to_string()[..12];
-    let footer = match (&outcome.pushed_to, outcome.edits.is_empty()) {
-        (Some((remote, branch)), true) => {
-            println!("no change: {remote}/{branch} already carries this bump (at {short})");
-            format!("`{remote}/{branch}` already carried this bump (`{short}`).")
+    let delivered = match &opts.delivery {
+        Delivery::Write => {
+            for edit in &planned {
+                bump::write_atomically(&edit.path, edit.updated.as_bytes())
+                    .with_context(|| format!("cannot write {}", edit.path.display()))?;
+            }
+            echo(&planned);
+            Delivered::new(planned, "Files updated (not committed).")
         }
-        (Some((remote, branch)), false) => {
-            print_changes(&outcome.edits);
-            let tries = if outcome.attempts == 1 {
-                String::new()
-            } else {
-                format!(" after {} attempts", outcome.attempts)
-            };
-            println!("pushed {short} to {remote}/{branch}{tries}");
-            format!("Pushed `{short}` to `{remote}/{branch}`{tries}.")
-        }
-        (None, _) => {
-            print_changes(&outcome.edits);
+        Delivery::Commit => {
+            let outcome = git::commit(&planned, &settings)?;
+            echo(&outcome.edits);
+            let short = &outcome.commit.to_string()[..12];
             println!("committed {short}");
-            format!("Committed `{short}`.")
+            Delivered::new(outcome.edits, &format!("Committed `{short}`."))
+                .output("commit", outcome.commit.to_string())
+        }
+        Delivery::Push(push) => {
+            let outcome = git::commit_and_push(&planned, specs, &settings, push)?;
+            let short = &outcome.commit.to_string()[..12];
+            let (remote, branch) = outcome.pushed_to.clone().unwrap_or_default();
+            let footer = if outcome.edits.is_empty() {
+                println!("no change: {remote}/{branch} already carries this bump (at {short})");
+                format!("`{remote}/{branch}` already carried this bump (`{short}`).")
+            } else {
+                echo(&outcome.edits);
+                let tries = match outcome.attempts {
+                    1 => String::new(),
+                    n => format!(" after {n} attempts"),
+                };
+                println!("pushed {short} to {remote}/{branch}{tries}");
+                format!("Pushed `{short}` to `{remote}/{branch}`{tries}.")
+            };
+            Delivered::new(outcome.edits, &footer).output("commit", outcome.commit.to_string())
+        }
+        Delivery::Api(api) => super::github::commit(&planned, specs, &settings, api, &echo)?,
+        Delivery::PullRequest(pr) => {
+            super::github::pull_request(&planned, specs, &settings, pr, &echo)?
         }
     };
-    finish(&outcome.edits, Some(&outcome.commit.to_string()), &footer)?;
+    finish(&delivered.edits, &delivered.outputs, &delivered.footer)?;
     Ok(Summary {
-        changed: !outcome.edits.is_empty(),
+        changed: !delivered.edits.is_empty(),
     })
 }
 
-fn print_changes(edits: &[FileEdit]) {
+/// What a delivery did: the edits it made, step outputs beyond `changed`
+/// and `files`, and the job summary's last line.
+pub(crate) struct Delivered {
+    pub edits: Vec<FileEdit>,
+    pub outputs: Vec<(&'static str, String)>,
+    pub footer: String,
+}
+
+impl Delivered {
+    pub fn new(edits: Vec<FileEdit>, footer: &str) -> Delivered {
+        Delivered {
+            edits,
+            outputs: Vec::new(),
+            footer: footer.to_string(),
+        }
+    }
+
+    pub fn output(mut self, name: &'static str, value: String) -> Delivered {
+        self.outputs.push((name, value));
+        self
+    }
+}
+
+pub(crate) fn print_changes(edits: &[FileEdit]) {
     for edit in edits {
         for change in &edit.changes {
             println!("{}: {}", edit.path.display(), report::describe(change));
@@ -106,15 +167,13 @@ fn print_changes(edits: &[FileEdit]) {
 }
 
 /// Step outputs and the job summary, when running in GitHub Actions.
-fn finish(edits: &[FileEdit], commit: Option<&str>, footer: &str) -> Result<()> {
+fn finish(edits: &[FileEdit], extra: &[(&str, String)], footer: &str) -> Result<()> {
     let files: Vec<String> = edits.iter().map(|e| e.path.display().to_string()).collect();
     let mut outputs = vec![
         ("changed", (!edits.is_empty()).to_string()),
         ("files", files.join("\n")),
     ];
-    if let Some(commit) = commit {
-        outputs.push(("commit", commit.to_string()));
-    }
+    outputs.extend(extra.iter().cloned());
     github::set_outputs(&outputs).context("cannot write GITHUB_OUTPUT")?;
     github::append_summary(&report::markdown_summary(edits, footer))
         .context("cannot write GITHUB_STEP_SUMMARY")?;

@@ -3,7 +3,9 @@
 
 pub mod analysis;
 pub mod bump;
+pub mod github;
 pub mod image;
+pub mod promote;
 pub mod rollout;
 
 /// The async runtime for commands that talk to registries, AWS or the
