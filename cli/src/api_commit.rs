@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 
-use crate::bump::{self, FileEdit, FileError, Target};
+use crate::bump::{FileEdit, FileError};
 use crate::github_api::{ApiCommit, ApiError, GitHub};
 use crate::image_ref::ImageSpec;
 
@@ -71,12 +71,7 @@ pub async fn commit(
                 })?;
         let mut fresh = Vec::new();
         for (rel, edit) in files {
-            let text = gh.file_text(rel, &head).await?;
-            let target = Target {
-                path: edit.path.clone(),
-                missing: edit.missing,
-            };
-            let edit = bump::edit_text(&target, text, specs)?;
+            let edit = edit.reapply(gh.file_text(rel, &head).await?, specs)?;
             if !edit.changes.is_empty() {
                 fresh.push((rel.clone(), edit));
             }

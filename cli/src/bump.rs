@@ -196,6 +196,18 @@ pub fn edit_text(
     })
 }
 
+impl FileEdit {
+    /// The same bump applied to `text`, a fresh copy of this file (the
+    /// branch moved under us), in the same [`Missing`] mode.
+    pub fn reapply(&self, text: String, specs: &[ImageSpec]) -> Result<FileEdit, FileError> {
+        let target = Target {
+            path: self.path.clone(),
+            missing: self.missing,
+        };
+        edit_text(&target, text, specs)
+    }
+}
+
 /// Plans the bump of every target; returns only the files that change.
 pub fn plan(targets: &[Target], specs: &[ImageSpec]) -> Result<Vec<FileEdit>, FileError> {
     let mut edits = Vec::new();

@@ -383,6 +383,20 @@ impl GitHub {
         move |e| map_err(&what, &self.repo, e)
     }
 
+    /// POSTs `body` to a path of the repository; `what` names the request
+    /// in errors.
+    async fn post<R: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<R, ApiError> {
+        self.rest
+            .post(self.path(path), Some(body))
+            .await
+            .map_err(self.fail(what))
+    }
+
     /// Open pull requests into `base`, optionally only those from `head` (a
     /// branch of this repository).
     pub async fn open_pulls(
@@ -422,13 +436,8 @@ impl GitHub {
             "title": pr.title, "body": pr.body, "head": pr.head, "base": pr.base,
             "draft": pr.draft, "maintainer_can_modify": true,
         });
-        self.rest
-            .post(self.path("/pulls"), Some(&body))
-            .await
-            .map_err(self.fail(&format!(
-                "open a pull request from {} into {}",
-                pr.head, pr.base
-            )))
+        let what = format!("open a pull request from {} into {}", pr.head, pr.base);
+        self.post(&what, "/pulls", &body).await
     }
 
     /// Sets fields of a pull request (title, body, state).
@@ -441,13 +450,12 @@ impl GitHub {
 
     pub async fn add_labels(&self, number: u64, labels: &[String]) -> Result<(), ApiError> {
         let _: Value = self
-            .rest
             .post(
-                self.path(&format!("/issues/{number}/labels")),
-                Some(&json!({ "labels": labels })),
+                &format!("label pull request #{number}"),
+                &format!("/issues/{number}/labels"),
+                &json!({ "labels": labels }),
             )
-            .await
-            .map_err(self.fail(&format!("label pull request #{number}")))?;
+            .await?;
         Ok(())
     }
 
@@ -460,25 +468,23 @@ impl GitHub {
             .map(|t| t.split_once('/').map_or(t.as_str(), |(_, slug)| slug))
             .collect();
         let _: Value = self
-            .rest
             .post(
-                self.path(&format!("/pulls/{number}/requested_reviewers")),
-                Some(&json!({ "reviewers": users, "team_reviewers": teams })),
+                &format!("request reviews on pull request #{number}"),
+                &format!("/pulls/{number}/requested_reviewers"),
+                &json!({ "reviewers": users, "team_reviewers": teams }),
             )
-            .await
-            .map_err(self.fail(&format!("request reviews on pull request #{number}")))?;
+            .await?;
         Ok(())
     }
 
     pub async fn comment(&self, number: u64, body: &str) -> Result<(), ApiError> {
         let _: Value = self
-            .rest
             .post(
-                self.path(&format!("/issues/{number}/comments")),
-                Some(&json!({ "body": body })),
+                &format!("comment on pull request #{number}"),
+                &format!("/issues/{number}/comments"),
+                &json!({ "body": body }),
             )
-            .await
-            .map_err(self.fail(&format!("comment on pull request #{number}")))?;
+            .await?;
         Ok(())
     }
 
@@ -509,14 +515,8 @@ impl GitHub {
             Ok(_) => Ok(()),
             // GitHub answers 422 "Reference does not exist" for a missing branch.
             Err(e) if matches!(e.status, Some(404 | 422)) => {
-                let _: Value = self
-                    .rest
-                    .post(
-                        self.path("/git/refs"),
-                        Some(&json!({ "ref": format!("refs/heads/{branch}"), "sha": sha })),
-                    )
-                    .await
-                    .map_err(self.fail(&what))?;
+                let created = json!({ "ref": format!("refs/heads/{branch}"), "sha": sha });
+                let _: Value = self.post(&what, "/git/refs", &created).await?;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -680,23 +680,14 @@ fn map_err(what: &str, repo: &Repo, e: octocrab::Error) -> ApiError {
             what,
             format!("GitHub's answer is not what its API documents: {source}"),
         ),
-        other => ApiError::config(what, format!("cannot reach GitHub: {}", chain(&other))),
+        other => ApiError::config(
+            what,
+            format!(
+                "cannot reach GitHub: {}",
+                rollout_controller::prometheus::error_chain(&other)
+            ),
+        ),
     }
-}
-
-/// An error and its causes on one line (transport errors nest deeply).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -536,16 +536,10 @@ impl Client {
 
     fn transport(&self, op: &str, e: reqwest::Error) -> RegistryError {
         // The error's Display includes the URL; ours never carry credentials.
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            detail = format!("{detail}: {s}");
-            source = s.source();
-        }
         RegistryError::Transport {
             op: op.to_owned(),
             host: self.repo.host.clone(),
-            detail,
+            detail: rollout_controller::prometheus::error_chain(&e),
         }
     }
 

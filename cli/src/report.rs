@@ -52,7 +52,7 @@ pub fn commit_message(template: &str, title: Option<&str>, edits: &[FileEdit]) -
 }
 
 /// The tag, else the digest, else the new name: what a reader wants in a title.
-pub fn version_of(change: &ImageChange) -> String {
+fn version_of(change: &ImageChange) -> String {
     let a = &change.after;
     a.new_tag
         .clone()

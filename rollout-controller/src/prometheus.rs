@@ -198,8 +198,9 @@ fn parse_result(kind: &str, result: &Value) -> Result<QueryValue, String> {
 }
 
 /// The error and its causes on one line ("error sending request" alone
-/// does not say that the connection was refused).
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// does not say that the connection was refused). Also used by the CLI's
+/// HTTP clients.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

@@ -115,10 +115,7 @@ pub fn deliver(targets: &[Target], specs: &[ImageSpec], opts: &Options) -> Resul
                 format!("`{remote}/{branch}` already carried this bump (`{short}`).")
             } else {
                 echo(&outcome.edits);
-                let tries = match outcome.attempts {
-                    1 => String::new(),
-                    n => format!(" after {n} attempts"),
-                };
+                let tries = after_attempts(outcome.attempts);
                 println!("pushed {short} to {remote}/{branch}{tries}");
                 format!("Pushed `{short}` to `{remote}/{branch}`{tries}.")
             };
@@ -158,7 +155,15 @@ impl Delivered {
     }
 }
 
-pub(crate) fn print_changes(edits: &[FileEdit]) {
+/// `" after N attempts"` when a race made the delivery try again, else nothing.
+pub(crate) fn after_attempts(attempts: usize) -> String {
+    match attempts {
+        1 => String::new(),
+        n => format!(" after {n} attempts"),
+    }
+}
+
+fn print_changes(edits: &[FileEdit]) {
     for edit in edits {
         for change in &edit.changes {
             println!("{}: {}", edit.path.display(), report::describe(change));

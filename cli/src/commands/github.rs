@@ -10,7 +10,7 @@ use serde_json::json;
 use super::bump::Delivered;
 use crate::api_commit::{self, Branches};
 use crate::bump::FileEdit;
-use crate::git::{self, CommitSettings};
+use crate::git::{Checkout, CommitSettings};
 use crate::github_api::{Auth, GitHub, NewPr, PullRequest, Repo, Settings};
 use crate::image_ref::ImageSpec;
 use crate::pull_request;
@@ -59,7 +59,7 @@ pub struct PrOptions {
 
 /// The repository, the branch the bump is for, and a connected client.
 struct Session {
-    info: git::RepoInfo,
+    checkout: Checkout,
     branch: String,
     rt: tokio::runtime::Runtime,
     gh: GitHub,
@@ -74,15 +74,15 @@ impl Session {
         branch: Option<&String>,
         role: &str,
     ) -> Result<Session> {
-        let info = git::inspect(planned, remote)?;
+        let checkout = Checkout::open(planned, remote)?;
         let branch = branch
-            .or(info.branch.as_ref())
+            .or(checkout.branch.as_ref())
             .cloned()
             .ok_or_else(|| anyhow!("HEAD is detached: pass --branch to name {role}"))?;
         let rt = super::runtime()?;
-        let gh = rt.block_on(connect(github, info.remote_url.as_deref()))?;
+        let gh = rt.block_on(connect(github, checkout.remote_url.as_deref()))?;
         Ok(Session {
-            info,
+            checkout,
             branch,
             rt,
             gh,
@@ -104,7 +104,7 @@ impl Session {
         };
         Ok(self.rt.block_on(api_commit::commit(
             &self.gh,
-            &self.info.files,
+            self.checkout.files(),
             specs,
             settings.message,
             branches,
@@ -140,10 +140,7 @@ pub(super) fn commit(
     };
     echo(&edits);
     let short = &commit.oid[..commit.oid.len().min(12)];
-    let tries = match outcome.attempts {
-        1 => String::new(),
-        n => format!(" after {n} attempts"),
-    };
+    let tries = super::bump::after_attempts(outcome.attempts);
     println!(
         "committed {short} on {}@{branch} through the GitHub API{tries}: {}",
         gh.repo, commit.url
@@ -175,7 +172,7 @@ pub(super) fn pull_request(
         "the pull request's base branch",
     )?;
     let (gh, base, rt) = (&session.gh, &session.branch, &session.rt);
-    let head = pull_request::branch_name(&opts.branch_template, &session.info.files)
+    let head = pull_request::branch_name(&opts.branch_template, session.checkout.files())
         .map_err(|e| anyhow!(e))?;
     if head == *base {
         bail!("--pr-branch gives {head:?}, the base branch itself");
@@ -193,9 +190,13 @@ pub(super) fn pull_request(
     } else {
         let token = Some(gh.token());
         let bumped =
-            git::bump_on_remote_branch(planned, specs, settings, &opts.remote, base, token)?;
+            session
+                .checkout
+                .bump_on_remote_branch(specs, settings, &opts.remote, base, token)?;
         if let Some(commit) = bumped.commit {
-            let pushed = git::force_push_branch(planned, &opts.remote, &head, commit, token)?;
+            let pushed = session
+                .checkout
+                .force_push_branch(&opts.remote, &head, commit, token)?;
             if !pushed {
                 tracing::info!(%head, "the branch already holds this bump on the current base");
             }
