@@ -462,13 +462,7 @@ fn github_errors_say_what_to_do_and_leave_everything_clean() {
     let r = run(s
         .gantry(&["-i", "backend=*:1.5.0", "--pr"])
         .env_remove("GITHUB_TOKEN"));
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("no GitHub credentials: set GITHUB_TOKEN or GH_TOKEN"),
-        "{}",
-        r.stderr
-    );
+    fails_with(&r, "no GitHub credentials: set GITHUB_TOKEN or GH_TOKEN");
 
     let r = run(&mut s.gantry(&[
         "-i",
