@@ -21,5 +21,4 @@ pub mod promote;
 pub mod pull_request;
 pub mod registry;
 pub mod report;
-pub mod rollout_ops;
 pub mod rollout_view;

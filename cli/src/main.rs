@@ -6,7 +6,7 @@ use gantry::bump::FileError;
 use gantry::commands;
 use gantry::git::GitError;
 use gantry::image_ref::ImageSpec;
-use gantry::rollout_ops::{Op, State};
+use rollout_controller::ops::{Op, State};
 use rollout_controller::types::AnalysisPhase;
 
 /// GitOps delivery: build and push images, bump kustomizations, commit and push them race-safely.

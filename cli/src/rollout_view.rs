@@ -12,7 +12,7 @@ use rollout_controller::types::{POD_TEMPLATE_HASH, Phase, Rollout};
 use rollout_controller::validate::validate;
 use serde_json::{Value, json};
 
-use crate::rollout_ops::state;
+use rollout_controller::ops::state;
 
 /// What `get` shows.
 pub struct View {

@@ -295,7 +295,7 @@ impl Decider<'_> {
 
     /// No stable version yet: the first template becomes stable at once.
     fn first_deploy(&mut self, plan: &Plan, hash: &str, n: i32) {
-        self.reset_for(hash);
+        self.no_progress(hash, n);
         self.ensure_replicas(hash, plan.replicas);
         let ready = self.fully_available(hash, plan.replicas);
         if ready {
@@ -323,8 +323,7 @@ impl Decider<'_> {
                 format!("template reverted to the stable version {hash}"),
             ));
         }
-        self.reset_for(hash);
-        self.status.current_step_index = Some(n);
+        self.no_progress(hash, n);
         self.ensure_replicas(hash, plan.replicas);
         self.cancel_scale_down(hash);
         if self.fully_available(hash, plan.replicas) {
@@ -353,8 +352,7 @@ impl Decider<'_> {
                 .current_pod_hash
                 .as_deref()
                 .is_some_and(|h| h != stable);
-            self.reset_for(hash);
-            self.status.current_step_index = Some(0);
+            self.status.start_revision(hash, 0);
             self.events.push((
                 "RolloutUpdated".into(),
                 if restarted {
@@ -372,10 +370,9 @@ impl Decider<'_> {
             self.abort(plan, stable);
             return;
         }
-        if self.status.aborted_at.take().is_some() {
+        if self.status.aborted_at.is_some() {
             // `retry` cleared abort: start the steps and the analyses again.
-            self.status.current_step_index = Some(0);
-            self.status.analysis_runs.clear();
+            self.status.start_revision(hash, 0);
             self.events.push((
                 "RolloutRetried".into(),
                 "retrying the canary from the first step".into(),
@@ -454,20 +451,20 @@ impl Decider<'_> {
     // ---------------------------------------------------------------------
     // Steps.
 
+    /// Gives this revision `weight`% once it has the pods for it: scaled
+    /// up before traffic moves, down only after traffic left. Only this
+    /// revision may receive the canary's share, so the canary Service
+    /// selects it before any weight moves.
     fn set_weight(&mut self, plan: &Plan, hash: &str, weight: i32) -> bool {
         let want = canary_replicas(plan.replicas, weight);
-        let have = self.rs(hash).map(|r| r.replicas);
-        // Scale up before shifting traffic; shift traffic before scaling down.
-        let shrinking = have.is_some_and(|h| h > want);
-        if shrinking {
-            if !self.ensure_weights(plan, weight) {
-                return false;
-            }
+        let shrinking = self.rs(hash).is_some_and(|r| r.replicas > want);
+        if !shrinking {
             self.ensure_replicas(hash, want);
-            return false;
         }
-        self.ensure_replicas(hash, want);
-        if !self.fully_available(hash, want) {
+        if !self
+            .rs(hash)
+            .is_some_and(|r| r.replicas >= want && r.available >= want)
+        {
             return false;
         }
         if weight > 0 {
@@ -476,7 +473,14 @@ impl Decider<'_> {
                 return false;
             }
         }
-        self.ensure_weights(plan, weight)
+        if !self.ensure_weights(plan, weight) {
+            return false;
+        }
+        if shrinking {
+            self.ensure_replicas(hash, want);
+            return false;
+        }
+        true
     }
 
     /// Holds the rollout with a pause condition until `duration` passes or a
@@ -1029,17 +1033,13 @@ impl Decider<'_> {
         self.status.updated_replicas = Some(self.rs(hash).map_or(0, |r| r.replicas));
     }
 
-    fn reset_for(&mut self, hash: &str) {
-        // Runs of another template judged something that is gone.
-        self.status
-            .analysis_runs
-            .retain(|r| r.pod_template_hash == hash);
-        self.status.current_pod_hash = Some(hash.to_string());
-        self.status.pause_conditions.clear();
-        self.status.controller_pause = false;
-        self.status.abort = false;
-        self.status.aborted_at = None;
-        self.status.promote_full = false;
+    /// The first or the stable template has no canary progress: whatever
+    /// another revision left, or a hand-made patch set, goes.
+    fn no_progress(&mut self, hash: &str, n: i32) {
+        if self.status.current_pod_hash.as_deref() != Some(hash) || self.status.holds_progress() {
+            self.status.start_revision(hash, n);
+        }
+        self.status.current_step_index = Some(n);
     }
 
     /// `spec.restartAt`: one pod older than it at a time, and only while

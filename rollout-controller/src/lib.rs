@@ -1,7 +1,9 @@
 //! The in-cluster canary controller for `gantry.dev/v1alpha1` Rollouts.
 //!
 //! Pure parts: `types` (the custom resource), `validate` (spec → plan),
-//! `decide` (the canary decision), `alb` (the Ingress annotation), `hash`.
+//! `decide` (the canary decision), `status_patch` (how a status is
+//! written), `ops` (what a human's promote/abort/… patches), `alb` (the
+//! Ingress annotation), `hash`, `simulate` (a cluster in memory).
 //! I/O parts: `reconcile` (kube glue), `leader` (Lease election), `metrics`,
 //! `server` (health and metrics endpoints), `run` (wiring).
 
@@ -12,12 +14,14 @@ pub mod elbv2;
 pub mod hash;
 pub mod leader;
 pub mod metrics;
+pub mod ops;
 pub mod plan;
 pub mod prometheus;
 pub mod reconcile;
 pub mod run;
 pub mod server;
 pub mod simulate;
+pub mod status_patch;
 pub mod types;
 pub mod validate;
 

@@ -25,6 +25,7 @@ use crate::decide::{
 };
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
+use crate::status_patch::status_patch;
 use crate::types::{AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
 use crate::validate::{Plan, validate};
 
@@ -119,9 +120,8 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
         execute(rollout, plan, &ns, action, ctx).await?;
     }
-    if rollout.status.as_ref() != Some(&decision.status) {
+    if let Some(patch) = status_patch(rollout.status.as_ref(), &decision.status) {
         let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({ "status": decision.status });
         api.patch_status(
             &rollout.name_any(),
             &PatchParams::default(),

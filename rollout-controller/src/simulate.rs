@@ -1,11 +1,14 @@
 //! A cluster in memory that runs the real decision: it applies each
 //! decided action to a simulated world (ReplicaSets, Services, the Ingress,
-//! the ALB), measures analysis through the real scheduling and judgement,
-//! and records any moment traffic could reach a Service without available
-//! pods. The decision tests drive it step by step; `gantry rollout plan`
+//! the ALB), writes the status with the glue's merge patch, measures
+//! analysis through the real scheduling and judgement, and records any
+//! moment traffic could reach a Service without available pods, or a status
+//! write that left the server holding something other than the decision. The decision tests drive it step by step; `gantry rollout plan`
 //! drives it through a whole rollout to print the timeline.
 
 use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -15,6 +18,8 @@ use crate::decide::{
     annotated_canary_weight, decide,
 };
 use crate::hash::pod_template_hash;
+use crate::ops::{self, Op};
+use crate::status_patch::status_patch;
 use crate::types::{AnalysisPhase, Measurement, Phase, Rollout, RolloutStatus};
 use crate::validate::validate;
 
@@ -92,9 +97,15 @@ impl Simulation {
             self.apply(action);
             self.writes += 1;
         }
-        if self.rollout.status.as_ref() != Some(&d.status) {
-            self.rollout.status = Some(d.status.clone());
+        if let Some(patch) = status_patch(self.rollout.status.as_ref(), &d.status) {
+            self.merge(&patch);
             self.writes += 1;
+            if self.rollout.status.as_ref() != Some(&d.status) {
+                self.violations.push(format!(
+                    "the status written is not the status decided: patch {patch} left {}",
+                    serde_json::to_string(&self.rollout.status).unwrap_or_default()
+                ));
+            }
         }
         if self.kubelet {
             self.run_pods();
@@ -350,11 +361,29 @@ impl Simulation {
         pod_template_hash(&self.rollout.spec.template)
     }
 
-    /// What `gantry rollout promote` does: the pause conditions go.
+    /// Argo's promote, whatever the rollout is doing: the pause conditions go.
     pub fn promote(&mut self) {
-        if let Some(status) = self.rollout.status.as_mut() {
-            status.pause_conditions.clear();
+        self.merge(&json!({"status": {"pauseConditions": null}}));
+    }
+
+    /// What `gantry rollout <op>` writes, or why it refuses.
+    pub fn operate(&mut self, op: Op) -> Result<(), String> {
+        let patches = ops::patches(op, &self.rollout)?;
+        if let Some(spec) = &patches.spec {
+            self.merge(spec);
+            *self.rollout.metadata.generation.get_or_insert(0) += 1;
         }
+        if let Some(status) = &patches.status {
+            self.merge(status);
+        }
+        Ok(())
+    }
+
+    /// Applies a JSON merge patch to the Rollout as the API server does.
+    fn merge(&mut self, patch: &Value) {
+        let mut doc = serde_json::to_value(&self.rollout).expect("a Rollout serializes");
+        json_patch::merge(&mut doc, patch);
+        self.rollout = serde_json::from_value(doc).expect("a merge patch of ours keeps the shape");
     }
 
     pub fn advance(&mut self, by: SignedDuration) {

@@ -380,6 +380,61 @@ pub struct RolloutStatus {
     pub alb: Option<AlbStatus>,
 }
 
+impl RolloutStatus {
+    /// Starts the progress of revision `hash` at step `step_index`: every
+    /// field that records how far one revision got is reset here and
+    /// nowhere else (Argo does the same when the pod template hash changes).
+    /// The destructuring names every field, so a new one must be sorted
+    /// into "progress" or "kept" before this compiles.
+    pub fn start_revision(&mut self, hash: &str, step_index: i32) {
+        let RolloutStatus {
+            // One revision's progress.
+            current_pod_hash,
+            current_step_index,
+            pause_conditions,
+            controller_pause,
+            abort,
+            aborted_at,
+            promote_full,
+            analysis_runs,
+            message,
+            // Spans revisions, or is observed afresh on every reconcile.
+            phase: _,
+            observed_generation: _,
+            step_display: _,
+            stable_rs: _,
+            canary: _,
+            restarted_at: _,
+            replicas: _,
+            updated_replicas: _,
+            ready_replicas: _,
+            available_replicas: _,
+            selector: _,
+            conditions: _,
+            alb: _,
+        } = self;
+        *current_pod_hash = Some(hash.to_string());
+        *current_step_index = Some(step_index);
+        pause_conditions.clear();
+        *controller_pause = false;
+        *abort = false;
+        *aborted_at = None;
+        *promote_full = false;
+        analysis_runs.clear();
+        *message = None;
+    }
+
+    /// Whether some per-revision hold or override is set (none may be on a
+    /// settled, stable revision).
+    pub fn holds_progress(&self) -> bool {
+        self.controller_pause
+            || !self.pause_conditions.is_empty()
+            || self.abort
+            || self.aborted_at.is_some()
+            || self.promote_full
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlbStatus {

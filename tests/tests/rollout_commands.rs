@@ -4,9 +4,9 @@
 //! follows a watch until the Rollout settles; list prints a table.
 
 use gantry::commands::rollout::{act, get_view, list, status};
-use gantry::rollout_ops::{Op, State};
 use gantry_tests::kube_mock::{self, ApiHandle, expect, respond};
 use http::Method;
+use rollout_controller::ops::{Op, State};
 use serde_json::{Value, json};
 
 const PATH: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend";

@@ -4,7 +4,7 @@
 //! validates them as the controller does and prints the timeline its
 //! decision code follows on a simulated cluster. `list`, `status`, `get`:
 //! read (and watch) the cluster. `promote`, `abort`, `retry`, `pause`,
-//! `resume`, `restart`: the patches of `rollout_ops`, sent to the cluster.
+//! `resume`, `restart`: the patches of `rollout_controller::ops`, sent to the cluster.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,8 +21,8 @@ use rollout_controller::plan::{Timeline, human, plan};
 use rollout_controller::types::{AnalysisTemplate, AnalysisTemplateSpec, Rollout};
 use serde::Deserialize as _;
 
-use crate::rollout_ops::{Op, State, patches, state};
 use crate::rollout_view::View;
+use rollout_controller::ops::{Op, State, patches, state};
 
 /// `status`: the Rollout's state now, or (`watch`) each change until it is
 /// Healthy or Degraded, at most `timeout`. Prints one line per change.

@@ -4,8 +4,8 @@
 //! sense. The patches are the ones the controller reads (Argo Rollouts'
 //! fields).
 
-use rollout_controller::decide::pending_restart;
-use rollout_controller::types::{Phase, Rollout};
+use crate::decide::pending_restart;
+use crate::types::{Phase, Rollout};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub fn state(rollout: &Rollout) -> (State, String) {
 }
 
 /// `Healthy`, `Paused at step 2/6` …, for messages.
-fn at(status: &rollout_controller::types::RolloutStatus) -> String {
+fn at(status: &crate::types::RolloutStatus) -> String {
     let phase = status
         .phase
         .map_or("no status yet".to_string(), |p| format!("{p:?}"));
@@ -160,7 +160,7 @@ fn at(status: &rollout_controller::types::RolloutStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout_controller::types::{PauseCondition, RolloutStatus};
+    use crate::types::{PauseCondition, RolloutStatus};
 
     fn rollout(paused: bool, status: RolloutStatus) -> Rollout {
         let mut r: Rollout = serde_json::from_value(json!({
