@@ -18,6 +18,7 @@ use aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
 };
+use tokio::sync::OnceCell;
 
 use crate::types::{AlbDirect, AwsResource};
 
@@ -87,7 +88,7 @@ struct Backoff {
 }
 
 pub struct Elbv2 {
-    client: Client,
+    client: OnceCell<Client>,
     /// Hostname → load balancer.
     load_balancers: Mutex<HashMap<String, AwsResource>>,
     /// (hostname or direct-mode ARN, resource tag or target group ARN) →
@@ -98,28 +99,47 @@ pub struct Elbv2 {
 
 impl Elbv2 {
     /// A client on the standard credential chain (IRSA web identity in a
-    /// cluster); `AWS_ENDPOINT_URL[_ELASTIC_LOAD_BALANCING_V2]` overrides the endpoint.
-    /// Also says whether the chain yields credentials (verification is on
-    /// by default only then).
-    pub async fn from_env() -> (Elbv2, bool) {
-        use aws_sdk_elasticloadbalancingv2::config::ProvideCredentials;
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client())
-            .load()
-            .await;
-        let credentials = match config.credentials_provider() {
-            Some(p) => p.provide_credentials().await.is_ok(),
-            None => false,
-        };
-        (Elbv2::new(Client::new(&config)), credentials)
+    /// cluster), built on first use so that nothing asks AWS (not even for
+    /// the region) until a Rollout needs it;
+    /// `AWS_ENDPOINT_URL[_ELASTIC_LOAD_BALANCING_V2]` overrides the endpoint.
+    pub fn from_env() -> Elbv2 {
+        Elbv2::with_client(OnceCell::new())
     }
 
     pub fn new(client: Client) -> Elbv2 {
+        Elbv2::with_client(OnceCell::new_with(Some(client)))
+    }
+
+    fn with_client(client: OnceCell<Client>) -> Elbv2 {
         Elbv2 {
             client,
             load_balancers: Mutex::default(),
             target_groups: Mutex::default(),
             backoff: Mutex::default(),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(&sdk_config().await) })
+            .await
+    }
+
+    /// Whether the standard chain yields credentials (verification is on by
+    /// default only then). The SDK's own reasons are logged at debug: off
+    /// AWS they are kilobytes of expected failures.
+    pub async fn credentials_available() -> bool {
+        use aws_sdk_elasticloadbalancingv2::config::ProvideCredentials;
+        let config = sdk_config().await;
+        let Some(provider) = config.credentials_provider() else {
+            return false;
+        };
+        match provider.provide_credentials().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = ?e, "no AWS credentials");
+                false
+            }
         }
     }
 
@@ -213,7 +233,8 @@ impl Elbv2 {
                 .build();
             match (&d.rule_arn, &d.listener_arn) {
                 (Some(rule), _) => {
-                    self.client
+                    self.client()
+                        .await
                         .modify_rule()
                         .rule_arn(rule)
                         .actions(action)
@@ -222,7 +243,8 @@ impl Elbv2 {
                         .map_err(api("ModifyRule"))?;
                 }
                 (None, Some(listener)) => {
-                    self.client
+                    self.client()
+                        .await
                         .modify_listener()
                         .listener_arn(listener)
                         .default_actions(action)
@@ -295,7 +317,8 @@ impl Elbv2 {
             return Ok(lb.clone());
         }
         let mut pages = self
-            .client
+            .client()
+            .await
             .describe_load_balancers()
             .into_paginator()
             .items()
@@ -342,7 +365,8 @@ impl Elbv2 {
         // In API order, so the lookups are reproducible.
         let mut names: Vec<(String, String)> = Vec::new();
         let mut pages = self
-            .client
+            .client()
+            .await
             .describe_target_groups()
             .load_balancer_arn(lb)
             .into_paginator()
@@ -358,7 +382,8 @@ impl Elbv2 {
         let arns: Vec<String> = names.iter().map(|(arn, _)| arn.clone()).collect();
         for chunk in arns.chunks(TAGS_PER_CALL) {
             let out = self
-                .client
+                .client()
+                .await
                 .describe_tags()
                 .set_resource_arns(Some(chunk.to_vec()))
                 .send()
@@ -403,7 +428,8 @@ impl Elbv2 {
         stable: &str,
     ) -> Result<Option<(String, (i32, i32))>, AwsError> {
         let mut listeners = self
-            .client
+            .client()
+            .await
             .describe_listeners()
             .load_balancer_arn(lb)
             .into_paginator()
@@ -415,7 +441,8 @@ impl Elbv2 {
                 continue;
             };
             let mut rules = self
-                .client
+                .client()
+                .await
                 .describe_rules()
                 .listener_arn(listener_arn)
                 .into_paginator()
@@ -453,7 +480,8 @@ impl Elbv2 {
         let mut found = HashMap::new();
         for arn in [&d.canary_target_group_arn, &d.stable_target_group_arn] {
             let out = self
-                .client
+                .client()
+                .await
                 .describe_target_groups()
                 .target_group_arns(arn)
                 .send()
@@ -494,7 +522,8 @@ impl Elbv2 {
     async fn direct_action(&self, d: &AlbDirect) -> Result<Action, AwsError> {
         let actions: Vec<Action> = match (&d.rule_arn, &d.listener_arn) {
             (Some(rule), _) => self
-                .client
+                .client()
+                .await
                 .describe_rules()
                 .rule_arns(rule)
                 .send()
@@ -506,7 +535,8 @@ impl Elbv2 {
                 .actions()
                 .to_vec(),
             (None, Some(listener)) => self
-                .client
+                .client()
+                .await
                 .describe_listeners()
                 .listener_arns(listener)
                 .send()
@@ -524,6 +554,13 @@ impl Elbv2 {
             .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
             .ok_or_else(|| AwsError::NotFound(format!("{} has no forward action", direct_key(d))))
     }
+}
+
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
 }
 
 /// The SDK's HTTPS client on ring, kube's crypto provider (the default

@@ -1,7 +1,9 @@
 //! Leader election on a `coordination.k8s.io` Lease, so two replicas can run
 //! and only one writes. The holder renews every `renew`; another replica
-//! takes over once the lease has not been renewed for `duration`. Updates
-//! use the Lease's resourceVersion, so two candidates cannot both win.
+//! takes over once the lease has not been renewed for `duration`, or at
+//! once when the holder released it on a graceful shutdown (standbys look
+//! every `retry`). Updates use the Lease's resourceVersion, so two
+//! candidates cannot both win.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,28 +14,68 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub struct Elector {
     pub api: Api<Lease>,
+    pub namespace: String,
     pub name: String,
     pub identity: String,
     pub duration: Duration,
     pub renew: Duration,
+    /// How often a standby looks for a released or expired lease.
+    pub retry: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the lease namespace {0:?} does not exist: create it, or name an existing one with --lease-namespace (POD_NAMESPACE)"
+    )]
+    NoNamespace(String),
+    #[error("lease {namespace}/{name}: {source}")]
+    Api {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
 }
 
 impl Elector {
     pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Elector {
         Elector {
             api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
             name: name.into(),
             identity: identity.into(),
             duration: Duration::from_secs(15),
             renew: Duration::from_secs(5),
+            retry: Duration::from_millis(500),
         }
     }
 
     /// One election round: true when this replica holds the lease afterwards.
-    pub async fn try_acquire(&self, now: Timestamp) -> Result<bool, kube::Error> {
+    pub async fn try_acquire(&self, now: Timestamp) -> Result<bool, Error> {
+        self.acquire(now).await.map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: kube::Error) -> Error {
+        match &e {
+            // A missing namespace answers 404 to the create, naming the namespace.
+            kube::Error::Api(s)
+                if s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
+            {
+                Error::NoNamespace(self.namespace.clone())
+            }
+            _ => Error::Api {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                source: e,
+            },
+        }
+    }
+
+    async fn acquire(&self, now: Timestamp) -> Result<bool, kube::Error> {
         let spec = |transitions: i32| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(self.duration.as_secs() as i32),
@@ -50,17 +92,14 @@ impl Elector {
                 },
                 spec: Some(spec(0)),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
+            return won(self.api.create(&PostParams::default(), &lease).await);
         };
         let current = lease.spec.clone().unwrap_or_default();
         let mine = current.holder_identity.as_deref() == Some(self.identity.as_str());
         let ttl = SignedDuration::from_secs(current.lease_duration_seconds.unwrap_or(15).into());
         let expired = current.renew_time.as_ref().is_none_or(|t| t.0 + ttl < now);
-        if !mine && !expired {
+        let released = current.holder_identity.as_deref().is_none_or(str::is_empty);
+        if !mine && !expired && !released {
             return Ok(false);
         }
         let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!mine);
@@ -69,24 +108,29 @@ impl Elector {
             next.acquire_time = current.acquire_time;
         }
         lease.spec = Some(next);
-        match self
+        won(self
             .api
             .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        }
+            .await)
     }
 
-    /// Runs elections forever, publishing leadership on `tx`.
-    pub async fn run(self: Arc<Self>, tx: watch::Sender<bool>) {
-        loop {
+    /// Runs elections until `stop`, publishing leadership on `tx`. It does
+    /// not release the lease: the caller does, once nothing writes any more.
+    pub async fn run(self: Arc<Self>, tx: watch::Sender<bool>, stop: CancellationToken) {
+        let mut last_error = String::new();
+        while !stop.is_cancelled() {
             let leading = match self.try_acquire(Timestamp::now()).await {
-                Ok(l) => l,
+                Ok(l) => {
+                    last_error.clear();
+                    l
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "leader election failed; stepping down");
+                    // Once per distinct error, not every round.
+                    let text = e.to_string();
+                    if text != last_error {
+                        tracing::warn!(error = %text, "leader election failed; not leading");
+                        last_error = text;
+                    }
                     false
                 }
             };
@@ -94,7 +138,53 @@ impl Elector {
                 tracing::info!(leading, identity = %self.identity, "leadership changed");
             }
             tx.send_replace(leading);
-            tokio::time::sleep(self.renew).await;
+            let wait = if leading { self.renew } else { self.retry };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => {}
+            }
         }
+        tx.send_replace(false);
+    }
+
+    /// Gives the lease up if this replica holds it (client-go's
+    /// ReleaseOnCancel), so a standby takes over at once instead of after
+    /// `duration`.
+    pub async fn release(&self) -> Result<(), Error> {
+        let result = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(false);
+            };
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(false);
+            }
+            let now = MicroTime(Timestamp::now());
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.acquire_time = Some(now.clone());
+            spec.renew_time = Some(now);
+            // A conflict: taken meanwhile, nothing left to release.
+            won(self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await)
+        }
+        .await
+        .map_err(|e| self.error(e))?;
+        if result {
+            tracing::info!(identity = %self.identity, "leader lease released");
+        }
+        Ok(())
+    }
+}
+
+/// A write guarded by the resourceVersion read: false when another replica
+/// wrote first (409).
+fn won<T>(write: Result<T, kube::Error>) -> Result<bool, kube::Error> {
+    match write {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -74,8 +74,11 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes());
         return Ok(());
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    // Off AWS the SDK's IMDS probes fail as expected, each with a
+    // kilobyte-long WARN; the controller says the outcome in one line.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,aws_config::imds=error")
+    });
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),

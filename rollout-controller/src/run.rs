@@ -1,9 +1,14 @@
-//! Wiring: the controller, leader election and the HTTP endpoints.
+//! Wiring: the HTTP endpoints, the CRD check, leader election and the
+//! controller. Startup errors are fatal at once; a stop signal ends the
+//! process promptly whatever it is doing, and a leader hands its lease over
+//! before it exits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
@@ -11,14 +16,23 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+use crate::elbv2::Elbv2;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::server::Readiness;
 use crate::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
 use crate::validate::validate;
 
+/// How long in-flight reconciles may take after a stop signal before the
+/// process exits anyway (well inside the kubelet's default 30 s grace).
+const GRACE: Duration = Duration::from_secs(10);
+/// The longest wait between two looks for missing CRDs.
+const CRD_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub struct Settings {
     /// Only watch this namespace (default: all).
     pub namespace: Option<String>,
@@ -32,81 +46,211 @@ pub struct Settings {
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
+    let client = Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let stop = CancellationToken::new();
+    watch_signals(stop.clone())?;
     let metrics = Metrics::default();
-    let prometheus = crate::prometheus::Client::new()?;
-    let mut ctx = Context::new(client.clone(), metrics.clone(), prometheus);
-    let (elbv2, credentials) = crate::elbv2::Elbv2::from_env().await;
-    ctx.verify_alb = settings.verify_alb.unwrap_or(credentials);
-    ctx.elbv2 = Some(elbv2);
-    tracing::info!(
-        verify = ctx.verify_alb,
-        aws_credentials = credentials,
-        "ALB weight verification"
-    );
-    let ctx = Arc::new(ctx);
-    let api = |c: &Client| match &settings.namespace {
-        Some(ns) => (
-            Api::<Rollout>::namespaced(c.clone(), ns),
-            Api::<ReplicaSet>::namespaced(c.clone(), ns),
-        ),
-        None => (Api::all(c.clone()), Api::all(c.clone())),
+    let readiness = Readiness::new("starting");
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        metrics.clone(),
+        readiness.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    let work = manage(settings, client, metrics, readiness, stop.clone());
+    let result = tokio::select! {
+        result = work => result,
+        _ = async { stop.cancelled().await; tokio::time::sleep(GRACE).await } => {
+            tracing::warn!("still busy {}s after the stop signal: exiting anyway", GRACE.as_secs());
+            Ok(())
+        }
     };
-    let (rollouts, replica_sets) = api(&client);
-    let (services, ingresses): (Api<Service>, Api<Ingress>) = match &settings.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    stop.cancel();
+    // A scrape holding its connection open must not hold the exit.
+    match tokio::time::timeout(Duration::from_secs(1), server).await {
+        Ok(served) => served?.context("the metrics and health endpoints failed")?,
+        Err(_) => tracing::debug!("HTTP connections still open at exit"),
+    }
+    tracing::info!("stopped");
+    result
+}
 
-    // Leadership: only the leader reconciles; on winning, reconcile everything.
-    let (tx, mut rx) = watch::channel(false);
+/// SIGTERM (what the kubelet sends) or Ctrl-C cancels `stop`. The handlers
+/// are installed before anything slow starts, so no state ignores them.
+fn watch_signals(stop: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stop signal received: shutting down");
+        stop.cancel();
+    });
+    Ok(())
+}
+
+/// Everything between startup and shutdown, each phase ending early on `stop`.
+async fn manage(
+    settings: Settings,
+    client: Client,
+    metrics: Metrics,
+    readiness: Readiness,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let prometheus = crate::prometheus::Client::new()?;
+    let mut ctx = Context::new(client.clone(), metrics, prometheus);
+    ctx.elbv2 = Some(Elbv2::from_env());
+    ctx.verify_alb = tokio::select! {
+        verify = alb_verification(settings.verify_alb) => verify,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    if !wait_for_crds(&client, &readiness, &stop).await {
+        return Ok(());
+    }
     let elector = Arc::new(Elector::new(
         client.clone(),
         &settings.lease_namespace,
         &settings.lease_name,
         &settings.identity,
     ));
-    tokio::spawn(elector.run(tx));
+    let (tx, rx) = watch::channel(false);
+    let election = tokio::spawn(elector.clone().run(tx, stop.clone()));
+    let ctx = Arc::new(ctx);
+    control(&settings, client, ctx, rx, readiness, stop).await;
+    // Nothing reconciles any more: only now may another replica lead.
+    let _ = election.await;
+    if let Err(e) = elector.release().await {
+        tracing::warn!(error = %e, "cannot release the leader lease");
+    }
+    Ok(())
+}
+
+/// Whether to verify the ALB weights on AWS, said in one line. `never`
+/// asks AWS nothing.
+async fn alb_verification(setting: Option<bool>) -> bool {
+    let (verify, why) = match setting {
+        Some(false) => (false, "--verify-alb-weights never"),
+        Some(true) => (true, "--verify-alb-weights always"),
+        None if Elbv2::credentials_available().await => (true, "AWS credentials found"),
+        None => (false, "no AWS credentials found"),
+    };
+    if verify {
+        tracing::info!("{why}: ALB weights are verified on the ELBv2 API");
+    } else {
+        tracing::info!("{why}: ALB weight verification is off");
+    }
+    verify
+}
+
+/// Waits, with backoff, until the API server serves both custom resources;
+/// `/readyz` names what is missing meanwhile. False when stopped first.
+async fn wait_for_crds(client: &Client, readiness: &Readiness, stop: &CancellationToken) -> bool {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let why = match missing_crds(client).await {
+            Ok(missing) if missing.is_empty() => return true,
+            Ok(missing) => format!(
+                "CustomResourceDefinition {} not installed (kubectl apply --server-side -k manifests/controller)",
+                missing.join(" and ")
+            ),
+            Err(e) => format!("cannot read the {} API group: {e}", crate::GROUP),
+        };
+        tracing::error!(retry_in_s = delay.as_secs(), "{why}");
+        readiness.not_ready(&why);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return false,
+        }
+        delay = (delay * 2).min(CRD_BACKOFF_MAX);
+    }
+}
+
+/// The CRDs (`rollouts.gantry.dev`, …) the API server does not serve.
+async fn missing_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
+    let group_version = format!("{}/{}", crate::GROUP, crate::VERSION);
+    let served = match client.list_api_group_resources(&group_version).await {
+        Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+        Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(["rollouts", "analysistemplates"]
+        .into_iter()
+        .filter(|plural| !served.iter().any(|s| s == plural))
+        .map(|plural| format!("{plural}.{}", crate::GROUP))
+        .collect())
+}
+
+/// The controller itself, until `stop` (then in-flight reconciles finish).
+async fn control(
+    settings: &Settings,
+    client: Client,
+    ctx: Arc<Context>,
+    mut leading: watch::Receiver<bool>,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    let (rollouts, replica_sets) = match &settings.namespace {
+        Some(ns) => (
+            Api::<Rollout>::namespaced(client.clone(), ns),
+            Api::<ReplicaSet>::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (services, ingresses, templates): (Api<Service>, Api<Ingress>, Api<AnalysisTemplate>) =
+        match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
+
+    // Only the leader reconciles; on winning, reconcile everything.
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<()>();
     let leader_ctx = ctx.clone();
     tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let leading = *rx.borrow();
-            leader_ctx.leader.store(leading, Ordering::Relaxed);
-            if leading {
+        while leading.changed().await.is_ok() {
+            let now_leading = *leading.borrow();
+            leader_ctx.leader.store(now_leading, Ordering::Relaxed);
+            if now_leading {
                 let _ = trigger_tx.unbounded_send(());
             }
         }
+        leader_ctx.leader.store(false, Ordering::Relaxed);
     });
 
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
-    let ready = Arc::new(AtomicBool::new(false));
-    let ready_flag = ready.clone();
     let ready_store = store.clone();
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            ready_flag.store(true, Ordering::Relaxed);
+        // The store's readiness is a oneshot that wakes only its latest
+        // waiter, and the controller waits on it too: look again every
+        // second (once anyone saw it ready, it answers at once).
+        loop {
+            let wait = ready_store.wait_until_ready();
+            match tokio::time::timeout(Duration::from_secs(1), wait).await {
+                Ok(Ok(())) => break readiness.ready(),
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
         }
     });
     let by_service = store.clone();
     let by_ingress = store.clone();
     let by_template = store.clone();
-    let templates: Api<AnalysisTemplate> = match &settings.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::server::serve(
-        settings.listen,
-        metrics,
-        ready,
-        wait_for(stop_rx),
-    ));
-
     controller
         .owns(
             replica_sets,
@@ -140,7 +284,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             },
         )
         .reconcile_all_on(trigger_rx)
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -148,10 +292,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         })
         .await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    server.await??;
-    Ok(())
 }
 
 /// The Rollouts in `namespace` whose plan matches.
@@ -167,22 +307,4 @@ fn referencing(
         .filter(|r| validate(&r.spec).is_ok_and(|p| matches(&p)))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
-}
-
-async fn wait_for(mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// SIGTERM (what the kubelet sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

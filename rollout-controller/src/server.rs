@@ -1,28 +1,49 @@
 //! `/metrics`, `/healthz` and `/readyz` for probes and Prometheus.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+
+/// Why the controller is not ready yet (`None`: ready), for `/readyz`.
+#[derive(Clone)]
+pub struct Readiness(Arc<Mutex<Option<String>>>);
+
+impl Readiness {
+    pub fn new(why_not: &str) -> Readiness {
+        Readiness(Arc::new(Mutex::new(Some(why_not.to_string()))))
+    }
+
+    pub fn not_ready(&self, why: &str) {
+        *self.0.lock().expect("readiness lock") = Some(why.to_string());
+    }
+
+    pub fn ready(&self) {
+        *self.0.lock().expect("readiness lock") = None;
+    }
+
+    pub fn why_not(&self) -> Option<String> {
+        self.0.lock().expect("readiness lock").clone()
+    }
+}
 
 #[derive(Clone)]
 struct Shared {
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
 }
 
-/// Serves until `shutdown` resolves. `ready` turns true once the Rollout
-/// cache has synced.
+/// Serves on an already bound listener (so a taken port fails at startup)
+/// until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -34,15 +55,13 @@ pub async fn serve(
         .route(
             "/readyz",
             get(|State(s): State<Shared>| async move {
-                if s.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "cache not synced")
+                match s.readiness.why_not() {
+                    None => (StatusCode::OK, "ready".to_string()),
+                    Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                 }
             }),
         )
-        .with_state(Shared { metrics, ready });
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+        .with_state(Shared { metrics, readiness });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -273,8 +273,10 @@ impl Model {
         let hash = self.sim.hash();
         let now = seen.now;
         let mut from = before.current_step_index.unwrap_or(n);
-        if self.retry || before.current_pod_hash.as_deref() != Some(hash.as_str()) {
-            self.retry = false;
+        // A retry the controller never saw (aborted again before it
+        // looked) restarts nothing.
+        let retried = std::mem::take(&mut self.retry) && !before.abort;
+        if retried || before.current_pod_hash.as_deref() != Some(hash.as_str()) {
             self.reached.clear();
             self.released.clear();
             self.full = false;
@@ -450,7 +452,11 @@ fn check_consistent(
         Some(_) if status.phase != Some(Phase::Healthy) && status.message.is_none() => {
             "an unhealthy rollout without a message"
         }
-        _ if status.controller_pause && status.pause_conditions.is_empty() => {
+        // A promote waits out spec.paused; otherwise it is acted on at once.
+        _ if status.controller_pause
+            && status.pause_conditions.is_empty()
+            && spec_paused != Some(true) =>
+        {
             "controllerPause without a pause condition"
         }
         _ => return Ok(()),
@@ -458,9 +464,8 @@ fn check_consistent(
     Err(format!("{problem}: {status:#?}"))
 }
 
+// 256 cases by default; PROPTEST_CASES=20000 for a deeper search.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn every_release_passes_every_gate(
         variant in 0usize..STEPS.len(),

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod github;
+pub mod kube_fake;
 pub mod kube_mock;
 pub mod oci;
 pub mod prom;
@@ -332,6 +333,21 @@ pub fn serve(app: axum::Router, what: &str) -> (u16, tokio::runtime::Runtime) {
     });
     wait_for_port(port, what);
     (port, runtime)
+}
+
+/// `GET http://127.0.0.1:<port><path>`: status and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
 }
 
 pub fn free_port() -> u16 {

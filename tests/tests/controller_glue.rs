@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use gantry_tests::kube_fake;
 use gantry_tests::kube_mock::{self, ApiHandle, expect, respond};
 use http::Method;
 use k8s_openapi::jiff::Timestamp;
@@ -13,6 +15,8 @@ use rollout_controller::metrics::Metrics;
 use rollout_controller::reconcile::{Context, FINALIZER, reconcile};
 use rollout_controller::types::Rollout;
 use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 fn rollout(extra_meta: Value) -> Rollout {
     let mut r = json!({
@@ -434,4 +438,65 @@ async fn pods_are_read_only_while_a_restart_is_pending_and_evicted_politely() {
         .await
         .unwrap();
     server.await.unwrap();
+}
+
+/// Two replicas on one (fake, real-HTTP) API server: the leader stops and
+/// releases its lease; the standby leads within a second, not after the
+/// 15 s the lease would take to expire.
+#[test]
+fn a_released_lease_is_taken_by_the_standby_within_a_second() {
+    let (api, _server) = kube_fake::start(true, &["gantry-system"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let elector = |id: &str| Arc::new(Elector::new(api.client(), "gantry-system", "lock", id));
+        let (a, b) = (elector("a"), elector("b"));
+        let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+        let (tx_a, mut leading_a) = watch::channel(false);
+        let (tx_b, mut leading_b) = watch::channel(false);
+        let run_a = tokio::spawn(a.clone().run(tx_a, stop_a.clone()));
+        leading_a.wait_for(|l| *l).await.unwrap();
+        let run_b = tokio::spawn(b.clone().run(tx_b, stop_b.clone()));
+        // A fresh lease keeps the standby out.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!*leading_b.borrow());
+
+        stop_a.cancel();
+        run_a.await.unwrap();
+        assert!(!*leading_a.borrow());
+        a.release().await.unwrap();
+        let released = Instant::now();
+        tokio::time::timeout(Duration::from_secs(1), leading_b.wait_for(|l| *l))
+            .await
+            .expect("the standby leads within a second of the release")
+            .unwrap();
+        let lease = api.lease("gantry-system", "lock").unwrap();
+        assert_eq!(lease["spec"]["holderIdentity"], "b");
+        assert_eq!(lease["spec"]["leaseTransitions"], 1);
+        eprintln!("standby led {:?} after the release", released.elapsed());
+
+        // Releasing a lease one does not hold changes nothing.
+        a.release().await.unwrap();
+        assert_eq!(
+            api.lease("gantry-system", "lock").unwrap()["spec"]["holderIdentity"],
+            "b"
+        );
+        stop_b.cancel();
+        run_b.await.unwrap();
+    });
+}
+
+#[test]
+fn a_missing_lease_namespace_names_the_namespace_and_the_flag() {
+    let (api, _server) = kube_fake::start(true, &["default"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = runtime
+        .block_on(async {
+            let elector = Elector::new(api.client(), "gantry-sytem", "lock", "me");
+            elector.try_acquire(Timestamp::now()).await
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the lease namespace \"gantry-sytem\" does not exist: create it, or name an existing one with --lease-namespace (POD_NAMESPACE)"
+    );
 }

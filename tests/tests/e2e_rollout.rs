@@ -1,23 +1,25 @@
-//! End to end against a real cluster, when `KUBECONFIG` is set (CI runs it
-//! on kind); skipped with a message otherwise. Installs the CRD, runs the
-//! built `rollout-controller` scoped to a fresh namespace, and drives a
-//! whole canary (create → new template → setWeight → pause → promote →
-//! complete) and an abort. Without nodes, nothing makes pods ready, so the
-//! suite then marks ReplicaSets available itself.
+//! End to end against any conforming cluster, when `KUBECONFIG` is set (CI
+//! runs it on kind); skipped with a message otherwise. Installs the CRD,
+//! runs the built `rollout-controller` scoped to a fresh namespace, and
+//! drives three releases: each walks setWeight 25 → a timed pause that
+//! holds → setWeight 50 → an untimed pause that holds until promoted →
+//! complete; then a fourth is aborted. Without nodes nothing runs pods, so
+//! the suite plays kubelet: it marks pods Ready through the pod status
+//! subresource, and kube-controller-manager's ReplicaSet controller counts
+//! them available as it would on a real node.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gantry_tests::binary;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use rollout_controller::alb::parse_action;
-use rollout_controller::types::{Phase, Rollout};
+use rollout_controller::types::{AnalysisTemplate, Phase, Rollout};
 use serde_json::json;
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
@@ -57,18 +59,19 @@ async fn canary_and_abort_on_a_real_cluster() {
     let apply = PatchParams::apply("gantry-e2e").force();
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("rollouts.gantry.dev", &apply, &Patch::Apply(Rollout::crd()))
-        .await
-        .unwrap();
-    wait_for("the CRD to be established", async || {
-        let crd = crds.get("rollouts.gantry.dev").await.ok()?;
-        crd.status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
-    })
-    .await;
+    for crd in [Rollout::crd(), AnalysisTemplate::crd()] {
+        let name = crd.name_any();
+        crds.patch(&name, &apply, &Patch::Apply(crd)).await.unwrap();
+        wait_for(&format!("CRD {name} to be established"), async || {
+            let crd = crds.get(&name).await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -127,7 +130,8 @@ async fn canary_and_abort_on_a_real_cluster() {
             "strategy": {"canary": {"canaryService": "backend-service-canary", "stableService": "backend-service",
                 "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
                 "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
-                "steps": [{"setWeight": 50}, {"pause": {}}]}}}
+                "steps": [{"setWeight": 25}, {"pause": {"duration": "5s"}},
+                          {"setWeight": 50}, {"pause": {}}]}}}
     });
     rollouts
         .create(
@@ -146,20 +150,8 @@ async fn canary_and_abort_on_a_real_cluster() {
         .items
         .is_empty();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-    let fake_kubelet = (!has_nodes).then(|| {
-        let rs = replica_sets.clone();
-        tokio::spawn(async move {
-            loop {
-                for r in rs.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
-                    let n = r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                    let status = json!({"status": {"replicas": n, "readyReplicas": n, "availableReplicas": n}});
-                    let _ = rs.patch_status(&r.name_any(), &PatchParams::default(), &Patch::Merge(status)).await;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        })
-    });
-
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let kubelet = (!has_nodes).then(|| tokio::spawn(play_kubelet(pods.clone())));
     let phase = |want: Phase| {
         let rollouts = rollouts.clone();
         async move || {
@@ -176,78 +168,136 @@ async fn canary_and_abort_on_a_real_cluster() {
 
     // First deploy → Healthy, 0/100.
     let first = wait_for("the first deploy to be Healthy", phase(Phase::Healthy)).await;
-    let stable = first.status.unwrap().stable_rs.unwrap();
+    let mut stable = first.status.unwrap().stable_rs.unwrap();
     assert_eq!(canary_weight().await, Some(0));
 
-    // New template → setWeight 50 → paused.
     let revision = |rev: &str| {
         Patch::Merge(
             json!({"spec": {"template": {"metadata": {"annotations": {"e2e/revision": rev}}}}}),
         )
     };
-    rollouts
-        .patch("backend", &PatchParams::default(), &revision("2"))
-        .await
-        .unwrap();
-    let paused = wait_for("the canary to pause", phase(Phase::Paused)).await;
-    assert_eq!(canary_weight().await, Some(50));
-    let canary = paused.status.unwrap().current_pod_hash.unwrap();
-    assert_ne!(canary, stable);
-
-    // Promote (Argo's status patch) → complete.
-    rollouts
-        .patch_status(
-            "backend",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"pauseConditions": null}})),
-        )
-        .await
-        .unwrap();
-    let done = wait_for("the canary to complete", phase(Phase::Healthy)).await;
-    assert_eq!(
-        done.status.unwrap().stable_rs.as_deref(),
-        Some(canary.as_str())
-    );
-    assert_eq!(canary_weight().await, Some(0));
-    let selector = |name: &'static str| {
-        let services = services.clone();
-        async move || -> Option<BTreeMap<String, String>> {
-            services.get(name).await.ok()?.spec?.selector
+    let at_step = |index: i32| {
+        let rollouts = rollouts.clone();
+        async move || {
+            let r = rollouts.get("backend").await.ok()?;
+            let s = r.status.clone()?;
+            (s.phase? == Phase::Paused && s.current_step_index? == index).then_some(s)
         }
     };
-    assert_eq!(
-        selector("backend-service")().await.unwrap()["rollouts-pod-template-hash"],
-        canary
-    );
-    wait_for("the old stable to scale down", async || {
-        let rs = replica_sets.get(&format!("backend-{stable}")).await.ok()?;
-        (rs.spec?.replicas == Some(0)).then_some(())
-    })
-    .await;
+    // What Argo's promote and abort write: the status subresource.
+    let human = async |status: serde_json::Value| {
+        let patch = Patch::Merge(json!({ "status": status }));
+        rollouts
+            .patch_status("backend", &PatchParams::default(), &patch)
+            .await
+            .unwrap();
+    };
+    // The second and third releases: each stops at every pause.
+    for rev in ["2", "3"] {
+        rollouts
+            .patch("backend", &PatchParams::default(), &revision(rev))
+            .await
+            .unwrap();
+        let timed = wait_for(&format!("release {rev} to pause at 25%"), at_step(1)).await;
+        assert_eq!(canary_weight().await, Some(25), "release {rev}");
+        let canary = timed.current_pod_hash.clone().unwrap();
+        assert_ne!(canary, stable);
+        let untimed = wait_for(&format!("release {rev} to pause at 50%"), at_step(3)).await;
+        assert_eq!(canary_weight().await, Some(50), "release {rev}");
+        let started = |s: &rollout_controller::types::RolloutStatus| {
+            s.pause_conditions[0]
+                .start_time
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .unwrap()
+        };
+        let held = started(&untimed).duration_since(started(&timed));
+        assert!(
+            held.as_secs() >= 5,
+            "release {rev}: the 5 s pause held {held:?}"
+        );
+        // The untimed pause holds until promoted.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            at_step(3)().await.is_some(),
+            "release {rev} went on without a promote"
+        );
+        assert_eq!(canary_weight().await, Some(50));
 
-    // Another template, then abort → Degraded, all traffic to stable.
+        // Promote (Argo's status patch) → complete, with nothing left over.
+        human(json!({"pauseConditions": null})).await;
+        let done = wait_for(&format!("release {rev} to complete"), async || {
+            let r = phase(Phase::Healthy)().await?;
+            (r.status.as_ref()?.stable_rs.as_deref() == Some(canary.as_str())).then_some(r)
+        })
+        .await;
+        let status = done.status.unwrap();
+        assert!(!status.controller_pause && status.pause_conditions.is_empty());
+        assert_eq!(status.message, None);
+        assert_eq!(canary_weight().await, Some(0));
+        let selector = services
+            .get("backend-service")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .selector;
+        assert_eq!(selector.unwrap()["rollouts-pod-template-hash"], canary);
+        wait_for("the old stable to scale down", async || {
+            let rs = replica_sets.get(&format!("backend-{stable}")).await.ok()?;
+            (rs.spec?.replicas == Some(0)).then_some(())
+        })
+        .await;
+        stable = canary;
+    }
+
+    // A fourth release, aborted → Degraded, all traffic back to stable.
     rollouts
-        .patch("backend", &PatchParams::default(), &revision("3"))
+        .patch("backend", &PatchParams::default(), &revision("4"))
         .await
         .unwrap();
-    wait_for("the second canary to pause", phase(Phase::Paused)).await;
-    assert_eq!(canary_weight().await, Some(50));
-    rollouts
-        .patch_status(
-            "backend",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"abort": true}})),
-        )
-        .await
-        .unwrap();
+    wait_for("release 4 to pause", at_step(1)).await;
+    assert_eq!(canary_weight().await, Some(25));
+    human(json!({"abort": true})).await;
     wait_for("the abort", phase(Phase::Degraded)).await;
     wait_for("weights back to stable", async || {
         (canary_weight().await == Some(0)).then_some(())
     })
     .await;
 
-    if let Some(k) = fake_kubelet {
+    if let Some(k) = kubelet {
         k.abort();
     }
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+/// What a kubelet reports for a pod that started: Ready (a strategic merge
+/// keeps the other conditions). The ReplicaSet controller derives its
+/// ready and available counts from exactly this; patching ReplicaSet status
+/// instead is overwritten by it.
+async fn play_kubelet(pods: Api<Pod>) {
+    loop {
+        let listed = pods.list(&ListParams::default()).await;
+        for pod in listed.map(|l| l.items).unwrap_or_default() {
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let status = json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
+            let _ = pods
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(status),
+                )
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gantry_tests::{free_port, repo, wait_for_port, which};
+use gantry_tests::{free_port, http_get, repo, wait_for_port, which};
 
 struct Server(Child);
 
@@ -42,37 +42,23 @@ fn start(port: u16) -> Server {
     Server(child)
 }
 
-fn get(port: u16, path: &str) -> (u16, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
-}
-
 #[test]
 fn health_readiness_metrics_and_draining() {
     let port = free_port();
     let mut server = start(port);
 
-    assert_eq!(get(port, "/healthz"), (200, "ok".into()));
-    let (code, body) = get(port, "/readyz");
+    assert_eq!(http_get(port, "/healthz"), (200, "ok".into()));
+    let (code, body) = http_get(port, "/readyz");
     assert_eq!(code, 503, "not ready without PostgreSQL: {body}");
     assert!(body.contains("ECONNREFUSED"), "{body}");
     assert_eq!(
-        get(port, "/api/version"),
+        http_get(port, "/api/version"),
         (200, r#"{"version":"1.5.0"}"#.into())
     );
-    let (code, body) = get(port, "/api/users");
+    let (code, body) = http_get(port, "/api/users");
     assert_eq!(code, 503, "{body}");
 
-    let (code, metrics) = get(port, "/metrics");
+    let (code, metrics) = http_get(port, "/metrics");
     assert_eq!(code, 200);
     for want in [
         r#"http_requests_total{method="GET",route="/api/users",code="503"} 1"#,
