@@ -105,77 +105,115 @@ async fn first_reads_with_ingress(handle: &mut ApiHandle) {
     respond(s, 200, ingress(json!({})));
 }
 
-#[tokio::test]
-async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
+/// The bodies a first reconcile sends: ReplicaSet, Ingress patch, status
+/// patch, Event.
+struct FirstReconcile {
+    replica_set: Value,
+    ingress: Value,
+    status: Value,
+    event: Value,
+}
+
+/// Plays the API server through the first reconcile of `rollout`.
+async fn first_reconcile(rollout: Rollout) -> FirstReconcile {
     let (client, mut handle) = kube_mock::client();
     let ctx = context(client, true);
+    let answer = rollout.clone();
     let server = tokio::spawn(async move {
-        first_reads_with_ingress(&mut handle).await;
-
-        // The first ReplicaSet: hash label on it, its selector and its pods; owned by the Rollout.
-        let (rs, s) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/apps/v1/namespaces/shop/replicasets?",
-        )
-        .await;
-        let hash = rs["metadata"]["labels"]["rollouts-pod-template-hash"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(rs["metadata"]["name"], format!("backend-{hash}"));
-        assert_eq!(rs["spec"]["replicas"], 2);
-        assert_eq!(
-            rs["spec"]["selector"]["matchLabels"],
-            json!({"app": "backend", "rollouts-pod-template-hash": hash})
-        );
-        assert_eq!(
-            rs["spec"]["template"]["metadata"]["labels"]["rollouts-pod-template-hash"],
-            hash
-        );
-        assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], "uid-1");
-        assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
-        respond(s, 201, rs.clone());
-
-        // 100% to stable, in Argo's exact JSON, plus the managed marker.
-        let (patch, s) = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop?",
-        )
-        .await;
-        assert_eq!(
-            patch,
-            json!({"metadata": {"annotations": {
-                "alb.ingress.kubernetes.io/actions.backend-service":
-                    r#"{"Type":"forward","ForwardConfig":{"TargetGroups":[{"ServiceName":"backend-service-canary","ServicePort":"80","Weight":0},{"ServiceName":"backend-service","ServicePort":"80","Weight":100}]}}"#,
-                "gantry.dev/managed-alb-actions": "backend:alb.ingress.kubernetes.io/actions.backend-service"}}})
-        );
+        let handle = &mut handle;
+        first_reads_with_ingress(handle).await;
+        let path = "/apis/apps/v1/namespaces/shop/replicasets?";
+        let (replica_set, s) = expect(handle, Method::POST, path).await;
+        respond(s, 201, replica_set.clone());
+        let path = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop?";
+        let (ingress_patch, s) = expect(handle, Method::PATCH, path).await;
         respond(s, 200, ingress(json!({})));
-
-        let (status, s) = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?",
-        )
-        .await;
-        assert_eq!(status["status"]["phase"], "Progressing");
-        assert_eq!(status["status"]["currentPodHash"], hash);
-        assert_eq!(status["status"]["observedGeneration"], 1);
-        respond(s, 200, serde_json::to_value(rollout(json!({}))).unwrap());
-
-        let (event, s) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/shop/events?",
-        )
-        .await;
-        assert_eq!(event["reason"], "RolloutProgressing");
+        let path = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?";
+        let (status, s) = expect(handle, Method::PATCH, path).await;
+        respond(s, 200, serde_json::to_value(answer).unwrap());
+        let path = "/apis/events.k8s.io/v1/namespaces/shop/events?";
+        let (event, s) = expect(handle, Method::POST, path).await;
         respond(s, 201, event.clone());
+        FirstReconcile {
+            replica_set,
+            ingress: ingress_patch,
+            status,
+            event,
+        }
     });
-    let action = reconcile(Arc::new(rollout(json!({}))), ctx).await.unwrap();
+    let action = reconcile(Arc::new(rollout), ctx).await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::await_change());
-    server.await.unwrap();
+    server.await.unwrap()
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
+    let sent = first_reconcile(rollout(json!({}))).await;
+
+    // The first ReplicaSet: hash label on it, its selector and its pods; owned by the Rollout.
+    let rs = sent.replica_set;
+    let hash = rs["metadata"]["labels"]["rollouts-pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs["metadata"]["name"], format!("backend-{hash}"));
+    assert_eq!(rs["spec"]["replicas"], 2);
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"],
+        json!({"app": "backend", "rollouts-pod-template-hash": hash})
+    );
+    assert_eq!(
+        rs["spec"]["template"]["metadata"]["labels"]["rollouts-pod-template-hash"],
+        hash
+    );
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
+
+    // 100% to stable, in Argo's exact JSON, plus the managed marker.
+    assert_eq!(
+        sent.ingress,
+        json!({"metadata": {"annotations": {
+            "alb.ingress.kubernetes.io/actions.backend-service":
+                r#"{"Type":"forward","ForwardConfig":{"TargetGroups":[{"ServiceName":"backend-service-canary","ServicePort":"80","Weight":0},{"ServiceName":"backend-service","ServicePort":"80","Weight":100}]}}"#,
+            "gantry.dev/managed-alb-actions": "backend:alb.ingress.kubernetes.io/actions.backend-service"}}})
+    );
+
+    assert_eq!(sent.status["status"]["phase"], "Progressing");
+    assert_eq!(sent.status["status"]["currentPodHash"], hash);
+    assert_eq!(sent.status["status"]["observedGeneration"], 1);
+    assert_eq!(sent.event["reason"], "RolloutProgressing");
+}
+
+/// A status field back at its default is sent as `null`: a merge patch that
+/// left it out would keep the old value (the bug that skipped every pause
+/// after the first promote). Fields that did not change are not sent.
+#[tokio::test]
+async fn the_status_patch_clears_what_the_decision_cleared() {
+    let mut r = rollout(json!({}));
+    r.status = Some(
+        serde_json::from_value(json!({
+            "controllerPause": true, "abort": true, "promoteFull": true,
+            "abortedAt": "2026-01-01T00:00:00Z",
+            "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:00:00Z"}],
+            "restartedAt": "2026-01-01T00:00:00Z"}))
+        .unwrap(),
+    );
+    let status = &first_reconcile(r).await.status["status"];
+    for cleared in [
+        "controllerPause",
+        "abort",
+        "promoteFull",
+        "abortedAt",
+        "pauseConditions",
+    ] {
+        assert_eq!(
+            status.get(cleared),
+            Some(&Value::Null),
+            "{cleared}: {status}"
+        );
+    }
+    assert!(status.get("restartedAt").is_none(), "{status}");
+    assert_eq!(status["phase"], "Progressing");
 }
 
 #[tokio::test]
