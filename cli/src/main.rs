@@ -6,8 +6,8 @@ use gantry::bump::FileError;
 use gantry::commands;
 use gantry::git::GitError;
 use gantry::image_ref::ImageSpec;
-use rollout_controller::ops::{Op, State};
-use rollout_controller::types::AnalysisPhase;
+use rollout_core::ops::{Op, State};
+use rollout_core::types::AnalysisPhase;
 
 /// GitOps delivery: build and push images, bump kustomizations, commit and push them race-safely.
 #[derive(Parser)]
@@ -703,7 +703,7 @@ fn parse() -> Cli {
 
 /// `90s`, `10m`, `1h`, or plain seconds.
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    rollout_controller::validate::parse_duration(
+    rollout_core::validate::parse_duration(
         &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s.to_string()),
     )
 }

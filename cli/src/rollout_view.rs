@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use rollout_controller::plan::describe;
-use rollout_controller::types::{POD_TEMPLATE_HASH, Phase, Rollout};
-use rollout_controller::validate::validate;
+use rollout_core::plan::describe;
+use rollout_core::types::{POD_TEMPLATE_HASH, Phase, Rollout};
+use rollout_core::validate::validate;
 use serde_json::{Value, json};
 
-use rollout_controller::ops::state;
+use rollout_core::ops::state;
 
 /// What `get` shows.
 pub struct View {
@@ -123,7 +123,7 @@ impl View {
     }
 
     /// Every step: done (✔), current (►) or pending (·).
-    fn steps(&self, out: &mut String, status: &rollout_controller::types::RolloutStatus) {
+    fn steps(&self, out: &mut String, status: &rollout_core::types::RolloutStatus) {
         let plan = match validate(&self.rollout.spec) {
             Ok(plan) => plan,
             Err(errors) => {
@@ -146,7 +146,7 @@ impl View {
         }
     }
 
-    fn replica_sets(&self, out: &mut String, status: &rollout_controller::types::RolloutStatus) {
+    fn replica_sets(&self, out: &mut String, status: &rollout_core::types::RolloutStatus) {
         if self.replica_sets.is_empty() {
             return;
         }

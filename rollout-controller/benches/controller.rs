@@ -12,9 +12,10 @@ use std::time::Instant;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use rollout_controller::decide::{IngressView, ReplicaSetView, ServiceView, World, decide};
-use rollout_controller::hash::pod_template_hash;
-use rollout_controller::types::Rollout;
+use rollout_core::decide::decide;
+use rollout_core::hash::pod_template_hash;
+use rollout_core::types::Rollout;
+use rollout_core::world::{IngressView, ReplicaSetView, ServiceView, World};
 use serde_json::json;
 
 fn rollout(i: usize) -> Rollout {

@@ -20,7 +20,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use tokio::sync::OnceCell;
 
-use crate::types::{AlbDirect, AwsResource};
+use rollout_core::types::{AlbDirect, AwsResource};
+use rollout_core::world::Observed;
 
 /// The LB controller's tag on the target groups it creates:
 /// `<namespace>/<ingress>-<service>:<port>`.
@@ -31,18 +32,6 @@ const TAGS_PER_CALL: usize = 20;
 const MAX_WEIGHT: i32 = 999;
 const BACKOFF_MIN: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// What AWS shows for one Rollout's traffic split.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observed {
-    pub load_balancer: Option<AwsResource>,
-    pub stable: Option<AwsResource>,
-    pub canary: Option<AwsResource>,
-    /// The rule (or listener, for a default action) forwarding to both.
-    pub rule: Option<String>,
-    /// `(canary, stable)` as configured on that rule.
-    pub weights: Option<(i32, i32)>,
-}
 
 /// Which Ingress-managed target groups to look for.
 pub struct IngressTarget<'a> {

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 use rollout_controller::run::{Settings, run};
-use rollout_controller::types::{AnalysisTemplate, Rollout};
+use rollout_core::types::{AnalysisTemplate, Rollout};
 
 /// In-cluster canary controller for gantry.dev/v1alpha1 Rollouts.
 #[derive(Parser)]

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::types::{Phase, Rollout, RolloutStatus};
+use rollout_core::types::{Phase, Rollout, RolloutStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
@@ -185,8 +185,8 @@ mod tests {
             phase: Some(Phase::Paused),
             ..Default::default()
         };
-        status.canary.weights = Some(crate::types::TrafficWeights {
-            canary: crate::types::WeightDestination {
+        status.canary.weights = Some(rollout_core::types::TrafficWeights {
+            canary: rollout_core::types::WeightDestination {
                 weight: 20,
                 ..Default::default()
             },

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::analysis::{Metric, Prometheus, QueryValue, Verdict, evaluate};
-use crate::types::{AnalysisPhase, Measurement};
+use rollout_core::analysis::{Metric, Prometheus, QueryValue, Verdict, evaluate};
+use rollout_core::types::{AnalysisPhase, Measurement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {

@@ -17,17 +17,17 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::alb::{self, ForwardWeights};
-use crate::analysis::{self, ArgContext};
-use crate::decide::{
-    Action, IngressView, PodView, ReplicaSetView, ServiceView, Taken, World, decide,
-    pending_restart,
-};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
-use crate::status_patch::status_patch;
-use crate::types::{AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
-use crate::validate::{Plan, validate};
+use rollout_core::alb::{self, ForwardWeights};
+use rollout_core::analysis::{self, ArgContext};
+use rollout_core::decide::{Action, decide, pending_restart};
+use rollout_core::status_patch::status_patch;
+use rollout_core::types::{
+    AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef,
+};
+use rollout_core::validate::{Plan, validate};
+use rollout_core::world::{IngressView, PodView, ReplicaSetView, ServiceView, Taken, World};
 
 pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
 /// When an old ReplicaSet is due to be scaled down (RFC 3339).
@@ -208,7 +208,7 @@ pub async fn observe(
 ) -> Result<World, Error> {
     let uid = rollout.uid();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let selector = crate::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
+    let selector = rollout_core::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
     let owned = replica_sets
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -299,7 +299,7 @@ async fn observe_alb(
     ns: &str,
     world: &World,
     ctx: &Context,
-) -> Option<Result<crate::elbv2::Observed, String>> {
+) -> Option<Result<rollout_core::world::Observed, String>> {
     let alb = plan.alb.as_ref()?;
     let Some(aws) = &ctx.elbv2 else {
         return alb

@@ -25,8 +25,8 @@ use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::server::Readiness;
-use crate::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
-use crate::validate::validate;
+use rollout_core::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
+use rollout_core::validate::validate;
 
 /// How long in-flight reconciles may take after a stop signal before the
 /// process exits anyway (well inside the kubelet's default 30 s grace).
@@ -161,7 +161,7 @@ async fn wait_for_crds(client: &Client, readiness: &Readiness, stop: &Cancellati
                 "CustomResourceDefinition {} not installed (kubectl apply --server-side -k manifests/controller)",
                 missing.join(" and ")
             ),
-            Err(e) => format!("cannot read the {} API group: {e}", crate::GROUP),
+            Err(e) => format!("cannot read the {} API group: {e}", rollout_core::GROUP),
         };
         tracing::error!(retry_in_s = delay.as_secs(), "{why}");
         readiness.not_ready(&why);
@@ -175,7 +175,7 @@ async fn wait_for_crds(client: &Client, readiness: &Readiness, stop: &Cancellati
 
 /// The CRDs (`rollouts.gantry.dev`, …) the API server does not serve.
 async fn missing_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
-    let group_version = format!("{}/{}", crate::GROUP, crate::VERSION);
+    let group_version = format!("{}/{}", rollout_core::GROUP, rollout_core::VERSION);
     let served = match client.list_api_group_resources(&group_version).await {
         Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
         Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
@@ -184,7 +184,7 @@ async fn missing_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
     Ok(["rollouts", "analysistemplates"]
         .into_iter()
         .filter(|plural| !served.iter().any(|s| s == plural))
-        .map(|plural| format!("{plural}.{}", crate::GROUP))
+        .map(|plural| format!("{plural}.{}", rollout_core::GROUP))
         .collect())
 }
 
@@ -298,7 +298,7 @@ async fn control(
 fn referencing(
     store: &Store<Rollout>,
     namespace: &str,
-    matches: impl Fn(&crate::validate::Plan) -> bool,
+    matches: impl Fn(&rollout_core::validate::Plan) -> bool,
 ) -> Vec<ObjectRef<Rollout>> {
     store
         .state()

@@ -13,7 +13,7 @@ use kube::Client;
 use rollout_controller::leader::Elector;
 use rollout_controller::metrics::Metrics;
 use rollout_controller::reconcile::{Context, FINALIZER, reconcile};
-use rollout_controller::types::Rollout;
+use rollout_core::types::Rollout;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -432,7 +432,7 @@ async fn pods_are_read_only_while_a_restart_is_pending_and_evicted_politely() {
     let (client, mut handle) = kube_mock::client();
     let mut restarting = rollout(json!({}));
     restarting.spec.restart_at = Some("2026-01-01T00:00:00Z".into());
-    let plan = rollout_controller::validate::validate(&restarting.spec).unwrap();
+    let plan = rollout_core::validate::validate(&restarting.spec).unwrap();
     let server = tokio::spawn(async move {
         first_reads_with_ingress(&mut handle).await;
         let (_, s) = expect(

@@ -18,8 +18,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
-use rollout_controller::alb::parse_action;
-use rollout_controller::types::{AnalysisTemplate, Phase, Rollout};
+use rollout_core::alb::parse_action;
+use rollout_core::types::{AnalysisTemplate, Phase, Rollout};
 use serde_json::json;
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
@@ -204,7 +204,7 @@ async fn canary_and_abort_on_a_real_cluster() {
         assert_ne!(canary, stable);
         let untimed = wait_for(&format!("release {rev} to pause at 50%"), at_step(3)).await;
         assert_eq!(canary_weight().await, Some(50), "release {rev}");
-        let started = |s: &rollout_controller::types::RolloutStatus| {
+        let started = |s: &rollout_core::types::RolloutStatus| {
             s.pause_conditions[0]
                 .start_time
                 .parse::<k8s_openapi::jiff::Timestamp>()

@@ -9,7 +9,7 @@ use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Regio
 use gantry_tests::aws::AwsProxy;
 use gantry_tests::oci::Moto;
 use rollout_controller::elbv2::{AwsError, Elbv2, IngressTarget};
-use rollout_controller::types::AlbDirect;
+use rollout_core::types::AlbDirect;
 use serde_json::Value;
 
 /// A VPC, an ALB, 25 target groups tagged like the LB controller's (two of
@@ -100,7 +100,7 @@ impl Env {
         )
     }
 
-    fn observe(&self) -> Result<rollout_controller::elbv2::Observed, AwsError> {
+    fn observe(&self) -> Result<rollout_core::world::Observed, AwsError> {
         let (dns, mut target) = self.target();
         target.hostname = &dns;
         self.rt.block_on(self.aws.observe_ingress(&target))

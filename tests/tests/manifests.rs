@@ -12,8 +12,8 @@ use std::process::Command;
 use gantry_tests::{binary, gantry, kustomize, repo, run, which};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use rollout_controller::analysis::{ArgContext, resolve_plan};
-use rollout_controller::types::{AnalysisTemplate, Rollout};
+use rollout_core::analysis::{ArgContext, resolve_plan};
+use rollout_core::types::{AnalysisTemplate, Rollout};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -249,7 +249,7 @@ fn the_controller_accepts_the_rollouts_and_resolves_their_analysis() {
         let objects = example(overlay);
         let rollout: Rollout =
             serde_json::from_value(find(&objects, "Rollout", "backend").clone()).unwrap();
-        let plan = rollout_controller::validate::validate(&rollout.spec)
+        let plan = rollout_core::validate::validate(&rollout.spec)
             .unwrap_or_else(|e| panic!("{overlay}: the controller rejects the Rollout: {e:?}"));
         let templates: BTreeMap<_, _> = of_kind(&objects, "AnalysisTemplate")
             .map(|t| {
@@ -669,8 +669,8 @@ fn alert_rules_are_valid_promql_on_metrics_that_exist() {
     let metrics = rollout_controller::metrics::Metrics::default();
     let rollout: Rollout =
         serde_json::from_value(find(&staging, "Rollout", "backend").clone()).unwrap();
-    let status = rollout_controller::types::RolloutStatus {
-        phase: Some(rollout_controller::types::Phase::Degraded),
+    let status = rollout_core::types::RolloutStatus {
+        phase: Some(rollout_core::types::Phase::Degraded),
         ..Default::default()
     };
     metrics.record_rollout(&rollout, &status);

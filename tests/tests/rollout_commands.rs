@@ -6,7 +6,7 @@
 use gantry::commands::rollout::{act, get_view, list, status};
 use gantry_tests::kube_mock::{self, ApiHandle, expect, respond};
 use http::Method;
-use rollout_controller::ops::{Op, State};
+use rollout_core::ops::{Op, State};
 use serde_json::{Value, json};
 
 const PATH: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend";

@@ -7,9 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use rollout_controller::analysis::{self, ArgContext};
 use rollout_controller::prometheus;
-use rollout_controller::types::{AnalysisPhase, AnalysisTemplate};
+use rollout_core::analysis::{self, ArgContext};
+use rollout_core::types::{AnalysisPhase, AnalysisTemplate};
 
 pub struct Options {
     pub file: PathBuf,

@@ -4,7 +4,7 @@
 //! validates them as the controller does and prints the timeline its
 //! decision code follows on a simulated cluster. `list`, `status`, `get`:
 //! read (and watch) the cluster. `promote`, `abort`, `retry`, `pause`,
-//! `resume`, `restart`: the patches of `rollout_controller::ops`, sent to the cluster.
+//! `resume`, `restart`: the patches of `rollout_core::ops`, sent to the cluster.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,12 +17,12 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use rollout_controller::plan::{Timeline, human, plan};
-use rollout_controller::types::{AnalysisTemplate, AnalysisTemplateSpec, Rollout};
+use rollout_core::plan::{Timeline, human, plan};
+use rollout_core::types::{AnalysisTemplate, AnalysisTemplateSpec, Rollout};
 use serde::Deserialize as _;
 
 use crate::rollout_view::View;
-use rollout_controller::ops::{Op, State, patches, state};
+use rollout_core::ops::{Op, State, patches, state};
 
 /// `status`: the Rollout's state now, or (`watch`) each change until it is
 /// Healthy or Degraded, at most `timeout`. Prints one line per change.
@@ -131,8 +131,7 @@ pub async fn get_view(
 async fn view_of(client: &kube::Client, rollout: Rollout) -> Result<View> {
     let namespace = rollout.metadata.namespace.clone().unwrap_or_default();
     let name = rollout.metadata.name.clone().unwrap_or_default();
-    let selector =
-        rollout_controller::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
+    let selector = rollout_core::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
     let replica_sets = replica_sets
         .list(&ListParams::default().labels(&selector))
@@ -470,7 +469,7 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
     }
     let _ = writeln!(out);
     for g in &t.gates {
-        let what = if g.run == rollout_controller::validate::BACKGROUND {
+        let what = if g.run == rollout_core::validate::BACKGROUND {
             format!("Background analysis from step {}", g.step)
         } else {
             format!("Analysis at step {}", g.step)

@@ -7,12 +7,12 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use k8s_openapi::jiff::SignedDuration;
-use rollout_controller::analysis::QueryValue;
-use rollout_controller::decide::{Action, Decision, decide};
-use rollout_controller::elbv2::Observed;
-use rollout_controller::simulate::Simulation;
-use rollout_controller::types::{AnalysisPhase, AnalysisTemplate, Phase, Rollout, RolloutStatus};
-use rollout_controller::validate::validate;
+use rollout_core::analysis::QueryValue;
+use rollout_core::decide::{Action, Decision, decide};
+use rollout_core::simulate::Simulation;
+use rollout_core::types::{AnalysisPhase, AnalysisTemplate, Phase, Rollout, RolloutStatus};
+use rollout_core::validate::validate;
+use rollout_core::world::Observed;
 
 mod common;
 use common::rollout;
@@ -71,7 +71,7 @@ impl Sim {
         *self.rollout.metadata.generation.as_mut().unwrap() += 1;
     }
 
-    fn status(&mut self) -> &mut rollout_controller::types::RolloutStatus {
+    fn status(&mut self) -> &mut rollout_core::types::RolloutStatus {
         self.rollout.status.as_mut().unwrap()
     }
 
@@ -565,10 +565,7 @@ fn analysed(steps: &str, extra: &str) -> (Sim, String) {
     (sim, stable)
 }
 
-fn run<'a>(
-    status: &'a RolloutStatus,
-    name: &str,
-) -> &'a rollout_controller::types::AnalysisRunStatus {
+fn run<'a>(status: &'a RolloutStatus, name: &str) -> &'a rollout_core::types::AnalysisRunStatus {
     status
         .analysis_runs
         .iter()
@@ -833,7 +830,7 @@ fn a_missing_or_invalid_template_degrades_with_its_name() {
 // The ALB as AWS shows it.
 
 fn aws(weights: Option<(i32, i32)>) -> Option<Result<Observed, String>> {
-    let resource = |name: &str| rollout_controller::types::AwsResource {
+    let resource = |name: &str| rollout_core::types::AwsResource {
         name: name.into(),
         arn: format!("arn:aws:elasticloadbalancing:eu-west-1:123456789012:{name}"),
     };
@@ -929,7 +926,7 @@ fn an_unreadable_alb_holds_the_step_and_retries() {
     assert_eq!(sim.step_index(), 1);
 }
 
-fn alb_routing(r: &mut Rollout) -> &mut rollout_controller::types::AlbTrafficRouting {
+fn alb_routing(r: &mut Rollout) -> &mut rollout_core::types::AlbTrafficRouting {
     let canary = r.spec.strategy.canary.as_mut().unwrap();
     canary
         .traffic_routing

@@ -1,6 +1,6 @@
 //! The Rollout the decision and plan tests start from.
 
-use rollout_controller::types::Rollout;
+use rollout_core::types::Rollout;
 
 /// `backend` in `shop`: 5 replicas, ALB routing through Ingress `shop`.
 pub fn rollout(steps: &str) -> Rollout {

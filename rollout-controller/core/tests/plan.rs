@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use rollout_controller::plan::plan;
-use rollout_controller::types::AnalysisTemplate;
+use rollout_core::plan::plan;
+use rollout_core::types::AnalysisTemplate;
 
 mod common;
 use common::rollout;
 
-fn templates() -> BTreeMap<String, rollout_controller::types::AnalysisTemplateSpec> {
+fn templates() -> BTreeMap<String, rollout_core::types::AnalysisTemplateSpec> {
     let t: AnalysisTemplate = serde_yaml::from_str(
         r#"
 apiVersion: gantry.dev/v1alpha1

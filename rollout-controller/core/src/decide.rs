@@ -31,83 +31,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::alb::{self, ForwardWeights};
 use crate::analysis::{self, ArgContext, Metric};
-use crate::elbv2::Observed;
 use crate::types::{
-    AlbStatus, AnalysisPhase, AnalysisTemplateSpec, CanaryStatus, Condition, Measurement,
-    PauseCondition, Phase, Rollout, RolloutStatus, TrafficWeights, WeightDestination,
+    AlbStatus, AnalysisPhase, CanaryStatus, Condition, PauseCondition, Phase, Rollout,
+    RolloutStatus, TrafficWeights, WeightDestination,
 };
 use crate::validate::{BACKGROUND, Plan, StepKind, validate};
-
-/// A ReplicaSet owned by the Rollout.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplicaSetView {
-    pub name: String,
-    pub hash: String,
-    /// `spec.replicas`
-    pub replicas: i32,
-    pub ready: i32,
-    pub available: i32,
-    /// When it is due to be scaled to zero (the scale-down-deadline annotation).
-    pub scale_down_at: Option<Timestamp>,
-    pub created: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceView {
-    pub name: String,
-    /// The pod-template-hash in its selector, if any.
-    pub hash: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct IngressView {
-    pub name: String,
-    pub annotations: BTreeMap<String, String>,
-    /// Whether some rule sends a path to the root service's `use-annotation` port.
-    pub routes_root_service: bool,
-    /// The load balancer's DNS name from the Ingress status.
-    pub hostname: Option<String>,
-}
-
-/// A pod of one of the Rollout's ReplicaSets (observed only while a
-/// restart is pending).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodView {
-    pub name: String,
-    /// Its ReplicaSet's pod-template-hash.
-    pub hash: String,
-    pub created: Timestamp,
-    /// Deletion requested, not gone yet.
-    pub terminating: bool,
-}
-
-/// Everything observed about one Rollout's world.
-#[derive(Debug, Clone, Default)]
-pub struct World {
-    pub now: Timestamp,
-    pub replica_sets: Vec<ReplicaSetView>,
-    /// Only observed while `spec.restartAt` is pending.
-    pub pods: Vec<PodView>,
-    pub stable_service: Option<ServiceView>,
-    pub canary_service: Option<ServiceView>,
-    pub ingress: Option<IngressView>,
-    /// The AnalysisTemplates of the Rollout's namespace the plan references.
-    pub templates: BTreeMap<String, AnalysisTemplateSpec>,
-    /// Measurements just taken for the running analyses.
-    pub measurements: Vec<Taken>,
-    /// The ALB as the ELBv2 API shows it (or why it could not be read);
-    /// `None` when AWS is not watched (verification off, no direct mode).
-    pub alb: Option<Result<Observed, String>>,
-}
-
-/// A measurement of one metric of one analysis run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Taken {
-    pub run: String,
-    pub pod_template_hash: String,
-    pub metric: String,
-    pub measurement: Measurement,
-}
+use crate::world::{PodView, ReplicaSetView, ServiceView, World};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {

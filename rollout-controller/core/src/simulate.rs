@@ -13,15 +13,13 @@ use serde_json::{Value, json};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::analysis::{self, ArgContext, QueryValue, Verdict};
-use crate::decide::{
-    Action, Decision, IngressView, PodView, ReplicaSetView, ServiceView, Taken, World,
-    annotated_canary_weight, decide,
-};
+use crate::decide::{Action, Decision, annotated_canary_weight, decide};
 use crate::hash::pod_template_hash;
 use crate::ops::{self, Op};
 use crate::status_patch::status_patch;
 use crate::types::{AnalysisPhase, Measurement, Phase, Rollout, RolloutStatus};
 use crate::validate::validate;
+use crate::world::{IngressView, PodView, ReplicaSetView, ServiceView, Taken, World};
 
 pub struct Simulation {
     pub rollout: Rollout,

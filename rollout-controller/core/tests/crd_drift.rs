@@ -1,17 +1,17 @@
 //! The committed CRD YAML must be exactly what the Rust types generate.
-//! Regenerate with `GANTRY_WRITE_CRDS=1 cargo test -p rollout-controller --test crd_drift`.
+//! Regenerate with `GANTRY_WRITE_CRDS=1 cargo test -p rollout-core --test crd_drift`.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use rollout_controller::types::{AnalysisTemplate, Rollout};
+use rollout_core::types::{AnalysisTemplate, Rollout};
 
 fn check(file: &str, crd: CustomResourceDefinition) {
     let path = format!(
-        "{}/../manifests/controller/crds/{file}",
+        "{}/../../manifests/controller/crds/{file}",
         env!("CARGO_MANIFEST_DIR")
     );
     let generated = format!(
-        "# Generated from rollout-controller/src/types.rs; do not edit.\n{}",
+        "# Generated from rollout-controller/core/src/types.rs; do not edit.\n{}",
         serde_yaml::to_string(&crd).unwrap()
     );
     if std::env::var_os("GANTRY_WRITE_CRDS").is_some() {
@@ -21,7 +21,7 @@ fn check(file: &str, crd: CustomResourceDefinition) {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "{path} is out of date with the Rust types: run\n  GANTRY_WRITE_CRDS=1 cargo test -p rollout-controller --test crd_drift"
+        "{path} is out of date with the Rust types: run\n  GANTRY_WRITE_CRDS=1 cargo test -p rollout-core --test crd_drift"
     );
 }
 

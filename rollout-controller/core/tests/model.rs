@@ -24,13 +24,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use rollout_controller::decide::{INCONCLUSIVE_REASON, canary_replicas, decide};
-use rollout_controller::ops::Op;
-use rollout_controller::simulate::Simulation;
-use rollout_controller::types::{
+use rollout_core::decide::{INCONCLUSIVE_REASON, canary_replicas, decide};
+use rollout_core::ops::Op;
+use rollout_core::simulate::Simulation;
+use rollout_core::types::{
     AnalysisPhase, AnalysisTemplate, Phase, Rollout, RolloutAnalysis, RolloutStatus,
 };
-use rollout_controller::validate::{Plan, StepKind, validate};
+use rollout_core::validate::{Plan, StepKind, validate};
 
 mod common;
 
@@ -266,7 +266,7 @@ impl Model {
         &mut self,
         before: &RolloutStatus,
         status: &RolloutStatus,
-        seen: &rollout_controller::decide::World,
+        seen: &rollout_core::world::World,
         weight_seen: i32,
     ) -> Result<(), String> {
         let n = self.plan.steps.len() as i32;
@@ -332,13 +332,13 @@ impl Model {
     fn check_traffic(
         &self,
         status: &RolloutStatus,
-        seen: &rollout_controller::decide::World,
+        seen: &rollout_core::world::World,
         weight_seen: i32,
     ) -> Result<(), String> {
         let world = &self.sim.world;
         let weight = self.sim.canary_weight().unwrap_or(0);
         let hash = self.sim.hash();
-        let selected = |w: &rollout_controller::decide::World, stable: bool| {
+        let selected = |w: &rollout_core::world::World, stable: bool| {
             let s = if stable {
                 &w.stable_service
             } else {

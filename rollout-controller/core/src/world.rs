@@ -1,0 +1,92 @@
+//! What the glue observes of one Rollout's world, in the shapes the
+//! decision reads: ReplicaSets, pods, Services, the Ingress, the ALB as
+//! the ELBv2 API shows it, and the measurements just taken.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::types::{AnalysisTemplateSpec, AwsResource, Measurement};
+
+/// A ReplicaSet owned by the Rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaSetView {
+    pub name: String,
+    pub hash: String,
+    /// `spec.replicas`
+    pub replicas: i32,
+    pub ready: i32,
+    pub available: i32,
+    /// When it is due to be scaled to zero (the scale-down-deadline annotation).
+    pub scale_down_at: Option<Timestamp>,
+    pub created: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    pub name: String,
+    /// The pod-template-hash in its selector, if any.
+    pub hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressView {
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+    /// Whether some rule sends a path to the root service's `use-annotation` port.
+    pub routes_root_service: bool,
+    /// The load balancer's DNS name from the Ingress status.
+    pub hostname: Option<String>,
+}
+
+/// A pod of one of the Rollout's ReplicaSets (observed only while a
+/// restart is pending).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    /// Its ReplicaSet's pod-template-hash.
+    pub hash: String,
+    pub created: Timestamp,
+    /// Deletion requested, not gone yet.
+    pub terminating: bool,
+}
+
+/// Everything observed about one Rollout's world.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub now: Timestamp,
+    pub replica_sets: Vec<ReplicaSetView>,
+    /// Only observed while `spec.restartAt` is pending.
+    pub pods: Vec<PodView>,
+    pub stable_service: Option<ServiceView>,
+    pub canary_service: Option<ServiceView>,
+    pub ingress: Option<IngressView>,
+    /// The AnalysisTemplates of the Rollout's namespace the plan references.
+    pub templates: BTreeMap<String, AnalysisTemplateSpec>,
+    /// Measurements just taken for the running analyses.
+    pub measurements: Vec<Taken>,
+    /// The ALB as the ELBv2 API shows it (or why it could not be read);
+    /// `None` when AWS is not watched (verification off, no direct mode).
+    pub alb: Option<Result<Observed, String>>,
+}
+
+/// A measurement of one metric of one analysis run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub run: String,
+    pub pod_template_hash: String,
+    pub metric: String,
+    pub measurement: Measurement,
+}
+
+/// What AWS shows for one Rollout's traffic split.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub load_balancer: Option<AwsResource>,
+    pub stable: Option<AwsResource>,
+    pub canary: Option<AwsResource>,
+    /// The rule (or listener, for a default action) forwarding to both.
+    pub rule: Option<String>,
+    /// `(canary, stable)` as configured on that rule.
+    pub weights: Option<(i32, i32)>,
+}
