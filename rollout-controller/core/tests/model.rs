@@ -153,6 +153,13 @@ impl Model {
         self.sim.status().cloned().unwrap_or_default()
     }
 
+    /// `times` reconciles, failing at the first broken invariant.
+    fn reconciles(&mut self, times: usize) {
+        for _ in 0..times {
+            self.apply(&Event::Reconcile).unwrap();
+        }
+    }
+
     fn apply(&mut self, event: &Event) -> Result<(), String> {
         match event {
             Event::Reconcile => return self.reconcile(),
@@ -489,9 +496,7 @@ fn the_releases_after_a_promoted_one_stop_at_every_pause() {
     for release in 2..=4 {
         model.apply(&Event::Release).unwrap();
         // 25%, then the 3 s pause holds however often the controller looks.
-        for _ in 0..5 {
-            model.apply(&Event::Reconcile).unwrap();
-        }
+        model.reconciles(5);
         let status = model.status();
         assert_eq!(
             status.current_step_index,
@@ -500,12 +505,10 @@ fn the_releases_after_a_promoted_one_stop_at_every_pause() {
         );
         assert_eq!(status.phase, Some(Phase::Paused));
         model.apply(&Event::Advance(1)).unwrap();
-        model.apply(&Event::Reconcile).unwrap();
+        model.reconciles(1);
         assert_eq!(model.status().current_step_index, Some(1));
         model.apply(&Event::Advance(3)).unwrap();
-        for _ in 0..5 {
-            model.apply(&Event::Reconcile).unwrap();
-        }
+        model.reconciles(5);
         // 50%, then the untimed pause holds until promoted.
         let status = model.status();
         assert_eq!(
@@ -515,14 +518,12 @@ fn the_releases_after_a_promoted_one_stop_at_every_pause() {
         );
         assert!(status.controller_pause);
         model.apply(&Event::Advance(3600)).unwrap();
-        model.apply(&Event::Reconcile).unwrap();
+        model.reconciles(1);
         assert_eq!(model.status().current_step_index, Some(3));
         model
             .apply(&Event::Human(Op::Promote { full: false }))
             .unwrap();
-        for _ in 0..10 {
-            model.apply(&Event::Reconcile).unwrap();
-        }
+        model.reconciles(10);
         let status = model.status();
         assert_eq!(
             status.phase,

@@ -1,0 +1,148 @@
+//! ReplicaSets: creating and scaling them, scale-down deadlines, history,
+//! and `spec.restartAt` restarts.
+
+use super::*;
+
+impl Decider<'_> {
+    pub(super) fn rs(&self, hash: &str) -> Option<&ReplicaSetView> {
+        self.world.replica_sets.iter().find(|r| r.hash == hash)
+    }
+
+    pub(super) fn fully_available(&self, hash: &str, replicas: i32) -> bool {
+        self.rs(hash)
+            .is_some_and(|r| r.replicas == replicas && r.available >= replicas)
+    }
+
+    pub(super) fn ensure_replicas(&mut self, hash: &str, replicas: i32) {
+        match self.rs(hash) {
+            None => self.actions.push(Action::CreateReplicaSet {
+                hash: hash.to_string(),
+                replicas,
+            }),
+            Some(rs) if rs.replicas != replicas => {
+                let name = rs.name.clone();
+                self.actions
+                    .push(Action::ScaleReplicaSet { name, replicas });
+            }
+            Some(_) => {}
+        }
+    }
+
+    pub(super) fn cancel_scale_down(&mut self, hash: &str) {
+        if let Some(rs) = self.rs(hash).filter(|r| r.scale_down_at.is_some()) {
+            let name = rs.name.clone();
+            self.actions
+                .push(Action::ScheduleScaleDown { name, at: None });
+        }
+    }
+
+    /// Schedules every ReplicaSet not in `keep` for scale-down after `delay`.
+    pub(super) fn retire_others(&mut self, plan: &Plan, keep: &[&str], delay: Duration) {
+        let due = self.world.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX);
+        self.retire_at(plan, keep, due, false);
+    }
+
+    /// Scales down every ReplicaSet not in `keep` at `due`, except one that
+    /// still gets traffic (unless `force`), and prunes old history.
+    pub(super) fn retire_at(&mut self, plan: &Plan, keep: &[&str], due: Timestamp, force: bool) {
+        let now = self.world.now;
+        let mut idle: Vec<&ReplicaSetView> = Vec::new();
+        for rs in &self.world.replica_sets {
+            if keep.contains(&rs.hash.as_str()) {
+                continue;
+            }
+            // Never scale down what still gets traffic: the stable Service's
+            // pods, or the canary Service's while it has weight.
+            let selects =
+                |service: &str| self.service_hash(service).as_deref() == Some(rs.hash.as_str());
+            // Unknown weights count as traffic; so does a weight AWS still shows.
+            let canary_traffic = plan.alb.is_none()
+                || self.canary_weight_now(plan).unwrap_or(100) > 0
+                || self.aws_weights().is_some_and(|(c, _)| c > 0);
+            let selected = !force
+                && (selects(&plan.stable_service)
+                    || (selects(&plan.canary_service) && canary_traffic));
+            if rs.replicas == 0 {
+                idle.push(rs);
+                continue;
+            }
+            if selected {
+                continue;
+            }
+            match rs.scale_down_at {
+                None => self.actions.push(Action::ScheduleScaleDown {
+                    name: rs.name.clone(),
+                    at: Some(due),
+                }),
+                Some(at) if at <= now => {
+                    self.actions.push(Action::ScaleReplicaSet {
+                        name: rs.name.clone(),
+                        replicas: 0,
+                    });
+                    self.actions.push(Action::ScheduleScaleDown {
+                        name: rs.name.clone(),
+                        at: None,
+                    });
+                }
+                Some(at) => self.requeue_in(at.duration_since(now).unsigned_abs()),
+            }
+        }
+        // Keep the newest `revisionHistoryLimit` scaled-down ReplicaSets.
+        idle.sort_by_key(|r| std::cmp::Reverse(r.created));
+        for rs in idle.into_iter().skip(plan.revision_history_limit as usize) {
+            self.actions.push(Action::DeleteReplicaSet {
+                name: rs.name.clone(),
+            });
+        }
+    }
+
+    pub(super) fn observe_counts(&mut self, hash: &str) {
+        let sum =
+            |f: fn(&ReplicaSetView) -> i32| self.world.replica_sets.iter().map(f).sum::<i32>();
+        self.status.replicas = Some(sum(|r| r.replicas));
+        self.status.ready_replicas = Some(sum(|r| r.ready));
+        self.status.available_replicas = Some(sum(|r| r.available));
+        self.status.updated_replicas = Some(self.rs(hash).map_or(0, |r| r.replicas));
+    }
+
+    /// `spec.restartAt`: one pod older than it at a time, and only while
+    /// every ReplicaSet has all its pods available and nothing else is being
+    /// changed; done (status.restartedAt) when no older pod is left.
+    pub(super) fn restart(&mut self, plan: &Plan) {
+        let Some(at) = pending_restart(plan.restart_at, Some(&self.status)) else {
+            return;
+        };
+        let at_text = at.to_string();
+        let now = self.world.now;
+        if at > now {
+            self.requeue_in(Duration::try_from(at.duration_since(now)).unwrap_or(MIN_REQUEUE));
+            return;
+        }
+        let mut old: Vec<&PodView> = self.world.pods.iter().filter(|p| p.created < at).collect();
+        if old.is_empty() {
+            self.status.restarted_at = Some(at_text.clone());
+            self.events.push((
+                "RolloutRestarted".into(),
+                format!("every pod created before {at_text} restarted"),
+            ));
+            return;
+        }
+        let settled = self.actions.is_empty()
+            && self.world.pods.iter().all(|p| !p.terminating)
+            && self
+                .world
+                .replica_sets
+                .iter()
+                .all(|r| r.available >= r.replicas);
+        if settled {
+            old.sort_by_key(|p| p.created);
+            let pod = old[0].name.clone();
+            self.events.push((
+                "RestartingPod".into(),
+                format!("evicting {pod} (created before {at_text})"),
+            ));
+            self.actions.push(Action::EvictPod { name: pod });
+        }
+        self.requeue_in(RESTART_INTERVAL);
+    }
+}

@@ -1,0 +1,171 @@
+//! Traffic: the Services' selectors and the weights, on the Ingress
+//! annotation or (direct mode) the ALB, and what AWS shows of them.
+
+use super::*;
+
+impl Decider<'_> {
+    pub(super) fn check_references(&self, plan: &Plan) -> Result<(), String> {
+        for (field, name) in [
+            ("canaryService", &plan.canary_service),
+            ("stableService", &plan.stable_service),
+        ] {
+            if self.service(name).is_none() {
+                return Err(format!("{field} {name:?} not found"));
+            }
+        }
+        if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
+            match &self.world.ingress {
+                None => return Err(format!("ingress {:?} not found", alb.ingress)),
+                Some(i) if !i.routes_root_service => {
+                    return Err(format!(
+                        "ingress {:?} has no rule backed by service {:?} with port name \"use-annotation\"",
+                        alb.ingress, alb.root_service
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn service(&self, name: &str) -> Option<&ServiceView> {
+        [&self.world.stable_service, &self.world.canary_service]
+            .into_iter()
+            .flatten()
+            .find(|s| s.name == name)
+    }
+
+    pub(super) fn service_hash(&self, name: &str) -> Option<String> {
+        self.service(name).and_then(|s| s.hash.clone())
+    }
+
+    pub(super) fn services_on(&self, plan: &Plan, stable: &str, canary: &str) -> bool {
+        self.service_hash(&plan.stable_service).as_deref() == Some(stable)
+            && self.service_hash(&plan.canary_service).as_deref() == Some(canary)
+    }
+
+    pub(super) fn point(&mut self, service: &str, hash: &str) {
+        if self.service_hash(service).as_deref() != Some(hash) {
+            self.actions.push(Action::SetServiceSelector {
+                service: service.to_string(),
+                hash: hash.to_string(),
+            });
+        }
+    }
+
+    /// The canary weight the Ingress carries now (None without ALB routing
+    /// or when the annotation is absent or not ours).
+    pub(super) fn annotated_canary_weight(&self, plan: &Plan) -> Option<i32> {
+        annotated_canary_weight(self.world, plan)
+    }
+
+    /// `(canary, stable)` weights AWS shows, when it is watched and readable.
+    pub(super) fn aws_weights(&self) -> Option<(i32, i32)> {
+        self.world.alb.as_ref()?.as_ref().ok()?.weights
+    }
+
+    pub(super) fn direct(plan: &Plan) -> bool {
+        plan.alb.as_ref().is_some_and(|a| a.direct.is_some())
+    }
+
+    /// The canary weight in force: what we set (the annotation, or the ALB
+    /// itself in direct mode).
+    pub(super) fn canary_weight_now(&self, plan: &Plan) -> Option<i32> {
+        if Self::direct(plan) {
+            self.aws_weights().map(|(c, _)| c)
+        } else {
+            self.annotated_canary_weight(plan)
+        }
+    }
+
+    /// Writes the weights where they are not yet; true once they are in
+    /// force: carried by the Ingress and, when AWS is watched, shown by the
+    /// ALB (or no traffic routing at all).
+    pub(super) fn ensure_weights(&mut self, plan: &Plan, canary: i32) -> bool {
+        let Some(alb) = &plan.alb else {
+            return true;
+        };
+        let want = (canary, 100 - canary);
+        if alb.direct.is_none() && self.annotated_canary_weight(plan) != Some(canary) {
+            let ingress = self
+                .world
+                .ingress
+                .as_ref()
+                .expect("checked by check_references");
+            let weights = ForwardWeights {
+                canary_service: plan.canary_service.clone(),
+                stable_service: plan.stable_service.clone(),
+                port: alb.service_port,
+                canary_weight: canary,
+            };
+            let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
+            self.actions.push(Action::SetIngressAction {
+                ingress: ingress.name.clone(),
+                annotations,
+            });
+            return false;
+        }
+        let note = match &self.world.alb {
+            None if alb.direct.is_some() => "direct mode needs the ELBv2 API".to_string(),
+            None => return true,
+            Some(Ok(o)) if o.weights == Some(want) => return true,
+            Some(Ok(_)) if alb.direct.is_some() => {
+                self.actions.push(Action::SetAlbWeights {
+                    canary_weight: canary,
+                });
+                return false;
+            }
+            Some(Ok(o)) => match o.weights {
+                Some((c, s)) => format!(
+                    "waiting for the ALB to apply weights {}/{} (it shows {c}/{s})",
+                    want.0, want.1
+                ),
+                None => "waiting for the ALB to forward to both target groups".to_string(),
+            },
+            Some(Err(e)) => format!("cannot verify the ALB weights: {e}"),
+        };
+        if let Some(status) = &mut self.status.alb {
+            status.message = Some(note);
+        }
+        self.requeue_in(VERIFY_INTERVAL);
+        false
+    }
+
+    /// Records the weights in force, and what AWS shows, in the status.
+    pub(super) fn observe_weights(&mut self, plan: &Plan) {
+        let observed = self.canary_weight_now(plan);
+        let verified = self
+            .world
+            .alb
+            .as_ref()
+            .map(|_| observed.is_some_and(|w| self.aws_weights() == Some((w, 100 - w))));
+        self.status.canary = CanaryStatus {
+            weights: observed.map(|w| TrafficWeights {
+                canary: WeightDestination {
+                    weight: w,
+                    service_name: Some(plan.canary_service.clone()),
+                    pod_template_hash: self.service_hash(&plan.canary_service),
+                },
+                stable: WeightDestination {
+                    weight: 100 - w,
+                    service_name: Some(plan.stable_service.clone()),
+                    pod_template_hash: self.service_hash(&plan.stable_service),
+                },
+                verified,
+            }),
+        };
+        self.status.alb = self.world.alb.as_ref().map(|o| match o {
+            Ok(o) => AlbStatus {
+                load_balancer: o.load_balancer.clone(),
+                stable_target_group: o.stable.clone(),
+                canary_target_group: o.canary.clone(),
+                rule: o.rule.clone(),
+                message: None,
+            },
+            Err(e) => AlbStatus {
+                message: Some(e.clone()),
+                ..Default::default()
+            },
+        });
+    }
+}
