@@ -255,20 +255,7 @@ async fn handle(
         api_version: header("x-github-api-version"),
         body: body.clone(),
     });
-    if let Some(i) = s
-        .faults
-        .iter()
-        .position(|f| f.method == method.as_str() && path.ends_with(&f.path_ends_with))
-    {
-        let fault = &mut s.faults[i];
-        fault.times -= 1;
-        let mut response = answer(fault.status, fault.body.clone());
-        for (name, value) in &fault.headers {
-            response.headers_mut().insert(*name, value.parse().unwrap());
-        }
-        if fault.times == 0 {
-            s.faults.remove(i);
-        }
+    if let Some(response) = canned_fault(&mut s, &method, &path) {
         return response;
     }
 
@@ -280,30 +267,8 @@ async fn handle(
     let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
 
-    // The App's own endpoints take its JWT; everything else a token.
-    if let ["app", "installations", id, "access_tokens"] = segments.as_slice() {
-        return match (&s.app, verify_jwt(&s, &auth)) {
-            (Some(app), true) if id.parse() == Ok(app.installation) => answer(
-                201,
-                json!({
-                    "token": app.token,
-                    "expires_at": "2099-01-01T00:00:00Z",
-                    "permissions": { "contents": "write", "pull_requests": "write" },
-                    "repository_selection": "selected",
-                }),
-            ),
-            (Some(_), true) => not_found(),
-            _ => bad_credentials(),
-        };
-    }
-    if segments == ["repos", OWNER, NAME, "installation"] {
-        return match (&s.app, verify_jwt(&s, &auth)) {
-            (Some(app), true) => answer(
-                200,
-                json!({ "id": app.installation, "app_id": app.id, "account": { "login": OWNER } }),
-            ),
-            _ => bad_credentials(),
-        };
+    if let Some(response) = app_endpoint(&s, &segments, &auth) {
+        return response;
     }
     let token_ok = auth == format!("Bearer {TOKEN}")
         || s.app
@@ -321,7 +286,74 @@ async fn handle(
     let bare = s.bare.clone();
     let repo = git2::Repository::open(&bare).unwrap();
     let rest_segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
-    match (method.as_str(), rest_segments.as_slice()) {
+    let method = method.as_str();
+    match rest_segments.as_slice() {
+        ["pulls", ..] | ["issues", ..] => {
+            pulls(&mut s, method, &rest_segments, &body, &param, &repo)
+        }
+        _ => git_data(&repo, method, &rest_segments, &body, &param),
+    }
+}
+
+/// A canned fault for this request, if one is armed (each answers
+/// `times` requests, then is gone).
+fn canned_fault(s: &mut State, method: &Method, path: &str) -> Option<Response> {
+    let i = s
+        .faults
+        .iter()
+        .position(|f| f.method == method.as_str() && path.ends_with(&f.path_ends_with))?;
+    let fault = &mut s.faults[i];
+    fault.times -= 1;
+    let mut response = answer(fault.status, fault.body.clone());
+    for (name, value) in &fault.headers {
+        response.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    if fault.times == 0 {
+        s.faults.remove(i);
+    }
+    Some(response)
+}
+
+/// The App's own endpoints, which take its JWT (None: not one of them).
+fn app_endpoint(s: &State, segments: &[&str], auth: &str) -> Option<Response> {
+    if let ["app", "installations", id, "access_tokens"] = segments {
+        return Some(match (&s.app, verify_jwt(s, auth)) {
+            (Some(app), true) if id.parse() == Ok(app.installation) => answer(
+                201,
+                json!({
+                    "token": app.token,
+                    "expires_at": "2099-01-01T00:00:00Z",
+                    "permissions": { "contents": "write", "pull_requests": "write" },
+                    "repository_selection": "selected",
+                }),
+            ),
+            (Some(_), true) => not_found(),
+            _ => bad_credentials(),
+        });
+    }
+    if segments == ["repos", OWNER, NAME, "installation"] {
+        return Some(match (&s.app, verify_jwt(s, auth)) {
+            (Some(app), true) => answer(
+                200,
+                json!({ "id": app.installation, "app_id": app.id, "account": { "login": OWNER } }),
+            ),
+            _ => bad_credentials(),
+        });
+    }
+    None
+}
+
+/// Pull requests, their reviewers, labels and comments.
+fn pulls(
+    s: &mut State,
+    method: &str,
+    rest: &[&str],
+    body: &Value,
+    param: &dyn Fn(&str) -> Option<String>,
+    repo: &git2::Repository,
+) -> Response {
+    let bare = s.bare.clone();
+    match (method, rest) {
         ("GET", ["pulls"]) => {
             let head = param("head");
             let base = param("base");
@@ -369,7 +401,7 @@ async fn handle(
             s.pulls.push(pr);
             answer(201, json)
         }
-        ("PATCH", ["pulls", n]) => with_pull(&mut s, n, |pr| {
+        ("PATCH", ["pulls", n]) => with_pull(s, n, |pr| {
             if let Some(t) = body["title"].as_str() {
                 pr.title = t.into();
             }
@@ -383,7 +415,7 @@ async fn handle(
             }
             200
         }),
-        ("POST", ["pulls", n, "requested_reviewers"]) => with_pull(&mut s, n, |pr| {
+        ("POST", ["pulls", n, "requested_reviewers"]) => with_pull(s, n, |pr| {
             let strings = |v: &Value| -> Vec<String> {
                 v.as_array()
                     .into_iter()
@@ -434,6 +466,19 @@ async fn handle(
                 json!({ "id": pr.comments.len(), "body": body["body"] }),
             )
         }
+        _ => not_found(),
+    }
+}
+
+/// Git references and file contents, on the bare repository itself.
+fn git_data(
+    repo: &git2::Repository,
+    method: &str,
+    rest: &[&str],
+    body: &Value,
+    param: &dyn Fn(&str) -> Option<String>,
+) -> Response {
+    match (method, rest) {
         ("POST", ["git", "refs"]) => {
             let name = body["ref"].as_str().unwrap_or_default();
             let Ok(sha) = git2::Oid::from_str(body["sha"].as_str().unwrap_or_default()) else {

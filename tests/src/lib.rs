@@ -350,6 +350,12 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     })
 }
 
+/// SIGTERM, as the kubelet sends it on shutdown.
+pub fn sigterm(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill(2)");
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

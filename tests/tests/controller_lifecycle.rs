@@ -119,8 +119,7 @@ impl Controller {
 
     /// SIGTERM, as the kubelet sends it; the exit status and how long it took.
     fn terminate(&mut self) -> (ExitStatus, Duration) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        gantry_tests::sigterm(&self.child);
         self.wait_exit(Duration::from_secs(15)).unwrap_or_else(|| {
             panic!(
                 "still running 15 s after SIGTERM:\n{}",

@@ -19,7 +19,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use rollout_core::alb::parse_action;
-use rollout_core::types::{AnalysisTemplate, Phase, Rollout};
+use rollout_core::types::{AnalysisTemplate, Phase, Rollout, RolloutStatus};
 use serde_json::json;
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
@@ -56,9 +56,58 @@ async fn canary_and_abort_on_a_real_cluster() {
         .await
         .expect("cluster from KUBECONFIG");
     let ns = format!("gantry-e2e-{}", std::process::id());
-    let apply = PatchParams::apply("gantry-e2e").force();
+    install_crds(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let _controller = Controller(
+        Command::new(binary("rollout-controller"))
+            .args(["--namespace", &ns, "--lease-namespace", &ns])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let cluster = Cluster::create_app(&client, &ns).await;
 
+    // Without nodes nothing runs pods: stand in for the kubelet.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let has_nodes = !nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let kubelet = (!has_nodes).then(|| tokio::spawn(play_kubelet(pods)));
+
+    // First deploy → Healthy, 0/100.
+    let first = wait_for("the first deploy to be Healthy", async || {
+        cluster.phase(Phase::Healthy).await
+    })
+    .await;
+    let mut stable = first.status.unwrap().stable_rs.unwrap();
+    assert_eq!(cluster.canary_weight().await, Some(0));
+    // The second and third releases: each stops at every pause.
+    for rev in ["2", "3"] {
+        stable = cluster.release(rev, &stable).await;
+    }
+    cluster.abort("4").await;
+
+    if let Some(k) = kubelet {
+        k.abort();
+    }
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let apply = PatchParams::apply("gantry-e2e").force();
     for crd in [Rollout::crd(), AnalysisTemplate::crd()] {
         let name = crd.name_any();
         crds.patch(&name, &apply, &Patch::Apply(crd)).await.unwrap();
@@ -72,139 +121,101 @@ async fn canary_and_abort_on_a_real_cluster() {
         })
         .await;
     }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+}
 
-    let _controller = Controller(
-        Command::new(binary("rollout-controller"))
-            .args([
-                "--namespace",
-                &ns,
-                "--lease-namespace",
-                &ns,
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "text",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+/// The example app in one namespace: two Services, an Ingress, a Rollout.
+struct Cluster {
+    rollouts: Api<Rollout>,
+    services: Api<Service>,
+    ingresses: Api<Ingress>,
+    replica_sets: Api<ReplicaSet>,
+}
 
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    for name in ["backend-service", "backend-service-canary"] {
-        let svc = json!({"metadata": {"name": name}, "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}});
-        services
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(svc).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    let ingress = json!({"metadata": {"name": "shop"}, "spec": {"rules": [{"http": {"paths": [{"path": "/api", "pathType": "Prefix",
-        "backend": {"service": {"name": "backend-service", "port": {"name": "use-annotation"}}}}]}}]}});
-    ingresses
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(ingress).unwrap(),
-        )
-        .await
-        .unwrap();
-
-    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &ns);
-    let rollout = json!({
-        "apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "backend"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "backend"}},
-            "template": {"metadata": {"labels": {"app": "backend"}, "annotations": {"e2e/revision": "1"}},
-                "spec": {"terminationGracePeriodSeconds": 0,
-                         "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.9"}]}},
-            "strategy": {"canary": {"canaryService": "backend-service-canary", "stableService": "backend-service",
-                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
-                "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
-                "steps": [{"setWeight": 25}, {"pause": {"duration": "5s"}},
-                          {"setWeight": 50}, {"pause": {}}]}}}
-    });
-    rollouts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(rollout).unwrap(),
-        )
-        .await
-        .unwrap();
-
-    // Without nodes nothing runs pods: stand in for the kubelet.
-    let nodes: Api<Node> = Api::all(client.clone());
-    let has_nodes = !nodes
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty();
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let kubelet = (!has_nodes).then(|| tokio::spawn(play_kubelet(pods.clone())));
-    let phase = |want: Phase| {
-        let rollouts = rollouts.clone();
-        async move || {
-            let r = rollouts.get("backend").await.ok()?;
-            (r.status.as_ref()?.phase? == want).then_some(r)
+impl Cluster {
+    async fn create_app(client: &Client, ns: &str) -> Cluster {
+        let c = Cluster {
+            rollouts: Api::namespaced(client.clone(), ns),
+            services: Api::namespaced(client.clone(), ns),
+            ingresses: Api::namespaced(client.clone(), ns),
+            replica_sets: Api::namespaced(client.clone(), ns),
+        };
+        let post = PostParams::default();
+        for name in ["backend-service", "backend-service-canary"] {
+            let svc = json!({"metadata": {"name": name}, "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}});
+            let svc = serde_json::from_value(svc).unwrap();
+            c.services.create(&post, &svc).await.unwrap();
         }
-    };
-    let canary_weight = async || -> Option<i32> {
-        let ing = ingresses.get("shop").await.ok()?;
+        let ingress = json!({"metadata": {"name": "shop"}, "spec": {"rules": [{"http": {"paths": [{"path": "/api", "pathType": "Prefix",
+            "backend": {"service": {"name": "backend-service", "port": {"name": "use-annotation"}}}}]}}]}});
+        let ingress = serde_json::from_value(ingress).unwrap();
+        c.ingresses.create(&post, &ingress).await.unwrap();
+        let rollout = json!({
+            "apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "backend"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "backend"}},
+                "template": {"metadata": {"labels": {"app": "backend"}, "annotations": {"e2e/revision": "1"}},
+                    "spec": {"terminationGracePeriodSeconds": 0,
+                             "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.9"}]}},
+                "strategy": {"canary": {"canaryService": "backend-service-canary", "stableService": "backend-service",
+                    "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
+                    "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
+                    "steps": [{"setWeight": 25}, {"pause": {"duration": "5s"}},
+                              {"setWeight": 50}, {"pause": {}}]}}}
+        });
+        let rollout = serde_json::from_value(rollout).unwrap();
+        c.rollouts.create(&post, &rollout).await.unwrap();
+        c
+    }
+
+    async fn phase(&self, want: Phase) -> Option<Rollout> {
+        let r = self.rollouts.get("backend").await.ok()?;
+        (r.status.as_ref()?.phase? == want).then_some(r)
+    }
+
+    /// The status while paused at step `index`.
+    async fn at_step(&self, index: i32) -> Option<RolloutStatus> {
+        let s = self.rollouts.get("backend").await.ok()?.status?;
+        (s.phase? == Phase::Paused && s.current_step_index? == index).then_some(s)
+    }
+
+    async fn canary_weight(&self) -> Option<i32> {
+        let ing = self.ingresses.get("shop").await.ok()?;
         parse_action(ing.annotations().get(KEY)?)
             .ok()?
             .weight_of("backend-service-canary")
-    };
+    }
 
-    // First deploy → Healthy, 0/100.
-    let first = wait_for("the first deploy to be Healthy", phase(Phase::Healthy)).await;
-    let mut stable = first.status.unwrap().stable_rs.unwrap();
-    assert_eq!(canary_weight().await, Some(0));
+    /// A new template: the `e2e/revision` annotation.
+    async fn set_revision(&self, rev: &str) {
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {"e2e/revision": rev}}}}});
+        self.rollouts
+            .patch("backend", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
 
-    let revision = |rev: &str| {
-        Patch::Merge(
-            json!({"spec": {"template": {"metadata": {"annotations": {"e2e/revision": rev}}}}}),
-        )
-    };
-    let at_step = |index: i32| {
-        let rollouts = rollouts.clone();
-        async move || {
-            let r = rollouts.get("backend").await.ok()?;
-            let s = r.status.clone()?;
-            (s.phase? == Phase::Paused && s.current_step_index? == index).then_some(s)
-        }
-    };
-    // What Argo's promote and abort write: the status subresource.
-    let human = async |status: serde_json::Value| {
+    /// What Argo's promote and abort write: the status subresource.
+    async fn human(&self, status: serde_json::Value) {
         let patch = Patch::Merge(json!({ "status": status }));
-        rollouts
+        self.rollouts
             .patch_status("backend", &PatchParams::default(), &patch)
             .await
             .unwrap();
-    };
-    // The second and third releases: each stops at every pause.
-    for rev in ["2", "3"] {
-        rollouts
-            .patch("backend", &PatchParams::default(), &revision(rev))
-            .await
-            .unwrap();
-        let timed = wait_for(&format!("release {rev} to pause at 25%"), at_step(1)).await;
-        assert_eq!(canary_weight().await, Some(25), "release {rev}");
+    }
+
+    /// Release `rev` on top of `stable`: 25% and a 5 s pause that holds,
+    /// 50% and an untimed pause that holds until promoted, then complete
+    /// with nothing left over. The new stable hash.
+    async fn release(&self, rev: &str, stable: &str) -> String {
+        self.set_revision(rev).await;
+        let what = |step: &str| format!("release {rev} to {step}");
+        let timed = wait_for(&what("pause at 25%"), async || self.at_step(1).await).await;
+        assert_eq!(self.canary_weight().await, Some(25), "release {rev}");
         let canary = timed.current_pod_hash.clone().unwrap();
         assert_ne!(canary, stable);
-        let untimed = wait_for(&format!("release {rev} to pause at 50%"), at_step(3)).await;
-        assert_eq!(canary_weight().await, Some(50), "release {rev}");
-        let started = |s: &rollout_core::types::RolloutStatus| {
+        let untimed = wait_for(&what("pause at 50%"), async || self.at_step(3).await).await;
+        assert_eq!(self.canary_weight().await, Some(50), "release {rev}");
+        let started = |s: &RolloutStatus| {
             s.pause_conditions[0]
                 .start_time
                 .parse::<k8s_openapi::jiff::Timestamp>()
@@ -218,56 +229,52 @@ async fn canary_and_abort_on_a_real_cluster() {
         // The untimed pause holds until promoted.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
-            at_step(3)().await.is_some(),
+            self.at_step(3).await.is_some(),
             "release {rev} went on without a promote"
         );
-        assert_eq!(canary_weight().await, Some(50));
+        assert_eq!(self.canary_weight().await, Some(50));
 
-        // Promote (Argo's status patch) → complete, with nothing left over.
-        human(json!({"pauseConditions": null})).await;
-        let done = wait_for(&format!("release {rev} to complete"), async || {
-            let r = phase(Phase::Healthy)().await?;
+        self.human(json!({"pauseConditions": null})).await;
+        let done = wait_for(&what("complete"), async || {
+            let r = self.phase(Phase::Healthy).await?;
             (r.status.as_ref()?.stable_rs.as_deref() == Some(canary.as_str())).then_some(r)
         })
         .await;
         let status = done.status.unwrap();
         assert!(!status.controller_pause && status.pause_conditions.is_empty());
         assert_eq!(status.message, None);
-        assert_eq!(canary_weight().await, Some(0));
-        let selector = services
-            .get("backend-service")
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .selector;
-        assert_eq!(selector.unwrap()["rollouts-pod-template-hash"], canary);
+        assert_eq!(self.canary_weight().await, Some(0));
+        let service = self.services.get("backend-service").await.unwrap();
+        let selector = service.spec.unwrap().selector.unwrap();
+        assert_eq!(selector["rollouts-pod-template-hash"], canary);
         wait_for("the old stable to scale down", async || {
-            let rs = replica_sets.get(&format!("backend-{stable}")).await.ok()?;
+            let rs = self
+                .replica_sets
+                .get(&format!("backend-{stable}"))
+                .await
+                .ok()?;
             (rs.spec?.replicas == Some(0)).then_some(())
         })
         .await;
-        stable = canary;
+        canary
     }
 
-    // A fourth release, aborted → Degraded, all traffic back to stable.
-    rollouts
-        .patch("backend", &PatchParams::default(), &revision("4"))
-        .await
-        .unwrap();
-    wait_for("release 4 to pause", at_step(1)).await;
-    assert_eq!(canary_weight().await, Some(25));
-    human(json!({"abort": true})).await;
-    wait_for("the abort", phase(Phase::Degraded)).await;
-    wait_for("weights back to stable", async || {
-        (canary_weight().await == Some(0)).then_some(())
-    })
-    .await;
-
-    if let Some(k) = kubelet {
-        k.abort();
+    /// Release `rev` and abort it at its first pause: Degraded, all
+    /// traffic back on stable.
+    async fn abort(&self, rev: &str) {
+        self.set_revision(rev).await;
+        wait_for(&format!("release {rev} to pause"), async || {
+            self.at_step(1).await
+        })
+        .await;
+        assert_eq!(self.canary_weight().await, Some(25));
+        self.human(json!({"abort": true})).await;
+        wait_for("the abort", async || self.phase(Phase::Degraded).await).await;
+        wait_for("weights back to stable", async || {
+            (self.canary_weight().await == Some(0)).then_some(())
+        })
+        .await;
     }
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
 
 /// What a kubelet reports for a pod that started: Ready (a strategic merge

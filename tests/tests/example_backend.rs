@@ -71,9 +71,7 @@ fn health_readiness_metrics_and_draining() {
         !metrics.contains(r#"route="/healthz""#),
         "probes stay out of the request metrics"
     );
-
-    // SIGTERM: the process exits by itself, with status 0.
-    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    gantry_tests::sigterm(&server.0);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = server.0.try_wait().unwrap() {

@@ -140,6 +140,80 @@ fn graphql_calls(reqs: &[gantry_tests::github::Request], op: &str) -> Vec<Value>
         .collect()
 }
 
+/// The step outputs written, each declared by the composite action.
+fn assert_outputs_declared(outputs: &std::path::Path) {
+    let written = std::fs::read_to_string(outputs).unwrap();
+    for line in [
+        "pull-request-number=1",
+        "pull-request-url=https://github.example/acme/gitops/pull/1",
+        "pull-request-branch=gantry/overlays-prod/backend",
+        "changed=true",
+    ] {
+        assert!(written.lines().any(|l| l == line), "{line} in {written}");
+    }
+    let action: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(gantry_tests::repo().join(".github/actions/gantry/action.yml"))
+            .unwrap(),
+    )
+    .unwrap();
+    for key in written
+        .lines()
+        .filter_map(|l| l.split_once(['=', '<']).map(|(k, _)| k))
+    {
+        assert!(
+            action["outputs"].get(key).is_some(),
+            "action.yml declares {key}"
+        );
+    }
+}
+
+/// The documented request shapes of opening a pull request on `branch`.
+fn assert_documented_requests(reqs: &[gantry_tests::github::Request], branch: &str) {
+    for r in reqs {
+        assert_eq!(
+            r.authorization,
+            format!("Bearer {TOKEN}"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(r.api_version, "2022-11-28", "{} {}", r.method, r.path);
+    }
+    let lookups: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/repos/acme/gitops/pulls")
+        .map(|r| r.query.as_str())
+        .collect();
+    assert!(
+        lookups[0].contains("state=open")
+            && lookups[0].contains("base=main")
+            && lookups[0].contains("head=acme%3Agantry%2Foverlays-prod%2Fbackend"),
+        "{lookups:?}"
+    );
+    let created = bodies(reqs, "POST", "/repos/acme/gitops/pulls");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["head"], branch);
+    assert_eq!(created[0]["base"], "main");
+    assert_eq!(created[0]["draft"], true);
+    assert_eq!(created[0]["title"], "Bump backend to 1.5.0");
+    assert_eq!(
+        *bodies(reqs, "POST", "/repos/acme/gitops/issues/1/labels")[0],
+        json!({ "labels": ["deploy", "prod"] })
+    );
+    assert_eq!(
+        *bodies(
+            reqs,
+            "POST",
+            "/repos/acme/gitops/pulls/1/requested_reviewers"
+        )[0],
+        json!({ "reviewers": ["alice"], "team_reviewers": ["sre"] })
+    );
+    assert_eq!(
+        graphql_calls(reqs, "GantryAutoMerge"),
+        [json!({ "pr": "PR_node1", "method": "SQUASH" })]
+    );
+}
+
 #[test]
 fn a_pull_request_is_opened_then_updated_on_the_current_base() {
     let s = setup();
@@ -176,30 +250,7 @@ fn a_pull_request_is_opened_then_updated_on_the_current_base() {
         r.stdout
     );
     assert!(!r.stderr.contains(TOKEN) && !r.stdout.contains(TOKEN));
-    // Step outputs, each declared by the composite action.
-    let written = std::fs::read_to_string(&outputs).unwrap();
-    for line in [
-        "pull-request-number=1",
-        "pull-request-url=https://github.example/acme/gitops/pull/1",
-        "pull-request-branch=gantry/overlays-prod/backend",
-        "changed=true",
-    ] {
-        assert!(written.lines().any(|l| l == line), "{line} in {written}");
-    }
-    let action: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(gantry_tests::repo().join(".github/actions/gantry/action.yml"))
-            .unwrap(),
-    )
-    .unwrap();
-    for key in written
-        .lines()
-        .filter_map(|l| l.split_once(['=', '<']).map(|(k, _)| k))
-    {
-        assert!(
-            action["outputs"].get(key).is_some(),
-            "action.yml declares {key}"
-        );
-    }
+    assert_outputs_declared(&outputs);
 
     // The branch holds one commit on main's tip; main and the clone are untouched.
     let branch = "gantry/overlays-prod/backend";
@@ -232,51 +283,7 @@ fn a_pull_request_is_opened_then_updated_on_the_current_base() {
     ), "{}", pr.body);
     assert!(pr.body.contains("(https://eu-west-1.console.aws.amazon.com/ecr/repositories/private/123456789012/webapp/backend/_/image/sha256:1111"), "{}", pr.body);
 
-    // The documented request shapes.
-    let reqs = s.gh.requests();
-    for r in &reqs {
-        assert_eq!(
-            r.authorization,
-            format!("Bearer {TOKEN}"),
-            "{} {}",
-            r.method,
-            r.path
-        );
-        assert_eq!(r.api_version, "2022-11-28", "{} {}", r.method, r.path);
-    }
-    let lookups: Vec<&str> = reqs
-        .iter()
-        .filter(|r| r.method == "GET" && r.path == "/repos/acme/gitops/pulls")
-        .map(|r| r.query.as_str())
-        .collect();
-    assert!(
-        lookups[0].contains("state=open")
-            && lookups[0].contains("base=main")
-            && lookups[0].contains("head=acme%3Agantry%2Foverlays-prod%2Fbackend"),
-        "{lookups:?}"
-    );
-    let created = bodies(&reqs, "POST", "/repos/acme/gitops/pulls");
-    assert_eq!(created.len(), 1);
-    assert_eq!(created[0]["head"], branch);
-    assert_eq!(created[0]["base"], "main");
-    assert_eq!(created[0]["draft"], true);
-    assert_eq!(created[0]["title"], "Bump backend to 1.5.0");
-    assert_eq!(
-        *bodies(&reqs, "POST", "/repos/acme/gitops/issues/1/labels")[0],
-        json!({ "labels": ["deploy", "prod"] })
-    );
-    assert_eq!(
-        *bodies(
-            &reqs,
-            "POST",
-            "/repos/acme/gitops/pulls/1/requested_reviewers"
-        )[0],
-        json!({ "reviewers": ["alice"], "team_reviewers": ["sre"] })
-    );
-    assert_eq!(
-        graphql_calls(&reqs, "GantryAutoMerge"),
-        [json!({ "pr": "PR_node1", "method": "SQUASH" })]
-    );
+    assert_documented_requests(&s.gh.requests(), branch);
 
     // Main moves on; a newer bump of the same image updates the same pull
     // request, rebuilt on the new tip.

@@ -363,13 +363,13 @@ fn resolve_metric(
                 )
             })
             .collect();
-        (
-            sub("provider.prometheus.address", &p.address, false),
-            sub("provider.prometheus.query", &p.query, false),
+        Substituted {
+            address: sub("provider.prometheus.address", &p.address, false),
+            query: sub("provider.prometheus.query", &p.query, false),
             // Same text, so any error is already reported just above.
-            substitute(&p.query, args, true).unwrap_or_default(),
+            display_query: substitute(&p.query, args, true).unwrap_or_default(),
             headers,
-        )
+        }
     });
 
     if m.name.is_empty() {
@@ -416,6 +416,43 @@ fn resolve_metric(
             errors.push(format!("{mpath}.{field}: {e}"));
         }
     }
+    let provider = prometheus_provider(mpath, m, prometheus, errors);
+    if errors.len() > before {
+        return None;
+    }
+    let (prometheus, display_query) = provider?;
+    Some(Metric {
+        name: m.name.clone(),
+        // Argo: no interval and no count measures once.
+        count: count.or(if interval.is_none() { Some(1) } else { None }),
+        interval,
+        initial_delay,
+        success_condition: success,
+        failure_condition: failure,
+        failure_limit: failure_limit.unwrap_or(DEFAULT_FAILURE_LIMIT),
+        inconclusive_limit: inconclusive_limit.unwrap_or(DEFAULT_INCONCLUSIVE_LIMIT),
+        consecutive_error_limit: consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
+        prometheus,
+        display_query,
+    })
+}
+
+/// A Prometheus provider's texts with the arguments substituted.
+struct Substituted {
+    address: String,
+    query: String,
+    /// The query with secret-backed values masked.
+    display_query: String,
+    headers: Vec<(String, String)>,
+}
+
+/// The metric's provider: Prometheus only.
+fn prometheus_provider(
+    mpath: &str,
+    m: &crate::types::Metric,
+    resolved: Option<Substituted>,
+    errors: &mut Vec<String>,
+) -> Option<(Prometheus, String)> {
     let others: Vec<&String> = m.provider.other.keys().collect();
     if !others.is_empty() {
         errors.push(format!(
@@ -427,8 +464,15 @@ fn resolve_metric(
                 .join(", ")
         ));
     }
-    let (Some(prom), Some((address, query, display_query, headers))) =
-        (m.provider.prometheus.as_ref(), prometheus)
+    let (
+        Some(prom),
+        Some(Substituted {
+            address,
+            query,
+            display_query,
+            headers,
+        }),
+    ) = (m.provider.prometheus.as_ref(), resolved)
     else {
         if others.is_empty() {
             errors.push(format!("{mpath}.provider.prometheus: required"));
@@ -458,29 +502,14 @@ fn resolve_metric(
             DEFAULT_TIMEOUT
         }
     };
-    if errors.len() > before {
-        return None;
-    }
-    Some(Metric {
-        name: m.name.clone(),
-        // Argo: no interval and no count measures once.
-        count: count.or(if interval.is_none() { Some(1) } else { None }),
-        interval,
-        initial_delay,
-        success_condition: success,
-        failure_condition: failure,
-        failure_limit: failure_limit.unwrap_or(DEFAULT_FAILURE_LIMIT),
-        inconclusive_limit: inconclusive_limit.unwrap_or(DEFAULT_INCONCLUSIVE_LIMIT),
-        consecutive_error_limit: consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
-        prometheus: Prometheus {
-            address,
-            query,
-            timeout,
-            headers,
-            insecure: prom.insecure.unwrap_or(false),
-        },
-        display_query,
-    })
+    let prometheus = Prometheus {
+        address,
+        query,
+        timeout,
+        headers,
+        insecure: prom.insecure.unwrap_or(false),
+    };
+    Some((prometheus, display_query))
 }
 
 /// Replaces `{{args.NAME}}` (spaces inside the braces allowed); `masked`

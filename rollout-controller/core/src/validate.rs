@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::types::{AlbDirect, RolloutAnalysis, RolloutSpec, Step};
+use crate::types::{AlbDirect, CanaryStrategy, RolloutAnalysis, RolloutSpec, Step, TrafficRouting};
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
 const DEFAULT_SCALE_DOWN_DELAY: u64 = 30;
@@ -86,28 +86,26 @@ impl Alb {
 /// Validates `spec`; the error lists every problem with its field path.
 pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     let mut errors = Vec::new();
-    let unsupported = |path: &str, set: bool, what: &str, errors: &mut Vec<String>| {
-        if set {
-            errors.push(format!("{path}: {what} is not supported by gantry"));
-        }
-    };
     unsupported(
-        "spec.strategy.blueGreen",
-        spec.strategy.blue_green.is_some(),
-        "the blueGreen strategy (use canary)",
         &mut errors,
-    );
-    unsupported(
-        "spec.workloadRef",
-        spec.workload_ref.is_some(),
-        "referencing a Deployment (put the pod template in the Rollout)",
-        &mut errors,
-    );
-    unsupported(
-        "spec.progressDeadlineSeconds",
-        spec.progress_deadline_seconds.is_some(),
-        "a progress deadline",
-        &mut errors,
+        "spec",
+        &[
+            (
+                "strategy.blueGreen",
+                spec.strategy.blue_green.is_some(),
+                "the blueGreen strategy (use canary)",
+            ),
+            (
+                "workloadRef",
+                spec.workload_ref.is_some(),
+                "referencing a Deployment (put the pod template in the Rollout)",
+            ),
+            (
+                "progressDeadlineSeconds",
+                spec.progress_deadline_seconds.is_some(),
+                "a progress deadline",
+            ),
+        ],
     );
     let Some(canary) = &spec.strategy.canary else {
         errors.push("spec.strategy.canary: required (the only supported strategy)".into());
@@ -115,46 +113,41 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     };
     let c = "spec.strategy.canary";
     unsupported(
-        &format!("{c}.maxSurge"),
-        canary.max_surge.is_some(),
-        "maxSurge (canary replicas follow the weight)",
         &mut errors,
-    );
-    unsupported(
-        &format!("{c}.maxUnavailable"),
-        canary.max_unavailable.is_some(),
-        "maxUnavailable",
-        &mut errors,
-    );
-    unsupported(
-        &format!("{c}.pingPong"),
-        canary.ping_pong.is_some(),
-        "ping-pong services",
-        &mut errors,
-    );
-    unsupported(
-        &format!("{c}.canaryMetadata"),
-        canary.canary_metadata.is_some(),
-        "canaryMetadata",
-        &mut errors,
-    );
-    unsupported(
-        &format!("{c}.stableMetadata"),
-        canary.stable_metadata.is_some(),
-        "stableMetadata",
-        &mut errors,
-    );
-    unsupported(
-        &format!("{c}.antiAffinity"),
-        canary.anti_affinity.is_some(),
-        "antiAffinity",
-        &mut errors,
-    );
-    unsupported(
-        &format!("{c}.dynamicStableScale"),
-        canary.dynamic_stable_scale == Some(true),
-        "dynamicStableScale",
-        &mut errors,
+        c,
+        &[
+            (
+                "maxSurge",
+                canary.max_surge.is_some(),
+                "maxSurge (canary replicas follow the weight)",
+            ),
+            (
+                "maxUnavailable",
+                canary.max_unavailable.is_some(),
+                "maxUnavailable",
+            ),
+            ("pingPong", canary.ping_pong.is_some(), "ping-pong services"),
+            (
+                "canaryMetadata",
+                canary.canary_metadata.is_some(),
+                "canaryMetadata",
+            ),
+            (
+                "stableMetadata",
+                canary.stable_metadata.is_some(),
+                "stableMetadata",
+            ),
+            (
+                "antiAffinity",
+                canary.anti_affinity.is_some(),
+                "antiAffinity",
+            ),
+            (
+                "dynamicStableScale",
+                canary.dynamic_stable_scale == Some(true),
+                "dynamicStableScale",
+            ),
+        ],
     );
 
     let replicas = spec.replicas.unwrap_or(1);
@@ -174,96 +167,11 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             "{c}: canaryService and stableService must be different Services"
         ));
     }
-
-    let alb = match &canary.traffic_routing {
-        None => None,
-        Some(tr) => {
-            let t = format!("{c}.trafficRouting");
-            for (name, set) in [
-                ("nginx", tr.nginx.is_some()),
-                ("istio", tr.istio.is_some()),
-                ("smi", tr.smi.is_some()),
-                ("traefik", tr.traefik.is_some()),
-                ("plugins", tr.plugins.is_some()),
-                ("managedRoutes", tr.managed_routes.is_some()),
-            ] {
-                unsupported(
-                    &format!("{t}.{name}"),
-                    set,
-                    "this traffic router (only alb is supported)",
-                    &mut errors,
-                );
-            }
-            match &tr.alb {
-                None => {
-                    errors.push(format!(
-                        "{t}.alb: required (the only supported traffic router)"
-                    ));
-                    None
-                }
-                Some(alb) => {
-                    unsupported(
-                        &format!("{t}.alb.ingresses"),
-                        alb.ingresses.is_some(),
-                        "several ingresses (use ingress)",
-                        &mut errors,
-                    );
-                    unsupported(
-                        &format!("{t}.alb.stickinessConfig"),
-                        alb.stickiness_config.is_some(),
-                        "target group stickiness",
-                        &mut errors,
-                    );
-                    match &alb.direct {
-                        Some(d) => check_direct(&format!("{t}.alb"), alb, d, &mut errors),
-                        None => {
-                            if alb.ingress.is_empty() {
-                                errors.push(format!("{t}.alb.ingress: required (or direct)"));
-                            }
-                            if !(1..=65535).contains(&alb.service_port) {
-                                errors.push(format!(
-                                    "{t}.alb.servicePort: must be a port number, got {}",
-                                    alb.service_port
-                                ));
-                            }
-                        }
-                    }
-                    Some(Alb {
-                        ingress: alb.ingress.clone(),
-                        service_port: alb.service_port,
-                        root_service: alb
-                            .root_service
-                            .clone()
-                            .unwrap_or_else(|| canary.stable_service.clone()),
-                        annotation_prefix: alb
-                            .annotation_prefix
-                            .clone()
-                            .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.to_string()),
-                        direct: alb.direct.clone(),
-                    })
-                }
-            }
-        }
-    };
-
-    let mut steps = Vec::new();
-    for (i, step) in canary.steps.iter().enumerate() {
-        match step_kind(step) {
-            Ok(kind) => {
-                if let StepKind::Analysis(a) = &kind {
-                    check_analysis(&format!("{c}.steps[{i}].analysis"), a, &mut errors);
-                    if a.starting_step.is_some() {
-                        errors.push(format!(
-                            "{c}.steps[{i}].analysis.startingStep: only for the background analysis"
-                        ));
-                    }
-                }
-                steps.push(kind);
-            }
-            Err(e) => errors.push(format!("{c}.steps[{i}]: {e}")),
-        }
-    }
-
+    let alb = canary.traffic_routing.as_ref().and_then(|tr| {
+        let t = format!("{c}.trafficRouting");
+        traffic_routing(&t, tr, &canary.stable_service, &mut errors)
+    });
+    let steps = steps(c, canary, &mut errors);
     if let Some(a) = &canary.analysis {
         check_analysis(&format!("{c}.analysis"), a, &mut errors);
         let start = a.starting_step.unwrap_or(0);
@@ -323,6 +231,111 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         restart_at,
         background: canary.analysis.clone(),
     })
+}
+
+/// Argo fields gantry does not support, named when set: `(field under
+/// prefix, set, what)`.
+fn unsupported(errors: &mut Vec<String>, prefix: &str, fields: &[(&str, bool, &str)]) {
+    for (field, set, what) in fields {
+        if *set {
+            errors.push(format!(
+                "{prefix}.{field}: {what} is not supported by gantry"
+            ));
+        }
+    }
+}
+
+/// `trafficRouting` (at path `t`): ALB only, through an Ingress or direct.
+fn traffic_routing(
+    t: &str,
+    tr: &TrafficRouting,
+    stable_service: &str,
+    errors: &mut Vec<String>,
+) -> Option<Alb> {
+    let router = "this traffic router (only alb is supported)";
+    unsupported(
+        errors,
+        t,
+        &[
+            ("nginx", tr.nginx.is_some(), router),
+            ("istio", tr.istio.is_some(), router),
+            ("smi", tr.smi.is_some(), router),
+            ("traefik", tr.traefik.is_some(), router),
+            ("plugins", tr.plugins.is_some(), router),
+            ("managedRoutes", tr.managed_routes.is_some(), router),
+        ],
+    );
+    let Some(alb) = &tr.alb else {
+        errors.push(format!(
+            "{t}.alb: required (the only supported traffic router)"
+        ));
+        return None;
+    };
+    unsupported(
+        errors,
+        &format!("{t}.alb"),
+        &[
+            (
+                "ingresses",
+                alb.ingresses.is_some(),
+                "several ingresses (use ingress)",
+            ),
+            (
+                "stickinessConfig",
+                alb.stickiness_config.is_some(),
+                "target group stickiness",
+            ),
+        ],
+    );
+    match &alb.direct {
+        Some(d) => check_direct(&format!("{t}.alb"), alb, d, errors),
+        None => {
+            if alb.ingress.is_empty() {
+                errors.push(format!("{t}.alb.ingress: required (or direct)"));
+            }
+            if !(1..=65535).contains(&alb.service_port) {
+                errors.push(format!(
+                    "{t}.alb.servicePort: must be a port number, got {}",
+                    alb.service_port
+                ));
+            }
+        }
+    }
+    Some(Alb {
+        ingress: alb.ingress.clone(),
+        service_port: alb.service_port,
+        root_service: alb
+            .root_service
+            .clone()
+            .unwrap_or_else(|| stable_service.to_string()),
+        annotation_prefix: alb
+            .annotation_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.to_string()),
+        direct: alb.direct.clone(),
+    })
+}
+
+/// The steps, each of exactly one kind (paths under `c`).
+fn steps(c: &str, canary: &CanaryStrategy, errors: &mut Vec<String>) -> Vec<StepKind> {
+    let mut steps = Vec::new();
+    for (i, step) in canary.steps.iter().enumerate() {
+        match step_kind(step) {
+            Ok(kind) => {
+                if let StepKind::Analysis(a) = &kind {
+                    check_analysis(&format!("{c}.steps[{i}].analysis"), a, errors);
+                    if a.starting_step.is_some() {
+                        errors.push(format!(
+                            "{c}.steps[{i}].analysis.startingStep: only for the background analysis"
+                        ));
+                    }
+                }
+                steps.push(kind);
+            }
+            Err(e) => errors.push(format!("{c}.steps[{i}]: {e}")),
+        }
+    }
+    steps
 }
 
 fn step_kind(step: &Step) -> Result<StepKind, String> {
