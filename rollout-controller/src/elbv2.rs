@@ -77,6 +77,7 @@ struct Backoff {
 }
 
 pub struct Elbv2 {
+    sdk: OnceCell<aws_config::SdkConfig>,
     client: OnceCell<Client>,
     /// Hostname → load balancer.
     load_balancers: Mutex<HashMap<String, AwsResource>>,
@@ -101,6 +102,7 @@ impl Elbv2 {
 
     fn with_client(client: OnceCell<Client>) -> Elbv2 {
         Elbv2 {
+            sdk: OnceCell::new(),
             client,
             load_balancers: Mutex::default(),
             target_groups: Mutex::default(),
@@ -108,19 +110,30 @@ impl Elbv2 {
         }
     }
 
-    async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { Client::new(&sdk_config().await) })
+    /// The SDK configuration of the standard chain, loaded once.
+    async fn sdk_config(&self) -> &aws_config::SdkConfig {
+        self.sdk
+            .get_or_init(|| {
+                aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http_client())
+                    .load()
+            })
             .await
     }
 
-    /// Whether the standard chain yields credentials (verification is on by
-    /// default only then). The SDK's own reasons are logged at debug: off
-    /// AWS they are kilobytes of expected failures.
-    pub async fn credentials_available() -> bool {
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// Whether the standard chain yields credentials (verification is on
+    /// by default only then); the client built later shares its
+    /// configuration. The SDK's own reasons are logged at debug: off AWS
+    /// they are kilobytes of expected failures.
+    pub async fn credentials_available(&self) -> bool {
         use aws_sdk_elasticloadbalancingv2::config::ProvideCredentials;
-        let config = sdk_config().await;
-        let Some(provider) = config.credentials_provider() else {
+        let Some(provider) = self.sdk_config().await.credentials_provider() else {
             return false;
         };
         match provider.provide_credentials().await {
@@ -543,13 +556,6 @@ impl Elbv2 {
             .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
             .ok_or_else(|| AwsError::NotFound(format!("{} has no forward action", direct_key(d))))
     }
-}
-
-async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client())
-        .load()
-        .await
 }
 
 /// The SDK's HTTPS client on ring, kube's crypto provider (the default

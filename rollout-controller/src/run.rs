@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,7 @@ use rollout_core::validate::validate;
 const GRACE: Duration = Duration::from_secs(10);
 /// The longest wait between two looks for missing CRDs.
 const CRD_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 pub struct Settings {
     /// Only watch this namespace (default: all).
     pub namespace: Option<String>,
@@ -107,11 +108,12 @@ async fn manage(
 ) -> anyhow::Result<()> {
     let prometheus = crate::prometheus::Client::new()?;
     let mut ctx = Context::new(client.clone(), metrics, prometheus);
-    ctx.elbv2 = Some(Elbv2::from_env());
+    let elbv2 = Elbv2::from_env();
     ctx.verify_alb = tokio::select! {
-        verify = alb_verification(settings.verify_alb) => verify,
+        verify = alb_verification(settings.verify_alb, &elbv2) => verify,
         _ = stop.cancelled() => return Ok(()),
     };
+    ctx.elbv2 = Some(elbv2);
     if !wait_for_crds(&client, &readiness, &stop).await {
         return Ok(());
     }
@@ -135,11 +137,11 @@ async fn manage(
 
 /// Whether to verify the ALB weights on AWS, said in one line. `never`
 /// asks AWS nothing.
-async fn alb_verification(setting: Option<bool>) -> bool {
+async fn alb_verification(setting: Option<bool>, elbv2: &Elbv2) -> bool {
     let (verify, why) = match setting {
         Some(false) => (false, "--verify-alb-weights never"),
         Some(true) => (true, "--verify-alb-weights always"),
-        None if Elbv2::credentials_available().await => (true, "AWS credentials found"),
+        None if elbv2.credentials_available().await => (true, "AWS credentials found"),
         None => (false, "no AWS credentials found"),
     };
     if verify {
@@ -181,7 +183,7 @@ async fn missing_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
         Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
         Err(e) => return Err(e),
     };
-    Ok(["rollouts", "analysistemplates"]
+    Ok([Rollout::plural(&()), AnalysisTemplate::plural(&())]
         .into_iter()
         .filter(|plural| !served.iter().any(|s| s == plural))
         .map(|plural| format!("{plural}.{}", rollout_core::GROUP))
@@ -197,26 +199,12 @@ async fn control(
     readiness: Readiness,
     stop: CancellationToken,
 ) {
-    let (rollouts, replica_sets) = match &settings.namespace {
-        Some(ns) => (
-            Api::<Rollout>::namespaced(client.clone(), ns),
-            Api::<ReplicaSet>::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let (services, ingresses, templates): (Api<Service>, Api<Ingress>, Api<AnalysisTemplate>) =
-        match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
+    let ns = settings.namespace.as_deref();
+    let rollouts = scoped::<Rollout>(&client, ns);
+    let replica_sets = scoped::<ReplicaSet>(&client, ns);
+    let services = scoped::<Service>(&client, ns);
+    let ingresses = scoped::<Ingress>(&client, ns);
+    let templates = scoped::<AnalysisTemplate>(&client, ns);
 
     // Only the leader reconciles; on winning, reconcile everything.
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<()>();
@@ -292,6 +280,18 @@ async fn control(
             }
         })
         .await;
+}
+
+/// `--namespace`'s objects of kind `K`, or all namespaces' without it.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// The Rollouts in `namespace` whose plan matches.

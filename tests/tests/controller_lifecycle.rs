@@ -21,6 +21,17 @@ struct Controller {
 
 impl Controller {
     fn start(api: &FakeApi, dir: &Path, port: u16, args: &[&str]) -> Controller {
+        Controller::start_with(api, dir, port, args, &[])
+    }
+
+    /// With `env` set on top of an environment off AWS.
+    fn start_with(
+        api: &FakeApi,
+        dir: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Controller {
         let mut cmd = Command::new(binary("rollout-controller"));
         cmd.args([
             "--listen",
@@ -58,6 +69,7 @@ impl Controller {
         ] {
             cmd.env_remove(var);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("start rollout-controller");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
@@ -263,6 +275,25 @@ fn a_missing_lease_namespace_is_named_once_with_the_flag() {
     // Standbys retry every 500 ms; the same error is not repeated.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.records("leader election failed").len(), 1);
+    let (status, _) = c.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn aws_credentials_turn_verification_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _server) = kube_fake::start(true, &["default", "gantry-system"]);
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ];
+    let mut c = Controller::start_with(&api, dir.path(), free_port(), &[], &credentials);
+    let line = c.wait_for("ALB weight");
+    assert_eq!(
+        line["fields"]["message"],
+        "AWS credentials found: ALB weights are verified on the ELBv2 API"
+    );
+    assert!(!c.log().iter().any(|l| l.contains("secret")));
     let (status, _) = c.terminate();
     assert!(status.success());
 }

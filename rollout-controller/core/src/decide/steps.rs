@@ -164,8 +164,9 @@ impl Decider<'_> {
     pub(super) fn no_progress(&mut self, hash: &str, n: i32) {
         if self.status.current_pod_hash.as_deref() != Some(hash) || self.status.holds_progress() {
             self.status.start_revision(hash, n);
+        } else {
+            self.status.current_step_index = Some(n);
         }
-        self.status.current_step_index = Some(n);
     }
 
     /// Gives this revision `weight`% once it has the pods for it: scaled
