@@ -3,8 +3,9 @@
 //! the ALB), writes the status with the glue's merge patch, measures
 //! analysis through the real scheduling and judgement, and records any
 //! moment traffic could reach a Service without available pods, or a status
-//! write that left the server holding something other than the decision. The decision tests drive it step by step; `gantry rollout plan`
-//! drives it through a whole rollout to print the timeline.
+//! write that left the server holding something other than the decision.
+//! The decision tests drive it step by step; `gantry rollout plan` drives it
+//! through a whole rollout to print the timeline.
 
 use std::collections::BTreeMap;
 
