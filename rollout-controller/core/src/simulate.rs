@@ -83,9 +83,18 @@ impl Simulation {
 
     /// One reconcile: measure what is due, decide, apply, check traffic.
     pub fn step(&mut self) -> Decision {
+        self.step_racing(|_| {})
+    }
+
+    /// One reconcile with `meanwhile` (another writer, say a human's
+    /// promote) landing between the controller's read and its writes.
+    pub fn step_racing(&mut self, meanwhile: impl FnOnce(&mut Simulation)) -> Decision {
         self.world.measurements = self.measure();
+        let read = self.rollout.status.clone();
         let d = decide(&self.rollout, &self.world);
         self.world.measurements.clear();
+        meanwhile(self);
+        let raced = self.rollout.status != read;
         if self.lb_controller
             && let Some(weight) = self.canary_weight()
             && let Some(Ok(observed)) = &mut self.world.alb
@@ -96,10 +105,11 @@ impl Simulation {
             self.apply(action);
             self.writes += 1;
         }
-        if let Some(patch) = status_patch(self.rollout.status.as_ref(), &d.status) {
+        if let Some(patch) = status_patch(read.as_ref(), &d.status) {
             self.merge(&patch);
             self.writes += 1;
-            if self.rollout.status.as_ref() != Some(&d.status) {
+            // What raced in is kept where the decision did not change it.
+            if !raced && self.rollout.status.as_ref() != Some(&d.status) {
                 self.violations.push(format!(
                     "the status written is not the status decided: patch {patch} left {}",
                     serde_json::to_string(&self.rollout.status).unwrap_or_default()

@@ -2,7 +2,8 @@
 //! cluster with random sequences of what happens to a Rollout over several
 //! releases: new templates (a new image, back to stable, back to an earlier
 //! canary), a human's promote, promote --full, abort, retry, pause and
-//! resume (the very patches `gantry rollout` sends), controller restarts
+//! resume (the very patches `gantry rollout` sends, also landing between a
+//! reconcile's read and its writes), controller restarts
 //! (the status through JSON), time passing, pods that become available
 //! late, and analysis results. After every reconcile a model that knows
 //! only the events and the steps checks that:
@@ -53,6 +54,8 @@ enum Event {
     /// Back to the n-th earlier canary that is neither current nor stable.
     EarlierCanary(usize),
     Human(Op),
+    /// A human's op landing between the controller's read and its writes.
+    Racing(Op),
     ControllerRestart,
     Kubelet(bool),
     Verdict(AnalysisPhase),
@@ -72,6 +75,13 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Human(Op::Retry)),
         1 => Just(Event::Human(Op::Pause)),
         1 => Just(Event::Human(Op::Resume)),
+        2 => prop_oneof![
+            3 => Just(Op::Promote { full: false }),
+            1 => Just(Op::Abort),
+            1 => Just(Op::Retry),
+            1 => Just(Op::Pause),
+        ]
+        .prop_map(Event::Racing),
         1 => Just(Event::ControllerRestart),
         1 => any::<bool>().prop_map(Event::Kubelet),
         1 => prop_oneof![5 => Just(Successful), 1 => Just(Failed), 1 => Just(Inconclusive)]
@@ -121,8 +131,9 @@ struct Model {
     images: BTreeMap<String, String>,
     canaries: Vec<String>,
     releases: usize,
-    /// A retry was asked: progress starts afresh at the next reconcile (as
-    /// it does when the template's hash is not the status's currentPodHash).
+    /// A retry was asked: progress may start afresh at the next reconcile
+    /// (as it does when the template's hash is not the status's
+    /// currentPodHash).
     retry: bool,
     /// When the status first showed each step of the current progress.
     reached: BTreeMap<i32, Timestamp>,
@@ -162,7 +173,8 @@ impl Model {
 
     fn apply(&mut self, event: &Event) -> Result<(), String> {
         match event {
-            Event::Reconcile => return self.reconcile(),
+            Event::Reconcile => return self.reconcile(None),
+            Event::Racing(op) => return self.reconcile(Some(*op)),
             Event::Advance(secs) => self.sim.advance(SignedDuration::from_secs(*secs)),
             Event::Release => {
                 self.releases += 1;
@@ -207,9 +219,13 @@ impl Model {
     /// A human's `gantry rollout <op>`; refused ones change nothing.
     fn human(&mut self, op: Op) {
         let status = self.status();
-        if self.sim.operate(op).is_err() {
-            return;
+        if self.sim.operate(op).is_ok() {
+            self.note(op, &status);
         }
+    }
+
+    /// What an accepted `op`, sent while the status read `status`, allows.
+    fn note(&mut self, op: Op, status: &RolloutStatus) {
         let index = status.current_step_index.unwrap_or(0);
         match op {
             Op::Promote { full: false } => {
@@ -218,9 +234,7 @@ impl Model {
                 }
             }
             Op::Promote { full: true } => self.full = true,
-            // Restarts only what the controller had aborted (an abort it never
-            // saw is simply withdrawn).
-            Op::Retry => self.retry = status.aborted_at.is_some(),
+            Op::Retry => self.retry = true,
             _ => {}
         }
     }
@@ -243,15 +257,25 @@ impl Model {
         Ok(())
     }
 
-    fn reconcile(&mut self) -> Result<(), String> {
+    /// One reconcile, with `racing` landing between its read and its writes.
+    fn reconcile(&mut self, racing: Option<Op>) -> Result<(), String> {
         let before = self.status();
+        let spec_paused = self.sim.rollout.spec.paused;
         let seen = self.sim.world.clone();
         let weight_seen = self.sim.canary_weight().unwrap_or(0);
-        self.sim.step();
+        let mut accepted = false;
+        let decided = self.sim.step_racing(|sim| {
+            if let Some(op) = racing {
+                accepted = sim.operate(op).is_ok();
+            }
+        });
         if let Some(v) = self.sim.violations.first() {
             return Err(v.clone());
         }
-        let status = self.status();
+        // Judged: what the controller decided from what it read. Without a
+        // race the simulation checks that the server holds exactly that;
+        // with one, what raced in is the next reconcile's input.
+        let status = decided.status;
         let hash = self.sim.hash();
         if status.current_pod_hash.as_deref() != Some(hash.as_str()) {
             return Err(format!(
@@ -261,11 +285,12 @@ impl Model {
         }
         self.check_steps(&before, &status, &seen, weight_seen)?;
         self.check_traffic(&status, &seen, weight_seen)?;
-        check_consistent(
-            &status,
-            self.plan.steps.len() as i32,
-            self.sim.rollout.spec.paused,
-        )
+        check_consistent(&status, self.plan.steps.len() as i32, spec_paused)?;
+        // The decision was made without the racing op; it counts from now.
+        if let Some(op) = racing.filter(|_| accepted) {
+            self.note(op, &before);
+        }
+        Ok(())
     }
 
     /// Steps are passed in order, each only once it allows it.
@@ -280,9 +305,11 @@ impl Model {
         let hash = self.sim.hash();
         let now = seen.now;
         let mut from = before.current_step_index.unwrap_or(n);
-        // A retry the controller never saw (aborted again before it
-        // looked) restarts nothing.
-        let retried = std::mem::take(&mut self.retry) && !before.abort;
+        // A retry restarts what the controller had aborted by the time it
+        // looks: not an abort it never carried out (simply withdrawn), nor
+        // one aborted again before it looked.
+        let retried =
+            std::mem::take(&mut self.retry) && !before.abort && before.aborted_at.is_some();
         if retried || before.current_pod_hash.as_deref() != Some(hash.as_str()) {
             self.reached.clear();
             self.released.clear();
@@ -417,7 +444,7 @@ impl Model {
             if status.abort {
                 self.human(Op::Retry);
             }
-            self.reconcile()?;
+            self.reconcile(None)?;
             let status = self.status();
             if status.phase == Some(Phase::Healthy)
                 && status.stable_rs.as_deref() == Some(self.sim.hash().as_str())
