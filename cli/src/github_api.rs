@@ -684,7 +684,7 @@ fn map_err(what: &str, repo: &Repo, e: octocrab::Error) -> ApiError {
             what,
             format!(
                 "cannot reach GitHub: {}",
-                rollout_controller::prometheus::error_chain(&other)
+                rollout_core::error_chain::error_chain(&other)
             ),
         ),
     }

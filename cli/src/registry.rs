@@ -539,7 +539,7 @@ impl Client {
         RegistryError::Transport {
             op: op.to_owned(),
             host: self.repo.host.clone(),
-            detail: rollout_controller::prometheus::error_chain(&e),
+            detail: rollout_core::error_chain::error_chain(&e),
         }
     }
 

@@ -2,13 +2,12 @@
 //! kube glue around the pure `rollout-core`. `reconcile` observes a
 //! Rollout's world, asks `rollout_core::decide`, applies what it says;
 //! `run` wires the controller, `leader` (Lease election), `metrics`,
-//! `server` (health and metrics endpoints); `elbv2` and `prometheus` are
-//! the AWS and Prometheus clients.
+//! `server` (health and metrics endpoints); `elbv2` is the AWS client.
+//! Measurements come from `rollout-prometheus`, shared with the CLI.
 
 pub mod elbv2;
 pub mod leader;
 pub mod metrics;
-pub mod prometheus;
 pub mod reconcile;
 pub mod run;
 pub mod server;

@@ -46,7 +46,7 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
-    pub prometheus: crate::prometheus::Client,
+    pub prometheus: rollout_prometheus::Client,
     /// The ELBv2 API (direct mode, and verification when `verify_alb`).
     pub elbv2: Option<Elbv2>,
     pub verify_alb: bool,
@@ -57,7 +57,11 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Metrics, prometheus: crate::prometheus::Client) -> Context {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        prometheus: rollout_prometheus::Client,
+    ) -> Context {
         let reporter = kube::runtime::events::Reporter {
             controller: MANAGER.into(),
             instance: None,
@@ -380,7 +384,7 @@ async fn measure(
     let taken = futures::future::join_all(due.map(|(run, metric)| {
         let name = &name;
         async move {
-            let (measurement, _) = crate::prometheus::measure(&ctx.prometheus, metric).await;
+            let (measurement, _) = rollout_prometheus::measure(&ctx.prometheus, metric).await;
             tracing::info!(
                 rollout = %name,
                 run = %run,

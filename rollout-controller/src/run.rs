@@ -106,7 +106,7 @@ async fn manage(
     readiness: Readiness,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let prometheus = crate::prometheus::Client::new()?;
+    let prometheus = rollout_prometheus::Client::new()?;
     let mut ctx = Context::new(client.clone(), metrics, prometheus);
     let elbv2 = Elbv2::from_env();
     ctx.verify_alb = tokio::select! {

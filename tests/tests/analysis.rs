@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use gantry_tests::prom::{Exporter, Front, Prometheus, T0, gauge_series};
 use gantry_tests::{Run, free_port, gantry, run};
-use rollout_controller::prometheus;
 use rollout_core::analysis::{self, ArgContext, Metric};
 use rollout_core::types::{AnalysisPhase, AnalysisTemplate, MetricResult};
+use rollout_prometheus as prometheus;
 
 const LIVE: &str = r#"
 apiVersion: gantry.dev/v1alpha1

@@ -63,7 +63,7 @@ fn context(client: Client, leader: bool) -> Arc<Context> {
     let ctx = Context::new(
         client,
         Metrics::default(),
-        rollout_controller::prometheus::Client::new().unwrap(),
+        rollout_prometheus::Client::new().unwrap(),
     );
     ctx.leader.store(leader, Ordering::Relaxed);
     Arc::new(ctx)

@@ -7,9 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use rollout_controller::prometheus;
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::types::{AnalysisPhase, AnalysisTemplate};
+use rollout_prometheus as prometheus;
 
 pub struct Options {
     pub file: PathBuf,

@@ -10,10 +10,12 @@
 //!   `alb`: the AWS Load Balancer Controller's action annotation.
 //! - `ops`: what a human's promote/abort/… patches; `simulate`: a cluster
 //!   in memory running the decision; `plan`: the timeline from it.
+//! - `error_chain`: an error and its causes on one line (every crate's).
 
 pub mod alb;
 pub mod analysis;
 pub mod decide;
+pub mod error_chain;
 pub mod hash;
 pub mod ops;
 pub mod plan;

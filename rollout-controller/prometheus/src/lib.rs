@@ -8,6 +8,7 @@ use serde_json::Value;
 use k8s_openapi::jiff::Timestamp;
 
 use rollout_core::analysis::{Metric, Prometheus, QueryValue, Verdict, evaluate};
+use rollout_core::error_chain::error_chain;
 use rollout_core::types::{AnalysisPhase, Measurement};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +37,7 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = || {
             reqwest::Client::builder()
-                .user_agent(concat!(
-                    "gantry-rollout-controller/",
-                    env!("CARGO_PKG_VERSION")
-                ))
+                .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(10))
         };
         Ok(Client {
@@ -195,22 +193,6 @@ fn parse_result(kind: &str, result: &Value) -> Result<QueryValue, String> {
             .map(QueryValue::Matrix),
         other => Err(format!("unknown resultType {other:?}")),
     }
-}
-
-/// The error and its causes on one line ("error sending request" alone
-/// does not say that the connection was refused). Also used by the CLI's
-/// HTTP clients.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
