@@ -1,8 +1,8 @@
 //! Golden tests of the byte-preserving `images:` editor: each case is the
 //! input file, the `--image` specs, and the exact expected output.
 
-use gantry::image_ref::ImageSpec;
-use gantry::kustomization::{Missing, read_images, set_images};
+use gantry::kustomize::editor::{Missing, read_images, set_images};
+use gantry::kustomize::image_ref::ImageSpec;
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use gantry::image_ref::{Field, ImageEntry, ImageSpec};
-use gantry::kustomization::{Missing, set_images};
+use gantry::kustomize::editor::{Missing, set_images};
+use gantry::kustomize::image_ref::{Field, ImageEntry, ImageSpec};
 use proptest::prelude::*;
 
 const NAMES: &[&str] = &["api", "app", "cache", "db", "web"];

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use gantry::image_ref::ImageSpec;
-use gantry::kustomization::{Missing, set_images};
+use gantry::kustomize::editor::{Missing, set_images};
+use gantry::kustomize::image_ref::ImageSpec;
 use gantry_tests::{HttpGit, Remote, gantry, git, race_pipelines, run};
 
 const FILE: &str = "overlays/prod/kustomization.yaml";

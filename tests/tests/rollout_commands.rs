@@ -3,7 +3,7 @@
 //! reads (and nothing when the action makes no sense); status reads once or
 //! follows a watch until the Rollout settles; list prints a table.
 
-use gantry::commands::rollout::{act, get_view, list, status};
+use gantry::rollout::cluster::{act, get_view, list, status};
 use gantry_tests::kube_mock::{self, ApiHandle, expect, respond};
 use http::Method;
 use rollout_core::ops::{Op, State};
@@ -346,7 +346,7 @@ fn canary_world() -> (Value, Value, Value) {
 #[test]
 fn get_shows_steps_traffic_replica_sets_analysis_and_events() {
     let (r, rs, events) = canary_world();
-    let view = gantry::rollout_view::View {
+    let view = gantry::rollout::view::View {
         rollout: serde_json::from_value(r).unwrap(),
         replica_sets: serde_json::from_value(rs["items"].clone()).unwrap(),
         events: serde_json::from_value(events["items"].clone()).unwrap(),

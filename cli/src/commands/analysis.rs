@@ -5,22 +5,54 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::types::{AnalysisPhase, AnalysisTemplate};
 use rollout_prometheus as prometheus;
 
-pub struct Options {
-    pub file: PathBuf,
-    pub args: Vec<(String, String)>,
-    /// Replaces every metric's Prometheus address.
-    pub prometheus: Option<String>,
+/// Try AnalysisTemplates against Prometheus.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Measure a template's metrics once and print each query, value and verdict.
+    ///
+    /// Arguments are substituted and conditions judged exactly as the
+    /// rollout controller does. Exit status: 0 Successful, 2 Failed,
+    /// 3 Inconclusive, 1 for an error (bad template, Prometheus unreachable).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The AnalysisTemplate YAML.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: PathBuf,
+
+    /// A template argument (repeatable); needed for args without a default
+    /// and for Secret-backed ones.
+    #[arg(long = "arg", short = 'a', value_name = "NAME=VALUE", value_parser = super::parse_key_value)]
+    args: Vec<(String, String)>,
+
+    /// Query this Prometheus instead of the template's address (e.g. a port-forward).
+    #[arg(long, value_name = "URL", env = "GANTRY_PROMETHEUS")]
+    prometheus: Option<String>,
+}
+
+pub fn exec(command: Command) -> Result<ExitCode> {
+    let Command::Run(args) = command;
+    Ok(match run(&args)? {
+        AnalysisPhase::Successful => ExitCode::SUCCESS,
+        AnalysisPhase::Failed => ExitCode::from(2),
+        AnalysisPhase::Inconclusive => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    })
 }
 
 /// The overall verdict: the worst of the metrics' (Failed, then Error,
 /// then Inconclusive, then Successful).
-pub fn run(opts: &Options) -> Result<AnalysisPhase> {
+fn run(opts: &RunArgs) -> Result<AnalysisPhase> {
     let path = opts.file.display();
     let text =
         std::fs::read_to_string(&opts.file).with_context(|| format!("cannot read {path}"))?;
@@ -55,7 +87,7 @@ pub fn run(opts: &Options) -> Result<AnalysisPhase> {
     }
 
     let client = prometheus::Client::new().context("cannot create an HTTP client")?;
-    let results = super::runtime()?.block_on(futures::future::join_all(
+    let results = crate::runtime()?.block_on(futures::future::join_all(
         metrics.iter().map(|m| prometheus::measure(&client, m)),
     ));
 

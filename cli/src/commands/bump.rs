@@ -1,186 +1,52 @@
-//! `gantry bump`: plan → deliver (write, commit, push, commit through the
-//! GitHub API, or open a pull request) → report.
+//! `gantry bump`: set images in kustomization files, then deliver.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use clap::Args;
 
-use crate::bump::{self, FileEdit, Target};
-use crate::git::{self, CommitSettings, PushSettings};
-use crate::image_ref::ImageSpec;
-use crate::{github, report};
+use super::delivery::{self, DeliveryArgs};
+use crate::deliver;
+use crate::kustomize::bump;
+use crate::kustomize::image_ref::ImageSpec;
 
-use super::github::{ApiOptions, PrOptions};
+/// Set images in kustomization files, optionally commit and push.
+///
+/// SPEC takes the forms of `kustomize edit set image`: name=newName:tag,
+/// name=newName@digest, name=newName:tag@digest, name=newName, name:tag,
+/// name:tag@digest, name@digest; `*` keeps a field's existing value.
+/// Only the bytes that must change are changed.
+#[derive(Args)]
+pub struct BumpArgs {
+    /// A kustomization file to edit (its entry is created when missing).
+    #[arg(
+        long = "file",
+        short = 'f',
+        value_name = "PATH",
+        required_unless_present = "dirs"
+    )]
+    files: Vec<PathBuf>,
 
-pub struct Options {
-    pub files: Vec<PathBuf>,
-    pub dirs: Vec<PathBuf>,
-    pub images: Vec<ImageSpec>,
-    pub delivery: Delivery,
-    pub message: Option<String>,
-    /// Replaces the `{title}` gantry derives from the changes.
-    pub title: Option<String>,
-    pub author: (Option<String>, Option<String>),
-    pub committer: (Option<String>, Option<String>),
-    /// Print each change (promote prints its own table instead).
-    pub echo: bool,
+    /// Bump every kustomization under DIR that has an entry for the image.
+    #[arg(long = "dir", value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+
+    /// The image to set.
+    #[arg(long = "image", short = 'i', value_name = "SPEC", required = true, value_parser = parse_spec)]
+    images: Vec<ImageSpec>,
+
+    #[command(flatten)]
+    delivery: DeliveryArgs,
 }
 
-/// What happens to the edited files.
-pub enum Delivery {
-    /// Written in place.
-    Write,
-    /// Committed on HEAD.
-    Commit,
-    /// Committed and pushed, surviving races.
-    Push(PushSettings),
-    /// Committed on a branch through GitHub's API (signed by GitHub).
-    Api(ApiOptions),
-    /// Committed on a branch of their own and proposed as a pull request.
-    PullRequest(PrOptions),
+pub fn exec(args: BumpArgs) -> Result<ExitCode> {
+    let detailed = args.delivery.detailed_exitcode;
+    let targets = bump::targets(&args.files, &args.dirs, &args.images)?;
+    let summary = deliver::deliver(&targets, &args.images, &args.delivery.options())?;
+    Ok(delivery::exit_code(&summary, detailed))
 }
 
-pub struct Summary {
-    pub changed: bool,
-}
-
-impl Options {
-    pub fn push(remote: String, branch: Option<String>, max_attempts: usize) -> PushSettings {
-        PushSettings {
-            remote,
-            token: None,
-            branch,
-            max_attempts,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
-        }
-    }
-}
-
-pub fn run(opts: &Options) -> Result<Summary> {
-    let targets = bump::targets(&opts.files, &opts.dirs, &opts.images)?;
-    deliver(&targets, &opts.images, opts)
-}
-
-/// Plans the bump of `targets` and delivers it as `opts` says.
-pub fn deliver(targets: &[Target], specs: &[ImageSpec], opts: &Options) -> Result<Summary> {
-    let planned = bump::plan(targets, specs)?;
-    if planned.is_empty() {
-        if opts.echo {
-            println!("no change: every image is already set as asked");
-        }
-        finish(&[], &[], "Nothing to change.")?;
-        return Ok(Summary { changed: false });
-    }
-    let template = opts
-        .message
-        .clone()
-        .unwrap_or_else(|| report::DEFAULT_MESSAGE.to_string());
-    let message =
-        |edits: &[FileEdit]| report::commit_message(&template, opts.title.as_deref(), edits);
-    let settings = CommitSettings {
-        author: opts.author.clone(),
-        committer: opts.committer.clone(),
-        message: &message,
-    };
-    let echo = |edits: &[FileEdit]| {
-        if opts.echo {
-            print_changes(edits);
-        }
-    };
-    let delivered = match &opts.delivery {
-        Delivery::Write => {
-            for edit in &planned {
-                bump::write_atomically(&edit.path, edit.updated.as_bytes())
-                    .with_context(|| format!("cannot write {}", edit.path.display()))?;
-            }
-            echo(&planned);
-            Delivered::new(planned, "Files updated (not committed).")
-        }
-        Delivery::Commit => {
-            let outcome = git::commit(&planned, &settings)?;
-            echo(&outcome.edits);
-            let short = &outcome.commit.to_string()[..12];
-            println!("committed {short}");
-            Delivered::new(outcome.edits, &format!("Committed `{short}`."))
-                .output("commit", outcome.commit.to_string())
-        }
-        Delivery::Push(push) => {
-            let outcome = git::commit_and_push(&planned, specs, &settings, push)?;
-            let short = &outcome.commit.to_string()[..12];
-            let (remote, branch) = outcome.pushed_to.clone().unwrap_or_default();
-            let footer = if outcome.edits.is_empty() {
-                println!("no change: {remote}/{branch} already carries this bump (at {short})");
-                format!("`{remote}/{branch}` already carried this bump (`{short}`).")
-            } else {
-                echo(&outcome.edits);
-                let tries = after_attempts(outcome.attempts);
-                println!("pushed {short} to {remote}/{branch}{tries}");
-                format!("Pushed `{short}` to `{remote}/{branch}`{tries}.")
-            };
-            Delivered::new(outcome.edits, &footer).output("commit", outcome.commit.to_string())
-        }
-        Delivery::Api(api) => super::github::commit(&planned, specs, &settings, api, &echo)?,
-        Delivery::PullRequest(pr) => {
-            super::github::pull_request(&planned, specs, &settings, pr, &echo)?
-        }
-    };
-    finish(&delivered.edits, &delivered.outputs, &delivered.footer)?;
-    Ok(Summary {
-        changed: !delivered.edits.is_empty(),
-    })
-}
-
-/// What a delivery did: the edits it made, step outputs beyond `changed`
-/// and `files`, and the job summary's last line.
-pub(crate) struct Delivered {
-    pub edits: Vec<FileEdit>,
-    pub outputs: Vec<(&'static str, String)>,
-    pub footer: String,
-}
-
-impl Delivered {
-    pub fn new(edits: Vec<FileEdit>, footer: &str) -> Delivered {
-        Delivered {
-            edits,
-            outputs: Vec::new(),
-            footer: footer.to_string(),
-        }
-    }
-
-    pub fn output(mut self, name: &'static str, value: String) -> Delivered {
-        self.outputs.push((name, value));
-        self
-    }
-}
-
-/// `" after N attempts"` when a race made the delivery try again, else nothing.
-pub(crate) fn after_attempts(attempts: usize) -> String {
-    match attempts {
-        1 => String::new(),
-        n => format!(" after {n} attempts"),
-    }
-}
-
-fn print_changes(edits: &[FileEdit]) {
-    for edit in edits {
-        for change in &edit.changes {
-            println!("{}: {}", edit.path.display(), report::describe(change));
-        }
-    }
-}
-
-/// Step outputs and the job summary, when running in GitHub Actions.
-fn finish(edits: &[FileEdit], extra: &[(&str, String)], footer: &str) -> Result<()> {
-    let files: Vec<String> = edits.iter().map(|e| e.path.display().to_string()).collect();
-    let mut outputs = vec![
-        ("changed", (!edits.is_empty()).to_string()),
-        ("files", files.join("\n")),
-    ];
-    outputs.extend(extra.iter().cloned());
-    github::set_outputs(&outputs).context("cannot write GITHUB_OUTPUT")?;
-    github::append_summary(&report::markdown_summary(edits, footer))
-        .context("cannot write GITHUB_STEP_SUMMARY")?;
-    Ok(())
+fn parse_spec(s: &str) -> Result<ImageSpec, String> {
+    ImageSpec::parse(s).map_err(|e| e.reason)
 }

@@ -1,78 +1,202 @@
-//! `gantry image push` and `gantry image build`: where an image goes, how the
-//! registry login is found, and what is printed.
+//! `gantry image push` and `gantry image build`: the arguments, the build →
+//! reuse-or-push sequence, and what is printed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
 use indicatif::HumanBytes;
-use reqwest::Url;
 
-use crate::build_key::{self, Inputs};
-use crate::ecr::{Ecr, EcrHost, RepoSettings};
-use crate::image_build::{self, Builder};
-use crate::image_push::{self, Destination, Progress, PushReport};
-use crate::oci_layout::{Image, Layout, Source};
-use crate::registry::{self, Client, LoginSource, Repository};
+use crate::github::actions;
+use crate::oci::build::{self, Builder};
+use crate::oci::build_key::{self, Inputs};
+use crate::oci::destination::{self, Target};
+use crate::oci::ecr::RepoSettings;
+use crate::oci::layout::{Image, Layout, Source};
+use crate::oci::push::{self, Destination, Progress, PushReport};
+use crate::oci::reference::check_tag;
 
-/// Where to push, as given on the command line.
-pub struct Target {
-    /// An ECR repository name or URI, or `HOST/PATH` of any registry.
-    pub to: String,
-    /// Plain HTTP (a local test registry).
-    pub insecure: bool,
-    /// Send registry traffic here instead of to the repository's host.
-    pub registry_endpoint: Option<Url>,
-    /// Create the ECR repository (or converge its settings).
-    pub create_repo: Option<RepoSettings>,
-    pub jobs: usize,
-    pub retries: usize,
+/// Build images and push them to ECR or any OCI registry.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Push an image from an OCI layout or archive.
+    ///
+    /// Blobs the registry already has are skipped; missing ones are uploaded
+    /// concurrently, streamed from disk; the manifest goes last. Prints the
+    /// pushed REPO@DIGEST.
+    Push(PushArgs),
+
+    /// Build an image with docker buildx or buildah, optionally push it.
+    ///
+    /// With --push, a build whose inputs (context after .dockerignore,
+    /// Dockerfile, build args, platforms, target) match an image already in
+    /// the registry is not built again: the new tags are added to that image.
+    Build(BuildArgs),
 }
 
-pub struct PushOptions {
-    pub from: Source,
-    pub target: Target,
-    pub tags: Vec<String>,
+#[derive(Args)]
+#[command(mut_arg("to", |a| a.required(true)))]
+pub struct PushArgs {
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    #[arg(long, value_name = "SOURCE", value_parser = parse_source)]
+    from: Source,
+
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// A tag to push (repeatable).
+    #[arg(long = "tag", short = 't', value_name = "TAG", required = true)]
+    tags: Vec<String>,
 }
 
-pub struct BuildOptions {
-    pub context: PathBuf,
-    pub dockerfile: Option<PathBuf>,
-    pub build_args: Vec<(String, String)>,
-    pub platforms: Vec<String>,
-    pub target: Option<String>,
-    pub builder: Option<Builder>,
-    pub tags: Vec<String>,
-    pub git_tags: bool,
-    pub output: Option<PathBuf>,
-    pub push: Option<Target>,
-    pub reuse: bool,
+/// Where to push; shared by push and build.
+#[derive(Args)]
+struct TargetArgs {
+    /// The repository: an ECR name (`team/app`) or URI, or HOST/PATH of any registry.
+    #[arg(long, value_name = "REPO")]
+    to: Option<String>,
+
+    /// Talk plain HTTP to the registry (a local test registry).
+    #[arg(long)]
+    insecure: bool,
+
+    /// Send registry traffic to this URL instead of the repository's host.
+    /// The AWS API endpoint is set the AWS way (AWS_ENDPOINT_URL_ECR).
+    #[arg(long, value_name = "URL", env = "GANTRY_REGISTRY_ENDPOINT")]
+    registry_endpoint: Option<reqwest::Url>,
+
+    /// Create the ECR repository if missing, and bring its settings to these.
+    #[arg(long)]
+    create_repo: bool,
+
+    /// With --create-repo: tags cannot be overwritten.
+    #[arg(long, requires = "create_repo")]
+    immutable_tags: bool,
+
+    /// With --create-repo: scan images on push.
+    #[arg(long, requires = "create_repo")]
+    scan_on_push: bool,
+
+    /// With --create-repo: a lifecycle policy JSON file to apply.
+    #[arg(long, value_name = "FILE", requires = "create_repo")]
+    lifecycle_policy: Option<PathBuf>,
+
+    /// How many times to retry a registry request that failed transiently
+    /// (connection error, 408, 429, 5xx), with jittered exponential backoff.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(0..=100))]
+    retries: u16,
+
+    /// How many blobs to upload at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
 }
 
-pub fn push(opts: PushOptions) -> Result<()> {
-    for tag in &opts.tags {
-        registry::check_tag(tag).map_err(anyhow::Error::msg)?;
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The build context.
+    #[arg(default_value = ".")]
+    context: PathBuf,
+
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(long, short = 'f', value_name = "PATH")]
+    file: Option<PathBuf>,
+
+    /// A build argument (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    build_args: Vec<(String, String)>,
+
+    /// Target platform(s), e.g. linux/amd64,linux/arm64.
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    platforms: Vec<String>,
+
+    /// The Dockerfile stage to build.
+    #[arg(long)]
+    target: Option<String>,
+
+    /// The builder (default: docker buildx if it works, else buildah).
+    #[arg(long, value_enum)]
+    builder: Option<Builder>,
+
+    /// A tag to push besides those from git (repeatable).
+    #[arg(long = "tag", short = 't', value_name = "TAG")]
+    tags: Vec<String>,
+
+    /// Do not tag with the commit SHA, short SHA, branch and semver tag.
+    #[arg(long)]
+    no_git_tags: bool,
+
+    /// Also keep the OCI archive here.
+    #[arg(long, value_name = "FILE", required_unless_present = "push")]
+    output: Option<PathBuf>,
+
+    /// Push the image (to --to).
+    #[arg(long, requires = "to")]
+    push: bool,
+
+    /// Build even when the registry has an image from identical inputs.
+    #[arg(long, requires = "push")]
+    no_reuse: bool,
+
+    #[command(flatten)]
+    target_args: TargetArgs,
+}
+
+pub fn exec(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Push(args) => push_image(args)?,
+        Command::Build(args) => build_image(args)?,
     }
-    super::runtime()?.block_on(async {
-        let (layout, image) = open_image(&opts.from)?;
-        let dest = destination(&opts.target).await?;
-        let report = image_push::push(
+    Ok(ExitCode::SUCCESS)
+}
+
+impl TargetArgs {
+    fn into_target(self) -> Target {
+        Target {
+            to: self.to.unwrap_or_default(),
+            insecure: self.insecure,
+            registry_endpoint: self.registry_endpoint,
+            create_repo: self.create_repo.then_some(RepoSettings {
+                immutable_tags: self.immutable_tags,
+                scan_on_push: self.scan_on_push,
+                lifecycle_policy: self.lifecycle_policy,
+            }),
+            jobs: self.jobs.into(),
+            retries: self.retries.into(),
+        }
+    }
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    Source::parse(s).map_err(|e| e.to_string())
+}
+
+fn push_image(args: PushArgs) -> Result<()> {
+    for tag in &args.tags {
+        check_tag(tag).map_err(anyhow::Error::msg)?;
+    }
+    let target = args.target.into_target();
+    crate::runtime()?.block_on(async {
+        let (layout, image) = open_image(&args.from)?;
+        let dest = destination::resolve(&target).await?;
+        let report = push::push(
             &dest,
             &layout,
             &image,
-            &opts.tags,
-            opts.target.jobs,
+            &args.tags,
+            target.jobs,
             &Progress::auto(),
         )
         .await
-        .with_context(|| format!("cannot push {} to {}", opts.from, opts.target.to))?;
+        .with_context(|| format!("cannot push {} to {}", args.from, target.to))?;
         announce(&dest, &report, false)
     })
 }
 
-pub fn build(opts: BuildOptions) -> Result<()> {
+fn build_image(opts: BuildArgs) -> Result<()> {
+    let push_to = opts.push.then(|| opts.target_args.into_target());
     let dockerfile = opts
-        .dockerfile
+        .file
         .clone()
         .unwrap_or_else(|| opts.context.join("Dockerfile"));
     if !dockerfile.is_file() {
@@ -85,26 +209,26 @@ pub fn build(opts: BuildOptions) -> Result<()> {
         platforms: &opts.platforms,
         target: opts.target.as_deref(),
     })?;
-    let source = image_build::source(&opts.context);
+    let source = build::source(&opts.context);
     let mut tags = opts.tags.clone();
-    if opts.git_tags {
+    if !opts.no_git_tags {
         tags.extend(source.tags.iter().cloned());
     }
     for tag in &tags {
-        registry::check_tag(tag).map_err(anyhow::Error::msg)?;
+        check_tag(tag).map_err(anyhow::Error::msg)?;
     }
     tags.push(key_tag.clone());
     dedup(&mut tags);
 
-    super::runtime()?.block_on(async {
-        let dest = match &opts.push {
-            Some(target) => Some(destination(target).await?),
+    crate::runtime()?.block_on(async {
+        let dest = match &push_to {
+            Some(target) => Some(destination::resolve(target).await?),
             None => None,
         };
-        if let Some(dest) = dest.as_ref().filter(|_| opts.reuse)
-            && let Some(existing) = image_push::find(dest, &key_tag).await?
+        if let Some(dest) = dest.as_ref().filter(|_| !opts.no_reuse)
+            && let Some(existing) = push::find(dest, &key_tag).await?
         {
-            let moved = image_push::retag(dest, &existing, &tags).await?;
+            let moved = push::retag(dest, &existing, &tags).await?;
             eprintln!(
                 "reused {} — an image built from identical inputs ({key_tag}); nothing was built",
                 dest.pinned(&existing.digest)
@@ -123,17 +247,17 @@ pub fn build(opts: BuildOptions) -> Result<()> {
             .clone()
             .unwrap_or_else(|| scratch.path().join("image.tar"));
         let builder = Builder::pick(opts.builder)?;
-        let spec = image_build::Spec {
+        let spec = build::Spec {
             context: opts.context.clone(),
             dockerfile,
             build_args: opts.build_args.clone(),
             platforms: opts.platforms.clone(),
             target: opts.target.clone(),
-            labels: labels(&source),
+            labels: build::labels(&source),
             output: output.clone(),
             name: key_tag.clone(),
         };
-        tokio::task::block_in_place(|| image_build::build(builder, &spec))?;
+        tokio::task::block_in_place(|| build::build(builder, &spec))?;
         let from = Source {
             path: output.clone(),
             archive: true,
@@ -141,13 +265,13 @@ pub fn build(opts: BuildOptions) -> Result<()> {
         };
         let Some(dest) = dest else {
             eprintln!("built {from}");
-            crate::github::set_outputs(&[("archive", output.display().to_string())])
+            actions::set_outputs(&[("archive", output.display().to_string())])
                 .context("cannot write GitHub outputs")?;
             return Ok(());
         };
         let (layout, image) = open_image(&from)?;
-        let jobs = opts.push.as_ref().map_or(4, |t| t.jobs);
-        let report = image_push::push(&dest, &layout, &image, &tags, jobs, &Progress::auto())
+        let jobs = push_to.as_ref().map_or(4, |t| t.jobs);
+        let report = push::push(&dest, &layout, &image, &tags, jobs, &Progress::auto())
             .await
             .with_context(|| {
                 format!(
@@ -166,90 +290,9 @@ fn open_image(from: &Source) -> Result<(Layout, Image)> {
     Ok((layout, image))
 }
 
-/// OCI labels from the checkout; `created` honours `SOURCE_DATE_EPOCH`.
-fn labels(source: &image_build::Source) -> Vec<(String, String)> {
-    let created = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .unwrap_or_else(jiff::Timestamp::now);
-    let mut labels = vec![(
-        "org.opencontainers.image.created".to_owned(),
-        created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )];
-    if let Some(url) = &source.url {
-        labels.push(("org.opencontainers.image.source".to_owned(), url.clone()));
-    }
-    if let Some(rev) = &source.revision {
-        labels.push(("org.opencontainers.image.revision".to_owned(), rev.clone()));
-    }
-    labels
-}
-
 fn dedup(tags: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     tags.retain(|t| seen.insert(t.clone()));
-}
-
-/// Resolves `--to`: an ECR repository (a bare name, or an ECR registry host)
-/// gets its login and tag mutability from the ECR API; any other registry a
-/// login from the environment or Docker's config.
-pub async fn destination(target: &Target) -> Result<Destination> {
-    let first = target.to.split('/').next().unwrap_or_default();
-    let has_host = first.contains(['.', ':']) || first == "localhost";
-    let (repo, ecr) = if has_host {
-        let repo = Repository::parse(&target.to).map_err(anyhow::Error::msg)?;
-        match EcrHost::parse(&repo.host) {
-            Some(host) => (repo, Some(Arc::new(Ecr::new(Some(&host.region)).await))),
-            None => (repo, None),
-        }
-    } else {
-        let ecr = Arc::new(Ecr::new(None).await);
-        let host = ecr
-            .default_registry_host()
-            .await
-            .context("cannot find the default ECR registry (is AWS configured?)")?;
-        let repo =
-            Repository::parse(&format!("{host}/{}", target.to)).map_err(anyhow::Error::msg)?;
-        (repo, Some(ecr))
-    };
-    let base = match &target.registry_endpoint {
-        Some(url) => url.clone(),
-        None => {
-            let scheme = if target.insecure { "http" } else { "https" };
-            Url::parse(&format!("{scheme}://{}", repo.host))
-                .with_context(|| format!("{:?} is not a registry host", repo.host))?
-        }
-    };
-    let (login, immutable_tags): (Arc<dyn LoginSource>, bool) = match &ecr {
-        Some(ecr) => {
-            let immutable = match &target.create_repo {
-                Some(settings) => {
-                    for done in ecr.ensure_repository(&repo.path, settings).await? {
-                        eprintln!("{}: {done}", repo.path);
-                    }
-                    settings.immutable_tags
-                }
-                None => ecr.tags_immutable(&repo.path).await,
-            };
-            (ecr.clone(), immutable)
-        }
-        None => {
-            if target.create_repo.is_some() {
-                bail!(
-                    "--create-repo works with ECR repositories only; {} is not one",
-                    repo.host
-                );
-            }
-            let login = crate::docker_config::login_for(&repo.host)?;
-            (Arc::new(login), false)
-        }
-    };
-    Ok(Destination {
-        client: Client::new(base, repo, login, target.retries)?,
-        ecr,
-        immutable_tags,
-    })
 }
 
 /// Prints the pinned reference on stdout (for scripts), a summary on stderr,
@@ -272,7 +315,7 @@ fn announce(dest: &Destination, report: &PushReport, reused: bool) -> Result<()>
     }
     println!("{image}");
     let tags: Vec<String> = report.tags.iter().map(|(t, _)| dest.reference(t)).collect();
-    crate::github::set_outputs(&[
+    actions::set_outputs(&[
         ("digest", report.digest.clone()),
         ("image", image),
         ("tags", tags.join("\n")),

@@ -1,20 +1,19 @@
-//! One module per subcommand: each turns parsed arguments into work and
-//! output. The argument types live in `main.rs`.
+//! One module per subcommand, as cargo's `commands/`: each owns its clap
+//! arguments and an `exec` that does the work through the library's
+//! concerns and returns the exit code. `delivery` holds the options bump and
+//! promote share.
 
 pub mod analysis;
 pub mod bump;
-pub mod github;
+pub mod delivery;
 pub mod image;
 pub mod promote;
 pub mod rollout;
 
-/// The async runtime for commands that talk to registries, AWS or the
-/// cluster. reqwest, the AWS SDK and kube all use rustls; ring is the one
-/// crypto provider.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+/// `KEY=VALUE`, for repeatable options (`--build-arg`, `--arg`).
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
 }

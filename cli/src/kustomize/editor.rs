@@ -11,7 +11,7 @@ use std::iter::Peekable;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, StrInput};
 
-use crate::image_ref::{ImageEntry, ImageSpec};
+use crate::kustomize::image_ref::{ImageEntry, ImageSpec};
 
 /// A problem with a kustomization file, at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

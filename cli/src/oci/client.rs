@@ -8,7 +8,6 @@
 //! failures (connection errors, 408/429/5xx) are retried with jittered
 //! exponential backoff, honouring `Retry-After`.
 
-use std::fmt;
 use std::io::SeekFrom;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -24,7 +23,10 @@ use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
-use crate::oci_layout::{BlobFile, hex, sha256_digest};
+use crate::oci::auth::{Login, LoginSource, Secret};
+use crate::oci::error::RegistryError;
+use crate::oci::layout::{BlobFile, hex, sha256_digest};
+use crate::oci::reference::Repository;
 
 /// Every manifest type a pusher may meet, for `Accept` headers.
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -33,176 +35,6 @@ application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
 const CHUNK: usize = 256 << 10;
-
-/// A password or token: never printed, never logged.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// A username and password for a registry.
-#[derive(Debug, Clone)]
-pub struct Login {
-    pub username: String,
-    pub password: Secret,
-}
-
-/// Where the client gets its login, asked again when the registry rejects it
-/// (an ECR token expires after 12 hours).
-pub trait LoginSource: Send + Sync {
-    fn login(&self) -> futures::future::BoxFuture<'_, Result<Option<Login>, RegistryError>>;
-}
-
-impl LoginSource for Option<Login> {
-    fn login(&self) -> futures::future::BoxFuture<'_, Result<Option<Login>, RegistryError>> {
-        Box::pin(async move { Ok(self.clone()) })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{op}: cannot reach {host}: {detail}")]
-    Transport {
-        op: String,
-        host: String,
-        detail: String,
-    },
-    #[error("{op}: {host} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Status {
-        op: String,
-        host: String,
-        status: StatusCode,
-        code: Option<String>,
-        message: Option<String>,
-        retry_after: Option<Duration>,
-    },
-    #[error(
-        "{op}: {host} rejected the credentials{}",
-        detail.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-    )]
-    Unauthorized {
-        op: String,
-        host: String,
-        detail: Option<String>,
-    },
-    #[error("blob {expected} is corrupt in the layout: its content hashes to {actual}")]
-    CorruptBlob { expected: String, actual: String },
-    #[error("{0}")]
-    Protocol(String),
-    #[error("{0}")]
-    Login(String),
-}
-
-impl RegistryError {
-    fn is_transient(&self) -> bool {
-        match self {
-            RegistryError::Transport { .. } => true,
-            RegistryError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::REQUEST_TIMEOUT
-            }
-            _ => false,
-        }
-    }
-
-    /// The registry's error code (`TAG_INVALID`, `MANIFEST_BLOB_UNKNOWN`, …).
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            RegistryError::Status { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-/// A tag that already points at another image in a repository that does not
-/// let tags move.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "tag {tag:?} of {repository} is immutable and points at {existing}; refusing to move it to {wanted}"
-)]
-pub struct ImmutableTag {
-    pub repository: String,
-    pub tag: String,
-    pub existing: String,
-    pub wanted: String,
-}
-
-/// A repository in a registry, e.g. `127.0.0.1:5000/team/app`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repository {
-    pub host: String,
-    pub path: String,
-}
-
-impl Repository {
-    /// Parses `host[:port]/path`. The host is required: a bare name is an ECR
-    /// repository, which the ECR module resolves.
-    pub fn parse(s: &str) -> Result<Repository, String> {
-        let bad = |why: &str| format!("{s:?} is not a repository reference: {why}");
-        if s.contains('@') {
-            return Err(bad("give a repository without a digest; tags go in --tag"));
-        }
-        let (host, path) = s.split_once('/').ok_or_else(|| bad("expected HOST/PATH"))?;
-        if path
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':'))
-        {
-            return Err(bad("give a repository without a tag; tags go in --tag"));
-        }
-        let path_ok = path.split('/').all(|c| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                && c.as_bytes()[0].is_ascii_alphanumeric()
-        });
-        if !path_ok {
-            return Err(bad(
-                "path components are lowercase letters, digits and . _ - separators",
-            ));
-        }
-        Ok(Repository {
-            host: host.to_owned(),
-            path: path.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for Repository {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.host, self.path)
-    }
-}
-
-/// A tag as the distribution spec allows it.
-pub fn check_tag(tag: &str) -> Result<(), String> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_alphanumeric() || b == b'_' || (i > 0 && (b == b'.' || b == b'-'))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{tag:?} is not a valid tag: up to 128 of [A-Za-z0-9_.-], not starting with . or -"
-        ))
-    }
-}
 
 pub struct Client {
     http: reqwest::Client,
@@ -522,7 +354,7 @@ impl Client {
         let token = token.token.or(token.access_token).ok_or_else(|| {
             RegistryError::Protocol(format!("{op}: the token service sent no token"))
         })?;
-        Ok(Secret(format!("Bearer {token}")))
+        Ok(Secret::new(format!("Bearer {token}")))
     }
 
     fn location(&self, op: &str, headers: &HeaderMap) -> Result<Url, RegistryError> {
@@ -585,7 +417,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn basic(login: &Login) -> Secret {
     let raw = format!("{}:{}", login.username, login.password.expose());
-    Secret(format!(
+    Secret::new(format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(raw)
     ))
@@ -715,32 +547,6 @@ mod tests {
             (c.scheme.as_str(), c.param("realm")),
             ("basic", Some("basic-realm"))
         );
-    }
-
-    #[test]
-    fn parses_repositories() {
-        let r = Repository::parse("127.0.0.1:5000/team/app").unwrap();
-        assert_eq!(
-            (r.host.as_str(), r.path.as_str()),
-            ("127.0.0.1:5000", "team/app")
-        );
-        for bad in [
-            "app",
-            "host/App",
-            "host/app:1",
-            "host/app@sha256:00",
-            "host//a",
-        ] {
-            assert!(Repository::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn checks_tags() {
-        assert!(check_tag("v1.2.3-rc.1_x").is_ok());
-        for bad in ["", ".x", "-x", "a/b", &"x".repeat(129)] {
-            assert!(check_tag(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

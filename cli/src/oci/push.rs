@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::TryStreamExt as _;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::ecr::{Ecr, EcrError};
-use crate::oci_layout::{Image, Layout, LayoutError};
-use crate::registry::{Client, ImmutableTag, RegistryError};
+use crate::oci::client::Client;
+use crate::oci::ecr::{Ecr, EcrError};
+use crate::oci::error::{ImmutableTag, RegistryError};
+use crate::oci::layout::{Image, Layout, LayoutError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -215,7 +216,7 @@ pub async fn find(dest: &Destination, tag: &str) -> Result<Option<Existing>, Pus
     if let Some(ecr) = &dest.ecr {
         let found = ecr.manifest(&dest.client.repository().path, tag).await?;
         return Ok(found.map(|(manifest, media_type)| Existing {
-            digest: crate::oci_layout::sha256_digest(manifest.as_bytes()),
+            digest: crate::oci::layout::sha256_digest(manifest.as_bytes()),
             media_type,
             manifest: manifest.into_bytes(),
         }));

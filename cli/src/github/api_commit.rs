@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 
-use crate::bump::{FileEdit, FileError};
-use crate::github_api::{ApiCommit, ApiError, GitHub};
-use crate::image_ref::ImageSpec;
+use crate::github::client::{ApiCommit, ApiError, GitHub};
+use crate::kustomize::bump::{FileEdit, FileError};
+use crate::kustomize::image_ref::ImageSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiCommitError {

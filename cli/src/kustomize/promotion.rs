@@ -1,7 +1,7 @@
 //! `gantry promote`: the specs that make one environment's `images:`
 //! entries match another's exactly, and the before → after table.
 
-use crate::image_ref::{Field, ImageEntry, ImageSpec};
+use crate::kustomize::image_ref::{Field, ImageEntry, ImageSpec};
 
 /// One image of a promotion.
 #[derive(Debug, Clone, PartialEq, Eq)]

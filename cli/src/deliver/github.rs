@@ -7,13 +7,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use octocrab::secrecy::SecretString;
 use serde_json::json;
 
-use super::bump::Delivered;
-use crate::api_commit::{self, Branches};
-use crate::bump::FileEdit;
+use super::{Delivered, after_attempts};
 use crate::git::{Checkout, CommitSettings};
-use crate::github_api::{Auth, GitHub, NewPr, PullRequest, Repo, Settings};
-use crate::image_ref::ImageSpec;
-use crate::pull_request;
+use crate::github::api_commit::{self, Branches};
+use crate::github::client::{Auth, GitHub, NewPr, PullRequest, Repo, Settings};
+use crate::github::pull_request;
+use crate::kustomize::bump::FileEdit;
+use crate::kustomize::image_ref::ImageSpec;
 
 /// How to reach GitHub.
 pub struct GitHubOptions {
@@ -79,7 +79,7 @@ impl Session {
             .or(checkout.branch.as_ref())
             .cloned()
             .ok_or_else(|| anyhow!("HEAD is detached: pass --branch to name {role}"))?;
-        let rt = super::runtime()?;
+        let rt = crate::runtime()?;
         let gh = rt.block_on(connect(github, checkout.remote_url.as_deref()))?;
         Ok(Session {
             checkout,
@@ -140,7 +140,7 @@ pub(super) fn commit(
     };
     echo(&edits);
     let short = &commit.oid[..commit.oid.len().min(12)];
-    let tries = super::bump::after_attempts(outcome.attempts);
+    let tries = after_attempts(outcome.attempts);
     println!(
         "committed {short} on {}@{branch} through the GitHub API{tries}: {}",
         gh.repo, commit.url

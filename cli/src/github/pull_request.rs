@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::bump::FileEdit;
-use crate::report;
+use crate::kustomize::bump::FileEdit;
+use crate::kustomize::report;
 
 /// The default branch template: one branch (so one pull request) per set
 /// of directories and images, whatever the versions, so that a re-run or a
@@ -107,7 +107,7 @@ fn shorten(s: &str) -> String {
 /// The pull request's body: the changes as a table, and the marker by which
 /// later runs recognise it.
 pub fn body(base: &str, files: &[(String, FileEdit)]) -> String {
-    let rows: Vec<(String, &crate::kustomization::ImageChange)> = files
+    let rows: Vec<(String, &crate::kustomize::editor::ImageChange)> = files
         .iter()
         .flat_map(|(rel, e)| e.changes.iter().map(move |c| (rel.clone(), c)))
         .collect();
@@ -135,18 +135,18 @@ pub fn supersedes(ours: &BTreeSet<String>, theirs: &BTreeSet<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image_ref::ImageSpec;
-    use crate::kustomization::Missing;
+    use crate::kustomize::editor::Missing;
+    use crate::kustomize::image_ref::ImageSpec;
 
     fn bumped(rel: &str, text: &str, specs: &[&str]) -> (String, FileEdit) {
         let specs: Vec<ImageSpec> = specs.iter().map(|s| ImageSpec::parse(s).unwrap()).collect();
-        let target = crate::bump::Target {
+        let target = crate::kustomize::bump::Target {
             path: rel.into(),
             missing: Missing::Create,
         };
         (
             rel.to_string(),
-            crate::bump::edit_text(&target, text.to_string(), &specs).unwrap(),
+            crate::kustomize::bump::edit_text(&target, text.to_string(), &specs).unwrap(),
         )
     }
 

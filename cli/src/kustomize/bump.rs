@@ -9,8 +9,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::image_ref::ImageSpec;
-use crate::kustomization::{self, EditError, ImageChange, Missing};
+use crate::kustomize::editor::{self, EditError, ImageChange, Missing};
+use crate::kustomize::image_ref::ImageSpec;
 
 /// File names kustomize accepts for a kustomization, in its order of preference.
 pub const KUSTOMIZATION_NAMES: &[&str] =
@@ -91,7 +91,7 @@ pub fn targets(
     for dir in dirs {
         for path in find_kustomizations(dir)? {
             let text = read_text(&path)?;
-            let images = kustomization::read_images(&text).map_err(|source| FileError::Edit {
+            let images = editor::read_images(&text).map_err(|source| FileError::Edit {
                 path: path.clone(),
                 source,
             })?;
@@ -181,11 +181,9 @@ pub fn edit_text(
     specs: &[ImageSpec],
 ) -> Result<FileEdit, FileError> {
     let (updated, changes) =
-        kustomization::set_images(&text, specs, target.missing).map_err(|source| {
-            FileError::Edit {
-                path: target.path.clone(),
-                source,
-            }
+        editor::set_images(&text, specs, target.missing).map_err(|source| FileError::Edit {
+            path: target.path.clone(),
+            source,
         })?;
     Ok(FileEdit {
         path: target.path.clone(),

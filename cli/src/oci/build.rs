@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::registry::check_tag;
+use crate::oci::reference::check_tag;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -338,6 +338,26 @@ fn source_url(repo: &git2::Repository) -> Option<String> {
         return None;
     };
     Some(web.trim_end_matches(".git").to_owned())
+}
+
+/// OCI labels from the checkout; `created` honours `SOURCE_DATE_EPOCH`.
+pub fn labels(source: &Source) -> Vec<(String, String)> {
+    let created = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or_else(jiff::Timestamp::now);
+    let mut labels = vec![(
+        "org.opencontainers.image.created".to_owned(),
+        created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )];
+    if let Some(url) = &source.url {
+        labels.push(("org.opencontainers.image.source".to_owned(), url.clone()));
+    }
+    if let Some(rev) = &source.revision {
+        labels.push(("org.opencontainers.image.revision".to_owned(), rev.clone()));
+    }
+    labels
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::registry::{Login, Secret};
+use crate::oci::auth::{Login, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest as _, Sha256};
 
-use crate::oci_layout::hex;
+use crate::oci::layout::hex;
 
 /// Bumped whenever what goes into the key changes, so old keys never match.
 const KEY_VERSION: &str = "gantry-build-key/v1";

@@ -1,9 +1,9 @@
 //! How a bump is told: terminal lines, the commit message, and the
 //! Markdown summary table.
 
-use crate::bump::FileEdit;
-use crate::image_ref::ImageEntry;
-use crate::kustomization::ImageChange;
+use crate::kustomize::bump::FileEdit;
+use crate::kustomize::editor::ImageChange;
+use crate::kustomize::image_ref::ImageEntry;
 
 /// `backend 1.4.0 → 1.5.0`, naming the new reference in full.
 pub fn describe(change: &ImageChange) -> String {

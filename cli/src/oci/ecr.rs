@@ -16,8 +16,10 @@ use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMu
 use base64::Engine as _;
 use futures::future::BoxFuture;
 
-use crate::oci_layout::sha256_digest;
-use crate::registry::{ImmutableTag, Login, LoginSource, MANIFEST_TYPES, RegistryError, Secret};
+use crate::oci::auth::{Login, LoginSource, Secret};
+use crate::oci::client::MANIFEST_TYPES;
+use crate::oci::error::{ImmutableTag, RegistryError};
+use crate::oci::layout::sha256_digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {

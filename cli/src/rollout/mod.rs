@@ -1,0 +1,7 @@
+//! `gantry rollout`'s work: `plan` (files in, timeline out, no cluster),
+//! `cluster` (read, watch and operate Rollouts) and `view` (how a Rollout
+//! is shown). Imports only `rollout-core` and kube.
+
+pub mod cluster;
+pub mod plan;
+pub mod view;

@@ -1,0 +1,212 @@
+//! `gantry rollout plan`'s input and output: Rollouts and AnalysisTemplates
+//! read from files or a rendered stream, and the timeline as text or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use rollout_core::plan::{Timeline, human, plan};
+use rollout_core::types::{AnalysisTemplate, AnalysisTemplateSpec, Rollout};
+use serde::Deserialize as _;
+
+pub struct Options {
+    /// Files, or `-` for stdin; each may hold several YAML documents.
+    pub files: Vec<PathBuf>,
+    /// Every *.yaml/*.yml below is read for AnalysisTemplates.
+    pub templates_dir: Option<PathBuf>,
+    pub json: bool,
+}
+
+#[derive(Default)]
+struct Objects {
+    rollouts: Vec<(String, Rollout)>,
+    templates: BTreeMap<String, AnalysisTemplateSpec>,
+}
+
+/// Each Rollout's plan, rendered; an error names the file, document and
+/// what is wrong, and for an invalid Rollout lists every problem the
+/// controller would report.
+pub fn plans(opts: &Options) -> Result<String> {
+    let mut objects = Objects::default();
+    for file in &opts.files {
+        read_file(file, &mut objects)?;
+    }
+    if let Some(dir) = &opts.templates_dir {
+        for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let yaml = entry
+                .path()
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml");
+            if entry.file_type().is_file() && yaml {
+                read_file(entry.path(), &mut objects)?;
+            }
+        }
+    }
+    if objects.rollouts.is_empty() {
+        bail!("no Rollout (apiVersion gantry.dev/v1alpha1, kind Rollout) in the input");
+    }
+    let mut out = String::new();
+    let mut plans = Vec::new();
+    for (origin, rollout) in &objects.rollouts {
+        let name = rollout.metadata.name.as_deref().unwrap_or("(unnamed)");
+        let timeline = plan(rollout, &objects.templates).map_err(|errors| {
+            anyhow::anyhow!(
+                "{origin}: Rollout {name} is not valid:\n  {}",
+                errors.join("\n  ")
+            )
+        })?;
+        if opts.json {
+            plans.push(serde_json::json!({"rollout": name, "plan": timeline}));
+        } else {
+            render(&mut out, name, &timeline);
+        }
+    }
+    if opts.json {
+        out = serde_json::to_string_pretty(&plans)? + "\n";
+    }
+    Ok(out)
+}
+
+fn read_file(path: &Path, objects: &mut Objects) -> Result<()> {
+    let (text, origin) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
+        (text, "<stdin>".to_string())
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        (text, path.display().to_string())
+    };
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let where_ = format!("{origin} (document {})", i + 1);
+        let value =
+            serde_yaml::Value::deserialize(doc).with_context(|| format!("{where_}: not YAML"))?;
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        let api = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if api != "gantry.dev/v1alpha1" {
+            continue;
+        }
+        match kind {
+            "Rollout" => {
+                let rollout: Rollout = serde_yaml::from_value(value)
+                    .with_context(|| format!("{where_}: not a valid Rollout"))?;
+                objects.rollouts.push((where_, rollout));
+            }
+            "AnalysisTemplate" => {
+                let template: AnalysisTemplate = serde_yaml::from_value(value)
+                    .with_context(|| format!("{where_}: not a valid AnalysisTemplate"))?;
+                let name =
+                    template.metadata.name.clone().with_context(|| {
+                        format!("{where_}: AnalysisTemplate without metadata.name")
+                    })?;
+                objects.templates.insert(name, template.spec);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn render(out: &mut String, name: &str, t: &Timeline) {
+    let _ = writeln!(
+        out,
+        "Rollout {name}: {} replicas, {} steps",
+        t.replicas,
+        t.steps.len()
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  {:>4}  {:<34} {:>9}  {:>14}  {:>8}",
+        "STEP", "", "AT", "CANARY/STABLE", "PODS"
+    );
+    for s in &t.steps {
+        let promote = if s.waits_for_promote {
+            "  ← waits for promote"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {:>4}  {:<34} {:>9}  {:>14}  {:>8}{promote}",
+            format!("{}/{}", s.step, t.steps.len()),
+            s.description,
+            format!(
+                "+{}",
+                human(std::time::Duration::from_secs(s.completed_after_seconds))
+            ),
+            format!("{}% / {}%", s.canary_weight, 100 - s.canary_weight),
+            format!("{} + {}", s.canary_replicas, s.stable_replicas),
+        );
+    }
+    let _ = writeln!(out);
+    for g in &t.gates {
+        let what = if g.run == rollout_core::validate::BACKGROUND {
+            format!("Background analysis from step {}", g.step)
+        } else {
+            format!("Analysis at step {}", g.step)
+        };
+        let _ = writeln!(
+            out,
+            "{what}: worst case {} from its start to 100% stable",
+            human(std::time::Duration::from_secs(
+                g.worst_case_to_stable_seconds
+            ))
+        );
+        for m in &g.metrics {
+            let mut limits = Vec::new();
+            if let Some(i) = &m.interval {
+                limits.push(format!("every {i}"));
+            }
+            if let Some(c) = m.count {
+                limits.push(format!("{c} measurement(s)"));
+            }
+            if let Some(d) = &m.initial_delay {
+                limits.push(format!("after {d}"));
+            }
+            limits.push(format!("failureLimit {}", m.failure_limit));
+            limits.push(format!(
+                "consecutiveErrorLimit {}",
+                m.consecutive_error_limit
+            ));
+            let _ = writeln!(out, "  {}: {}", m.name, limits.join(", "));
+            if let Some(c) = &m.success_condition {
+                let _ = writeln!(out, "    success: {c}");
+            }
+            if let Some(c) = &m.failure_condition {
+                let _ = writeln!(out, "    failure: {c}");
+            }
+            for line in m.query.trim().lines() {
+                let _ = writeln!(out, "    | {}", line.trim_end());
+            }
+        }
+        let _ = writeln!(out);
+    }
+    let manual = match t.manual_promotions {
+        0 => String::new(),
+        n => format!(", plus {n} manual promotion(s)"),
+    };
+    let _ = writeln!(
+        out,
+        "Minimum duration: {}{manual} (every analysis passing).",
+        human(std::time::Duration::from_secs(t.min_duration_seconds))
+    );
+    if let Some(worst) = t.gates.iter().map(|g| g.worst_case_to_stable_seconds).max() {
+        let _ = writeln!(
+            out,
+            "Worst case from a failing gate's start to all traffic on stable: {}.",
+            human(std::time::Duration::from_secs(worst))
+        );
+    }
+}
