@@ -1,6 +1,6 @@
 //! What a bump's pull request is called and says, and which older pull
 //! requests it replaces. Pure text and set logic; the GitHub calls are in
-//! `commands::bump`.
+//! `deliver`'s GitHub deliveries.
 
 use std::collections::BTreeSet;
 

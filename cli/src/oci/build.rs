@@ -1,5 +1,5 @@
 //! Building an image with a real builder — `docker buildx` when it is there,
-//! daemonless `buildah` otherwise — into an OCI archive that `image_push`
+//! daemonless `buildah` otherwise — into an OCI archive that `oci::push`
 //! pushes. Also the tags and OCI labels a build gets from its git checkout.
 
 use std::path::{Path, PathBuf};

@@ -121,7 +121,10 @@ impl View {
         }
         out
     }
+}
 
+/// The sections of `text`.
+impl View {
     /// Every step: done (✔), current (►) or pending (·).
     fn steps(&self, out: &mut String, status: &rollout_core::types::RolloutStatus) {
         let plan = match validate(&self.rollout.spec) {

@@ -22,10 +22,11 @@
 //! Measurements are taken by the glue before `decide` (the metrics due are
 //! read from the status this function wrote) and handed in with the world.
 //!
-//! One `impl Decider` per concern: `steps` (the three situations and each
-//! step kind), `traffic` (Services and weights), `gates` (analysis),
-//! `replica_sets` (scaling, scale-down, restarts), `status` (phase,
-//! message, conditions, requeues).
+//! One `impl Decider` per concern: `revisions` (first deploy, settled,
+//! promoted, aborted), `steps` (walking a canary's steps), `pauses`,
+//! `services` (the stable and canary Services), `traffic` (weights),
+//! `gates` (analysis), `replica_sets` (scaling, scale-down, restarts),
+//! `status` (phase, message, conditions, requeues).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,7 +44,10 @@ use crate::types::{
 use crate::validate::{BACKGROUND, Plan, StepKind, validate};
 
 mod gates;
+mod pauses;
 mod replica_sets;
+mod revisions;
+mod services;
 mod status;
 mod steps;
 mod traffic;

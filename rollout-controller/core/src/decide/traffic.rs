@@ -1,58 +1,9 @@
-//! Traffic: the Services' selectors and the weights, on the Ingress
-//! annotation or (direct mode) the ALB, and what AWS shows of them.
+//! Traffic: the weights, on the Ingress annotation or (direct mode) the
+//! ALB, and what AWS shows of them.
 
 use super::*;
 
 impl Decider<'_> {
-    pub(super) fn check_references(&self, plan: &Plan) -> Result<(), String> {
-        for (field, name) in [
-            ("canaryService", &plan.canary_service),
-            ("stableService", &plan.stable_service),
-        ] {
-            if self.service(name).is_none() {
-                return Err(format!("{field} {name:?} not found"));
-            }
-        }
-        if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
-            match &self.world.ingress {
-                None => return Err(format!("ingress {:?} not found", alb.ingress)),
-                Some(i) if !i.routes_root_service => {
-                    return Err(format!(
-                        "ingress {:?} has no rule backed by service {:?} with port name \"use-annotation\"",
-                        alb.ingress, alb.root_service
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn service(&self, name: &str) -> Option<&ServiceView> {
-        [&self.world.stable_service, &self.world.canary_service]
-            .into_iter()
-            .flatten()
-            .find(|s| s.name == name)
-    }
-
-    pub(super) fn service_hash(&self, name: &str) -> Option<String> {
-        self.service(name).and_then(|s| s.hash.clone())
-    }
-
-    pub(super) fn services_on(&self, plan: &Plan, stable: &str, canary: &str) -> bool {
-        self.service_hash(&plan.stable_service).as_deref() == Some(stable)
-            && self.service_hash(&plan.canary_service).as_deref() == Some(canary)
-    }
-
-    pub(super) fn point(&mut self, service: &str, hash: &str) {
-        if self.service_hash(service).as_deref() != Some(hash) {
-            self.actions.push(Action::SetServiceSelector {
-                service: service.to_string(),
-                hash: hash.to_string(),
-            });
-        }
-    }
-
     /// The canary weight the Ingress carries now (None without ALB routing
     /// or when the annotation is absent or not ours).
     pub(super) fn annotated_canary_weight(&self, plan: &Plan) -> Option<i32> {

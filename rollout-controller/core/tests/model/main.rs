@@ -33,7 +33,12 @@ use rollout_core::types::{
 };
 use rollout_core::validate::{Plan, StepKind, validate};
 
+#[path = "../common/mod.rs"]
 mod common;
+
+mod checks;
+use checks::check_consistent;
+mod events;
 
 const PAUSE_REASON: &str = "CanaryPauseStep";
 
@@ -171,92 +176,6 @@ impl Model {
         }
     }
 
-    fn apply(&mut self, event: &Event) -> Result<(), String> {
-        match event {
-            Event::Reconcile => return self.reconcile(None),
-            Event::Racing(op) => return self.reconcile(Some(*op)),
-            Event::Advance(secs) => self.sim.advance(SignedDuration::from_secs(*secs)),
-            Event::Release => {
-                self.releases += 1;
-                let image = format!("backend:{}", self.releases);
-                self.set_image(&image);
-                self.canaries.push(self.sim.hash());
-            }
-            Event::BackToStable => {
-                if let Some(stable) = self.status().stable_rs {
-                    let image = self.images[&stable].clone();
-                    self.set_image(&image);
-                }
-            }
-            Event::EarlierCanary(i) => {
-                let status = self.status();
-                let current = self.sim.hash();
-                let earlier: Vec<&String> = self
-                    .canaries
-                    .iter()
-                    .filter(|h| **h != current && Some(*h) != status.stable_rs.as_ref())
-                    .collect();
-                if let Some(hash) = earlier.get(i % earlier.len().max(1)) {
-                    let image = self.images[*hash].clone();
-                    self.set_image(&image);
-                }
-            }
-            Event::Human(op) => self.human(*op),
-            Event::ControllerRestart => return self.controller_restart(),
-            Event::Kubelet(on) => self.sim.kubelet = *on,
-            Event::Verdict(phase) => self.sim.verdict = Some(*phase),
-        }
-        Ok(())
-    }
-
-    fn set_image(&mut self, image: &str) {
-        let r = &mut self.sim.rollout;
-        r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
-        *r.metadata.generation.get_or_insert(0) += 1;
-        self.images.insert(self.sim.hash(), image.to_string());
-    }
-
-    /// A human's `gantry rollout <op>`; refused ones change nothing.
-    fn human(&mut self, op: Op) {
-        let status = self.status();
-        if self.sim.operate(op).is_ok() {
-            self.note(op, &status);
-        }
-    }
-
-    /// What an accepted `op`, sent while the status read `status`, allows.
-    fn note(&mut self, op: Op, status: &RolloutStatus) {
-        let index = status.current_step_index.unwrap_or(0);
-        match op {
-            Op::Promote { full: false } => {
-                for c in &status.pause_conditions {
-                    self.released.insert((index, c.reason.clone()));
-                }
-            }
-            Op::Promote { full: true } => self.full = true,
-            Op::Retry => self.retry = true,
-            _ => {}
-        }
-    }
-
-    /// The status through JSON, as a new controller reads it: the decision
-    /// must not change.
-    fn controller_restart(&mut self) -> Result<(), String> {
-        let json = serde_json::to_string(&self.sim.rollout).unwrap();
-        let reread: Rollout = serde_json::from_str(&json).unwrap();
-        let (a, b) = (
-            decide(&self.sim.rollout, &self.sim.world),
-            decide(&reread, &self.sim.world),
-        );
-        if a != b {
-            return Err(format!(
-                "a restarted controller decides otherwise:\n{a:#?}\n{b:#?}"
-            ));
-        }
-        self.sim.rollout = reread;
-        Ok(())
-    }
-
     /// One reconcile, with `racing` landing between its read and its writes.
     fn reconcile(&mut self, racing: Option<Op>) -> Result<(), String> {
         let before = self.status();
@@ -293,147 +212,6 @@ impl Model {
         Ok(())
     }
 
-    /// Steps are passed in order, each only once it allows it.
-    fn check_steps(
-        &mut self,
-        before: &RolloutStatus,
-        status: &RolloutStatus,
-        seen: &rollout_core::world::World,
-        weight_seen: i32,
-    ) -> Result<(), String> {
-        let n = self.plan.steps.len() as i32;
-        let hash = self.sim.hash();
-        let now = seen.now;
-        let mut from = before.current_step_index.unwrap_or(n);
-        // A retry restarts what the controller had aborted by the time it
-        // looks: not an abort it never carried out (simply withdrawn), nor
-        // one aborted again before it looked.
-        let retried =
-            std::mem::take(&mut self.retry) && !before.abort && before.aborted_at.is_some();
-        if retried || before.current_pod_hash.as_deref() != Some(hash.as_str()) {
-            self.reached.clear();
-            self.released.clear();
-            self.full = false;
-            from = if before.stable_rs.as_deref() == Some(hash.as_str()) {
-                n
-            } else {
-                0
-            };
-        }
-        let to = status.current_step_index.unwrap_or(0);
-        if to < from {
-            return Err(format!("step index went back from {from} to {to}"));
-        }
-        for k in from..to {
-            if self.full {
-                break;
-            }
-            let released = |reason: &str| self.released.contains(&(k, reason.to_string()));
-            let passed = match &self.plan.steps[k as usize] {
-                StepKind::SetWeight(w) => *w == weight_seen,
-                StepKind::Pause(None) => released(PAUSE_REASON),
-                StepKind::Pause(Some(d)) => {
-                    let start = self.reached.get(&k).copied().unwrap_or(now);
-                    released(PAUSE_REASON) || start + SignedDuration::try_from(*d).unwrap() <= now
-                }
-                StepKind::Analysis(_) => {
-                    released(INCONCLUSIVE_REASON)
-                        || status.analysis_runs.iter().any(|r| {
-                            r.name == format!("step-{k}")
-                                && r.pod_template_hash == hash
-                                && r.phase == AnalysisPhase::Successful
-                        })
-                }
-            };
-            if !passed {
-                return Err(format!(
-                    "step {k} ({:?}) of {hash} passed at {now} without its gate \
-                     (reached {:?}, released {:?}, weight seen {weight_seen})",
-                    self.plan.steps[k as usize],
-                    self.reached.get(&k),
-                    self.released,
-                ));
-            }
-        }
-        if to < n {
-            self.reached.entry(to).or_insert(now);
-        }
-        Ok(())
-    }
-
-    /// Weights stay within the current step's, grow only towards fully
-    /// available pods, and go back to stable on abort.
-    fn check_traffic(
-        &self,
-        status: &RolloutStatus,
-        seen: &rollout_core::world::World,
-        weight_seen: i32,
-    ) -> Result<(), String> {
-        let world = &self.sim.world;
-        let weight = self.sim.canary_weight().unwrap_or(0);
-        let hash = self.sim.hash();
-        let selected = |w: &rollout_core::world::World, stable: bool| {
-            let s = if stable {
-                &w.stable_service
-            } else {
-                &w.canary_service
-            };
-            s.as_ref().and_then(|s| s.hash.clone())
-        };
-        let canary = selected(world, false);
-        // Enough available pods, in what the decision saw, for a share.
-        let serves = |h: &Option<String>, weight: i32| {
-            let need = canary_replicas(self.plan.replicas, weight);
-            seen.replica_sets
-                .iter()
-                .find(|r| Some(&r.hash) == h.as_ref())
-                .is_some_and(|r| r.available > 0 && r.available >= need)
-        };
-        if status.abort && weight != 0 {
-            return Err(format!("aborted with {weight}% still on the canary"));
-        }
-        let index = status.current_step_index.unwrap_or(0) as usize;
-        let allowed = if index >= self.plan.steps.len() {
-            100
-        } else {
-            self.plan.steps[..=index]
-                .iter()
-                .filter_map(|s| match s {
-                    StepKind::SetWeight(w) => Some(*w),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0)
-        };
-        let is_stable = canary == status.stable_rs;
-        if canary.as_deref() == Some(hash.as_str()) && !is_stable && weight > allowed {
-            return Err(format!(
-                "{weight}% on the canary at step {index}, which allows {allowed}%"
-            ));
-        }
-        if canary.as_deref() != Some(hash.as_str()) && !is_stable && weight > weight_seen {
-            return Err(format!(
-                "traffic to the earlier canary {canary:?} grew from {weight_seen}% to {weight}% \
-                 (current {hash}, stable {:?}, seen canary Service on {:?})",
-                status.stable_rs,
-                selected(seen, false)
-            ));
-        }
-        let moved = canary != selected(seen, false);
-        if weight > 0 && (weight > weight_seen || moved) && !serves(&canary, weight) {
-            return Err(format!(
-                "{weight}% sent to {canary:?} before all its pods were available"
-            ));
-        }
-        let stable = selected(world, true);
-        if stable != selected(seen, true) && !serves(&stable, 100) {
-            return Err(format!(
-                "the stable Service moved to {stable:?} before its pods were available"
-            ));
-        }
-        Ok(())
-    }
-
     /// Nothing held, aborted or skipped remains, and the rollout completes.
     fn finish(&mut self) -> Result<(), String> {
         self.sim.kubelet = true;
@@ -461,41 +239,6 @@ impl Model {
             self.status()
         ))
     }
-}
-
-/// What any written status must satisfy.
-fn check_consistent(
-    status: &RolloutStatus,
-    n: i32,
-    spec_paused: Option<bool>,
-) -> Result<(), String> {
-    let problem = match status.phase {
-        Some(Phase::Healthy) if status.holds_progress() => {
-            "a Healthy rollout holds a pause or abort"
-        }
-        Some(Phase::Healthy) if status.message.is_some() => "a Healthy rollout keeps a message",
-        Some(Phase::Healthy) if status.current_step_index != Some(n) => {
-            "a Healthy rollout is not past its last step"
-        }
-        Some(Phase::Healthy) if status.stable_rs != status.current_pod_hash => {
-            "a Healthy rollout is not on its stable revision"
-        }
-        Some(Phase::Paused) if status.pause_conditions.is_empty() && spec_paused != Some(true) => {
-            "Paused without a pause condition or spec.paused"
-        }
-        Some(_) if status.phase != Some(Phase::Healthy) && status.message.is_none() => {
-            "an unhealthy rollout without a message"
-        }
-        // A promote waits out spec.paused; otherwise it is acted on at once.
-        _ if status.controller_pause
-            && status.pause_conditions.is_empty()
-            && spec_paused != Some(true) =>
-        {
-            "controllerPause without a pause condition"
-        }
-        _ => return Ok(()),
-    };
-    Err(format!("{problem}: {status:#?}"))
 }
 
 // 256 cases by default; PROPTEST_CASES=20000 for a deeper search.

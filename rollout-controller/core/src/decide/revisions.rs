@@ -1,0 +1,138 @@
+//! A revision's ends: the first deploy, a settled or rolled-back stable,
+//! promotion of a canary that finished its steps, and abort.
+
+use super::*;
+
+impl Decider<'_> {
+    /// No stable version yet: the first template becomes stable at once.
+    pub(super) fn first_deploy(&mut self, plan: &Plan, hash: &str, n: i32) {
+        self.no_progress(hash, n);
+        self.ensure_replicas(hash, plan.replicas);
+        let ready = self.fully_available(hash, plan.replicas);
+        if ready {
+            self.point(&plan.stable_service, hash);
+            self.point(&plan.canary_service, hash);
+        }
+        let weights_done = self.ensure_weights(plan, 0);
+        if ready && self.services_on(plan, hash, hash) && weights_done {
+            self.status.stable_rs = Some(hash.to_string());
+            self.status.current_step_index = Some(n);
+            self.healthy();
+        } else {
+            self.progressing("waiting for the first ReplicaSet to become available");
+        }
+    }
+
+    /// The template is the stable one: steady state, a completed rollout, an
+    /// abort retried by reverting, or a rollback (which skips the steps).
+    pub(super) fn settle(&mut self, plan: &Plan, hash: &str, n: i32) {
+        if self.status.current_pod_hash.as_deref() != Some(hash)
+            && self.status.current_pod_hash.is_some()
+        {
+            self.events.push((
+                "RollbackToStable".into(),
+                format!("template reverted to the stable version {hash}"),
+            ));
+        }
+        self.no_progress(hash, n);
+        self.ensure_replicas(hash, plan.replicas);
+        self.cancel_scale_down(hash);
+        if self.fully_available(hash, plan.replicas) {
+            self.point(&plan.stable_service, hash);
+            self.point(&plan.canary_service, hash);
+        }
+        let weights_done = self.ensure_weights(plan, 0);
+        if weights_done && self.service_hash(&plan.stable_service).as_deref() == Some(hash) {
+            self.retire_others(plan, &[hash], plan.scale_down_delay);
+        }
+        if self.fully_available(hash, plan.replicas)
+            && weights_done
+            && self.services_on(plan, hash, hash)
+        {
+            self.healthy();
+        } else {
+            self.progressing("moving everything back to the stable ReplicaSet");
+        }
+    }
+
+    /// All steps done: the canary becomes stable.
+    pub(super) fn promote(&mut self, plan: &Plan, stable: &str, hash: &str) {
+        self.status.controller_pause = false;
+        self.status.pause_conditions.clear();
+        self.ensure_replicas(hash, plan.replicas);
+        if !self.fully_available(hash, plan.replicas) {
+            self.progressing("scaling the canary up to full size before it becomes stable");
+            return;
+        }
+        self.point(&plan.canary_service, hash);
+        self.point(&plan.stable_service, hash);
+        if !self.services_on(plan, hash, hash) {
+            self.progressing("switching the stable Service to the new ReplicaSet");
+            return;
+        }
+        // Both Services now select the new pods, so any weight split is safe;
+        // settle on 0/100 before anything old is scaled down.
+        if !self.ensure_weights(plan, 0) {
+            self.progressing("resetting the weights to the stable Service");
+            return;
+        }
+        self.status.stable_rs = Some(hash.to_string());
+        self.status.promote_full = false;
+        self.terminate_runs("the rollout completed");
+        self.events.push((
+            "RolloutCompleted".into(),
+            format!("{hash} is now stable (was {stable})"),
+        ));
+        self.retire_others(plan, &[hash], plan.scale_down_delay);
+        self.healthy();
+    }
+
+    pub(super) fn abort(&mut self, plan: &Plan, stable: &str) {
+        let now = self.world.now;
+        let aborted_at: Timestamp = match self
+            .status
+            .aborted_at
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+        {
+            Some(t) => t,
+            None => {
+                self.status.aborted_at = Some(now.to_string());
+                self.events.push((
+                    "RolloutAborted".into(),
+                    "all traffic sent back to stable".into(),
+                ));
+                now
+            }
+        };
+        self.status.controller_pause = false;
+        self.status.pause_conditions.clear();
+        self.terminate_runs("the rollout was aborted");
+        self.point(&plan.stable_service, stable);
+        if self.ensure_weights(plan, 0) {
+            let due = aborted_at
+                + SignedDuration::try_from(plan.abort_scale_down_delay)
+                    .unwrap_or(SignedDuration::MAX);
+            // The canary Service may still select the canary, but no traffic
+            // reaches it any more.
+            self.retire_at(plan, &[stable], due, true);
+        }
+        self.status.phase = Some(Phase::Degraded);
+        let failed = self
+            .status
+            .analysis_runs
+            .iter()
+            .find(|r| matches!(r.phase, AnalysisPhase::Failed | AnalysisPhase::Error));
+        let cause = failed.map_or(String::new(), |r| {
+            format!(
+                " after analysis {} failed ({})",
+                r.name,
+                r.message.as_deref().unwrap_or_default()
+            )
+        });
+        self.status.message = Some(format!(
+            "aborted{cause}: traffic is back on the stable version; retry or change the template"
+        ));
+        self.condition("Paused", false, "Aborted", "");
+    }
+}

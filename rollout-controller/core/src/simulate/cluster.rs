@@ -1,0 +1,120 @@
+//! The cluster acting on a decision: ReplicaSets, Services, the Ingress and
+//! the ALB changed as the glue would change them, and pods run as the
+//! ReplicaSet controller and the kubelet would run them.
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::decide::Action;
+use crate::world::{PodView, ReplicaSetView};
+
+use super::Simulation;
+
+impl Simulation {
+    pub(super) fn apply(&mut self, action: &Action) {
+        match action {
+            Action::CreateReplicaSet { hash, replicas } => {
+                self.created += 1;
+                self.world.replica_sets.push(ReplicaSetView {
+                    name: format!(
+                        "{}-{hash}",
+                        self.rollout.metadata.name.as_deref().unwrap_or("")
+                    ),
+                    hash: hash.clone(),
+                    replicas: *replicas,
+                    ready: 0,
+                    available: 0,
+                    scale_down_at: None,
+                    created: Timestamp::from_second(self.created).ok(),
+                });
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                if *replicas == 0 {
+                    self.check_scale_down(name);
+                }
+                if let Some(rs) = self.world.replica_sets.iter_mut().find(|r| &r.name == name) {
+                    rs.replicas = *replicas;
+                    rs.available = rs.available.min(*replicas);
+                    rs.ready = rs.ready.min(*replicas);
+                }
+            }
+            Action::ScheduleScaleDown { name, at } => {
+                if let Some(rs) = self.world.replica_sets.iter_mut().find(|r| &r.name == name) {
+                    rs.scale_down_at = *at;
+                }
+            }
+            Action::DeleteReplicaSet { name } => {
+                self.world.replica_sets.retain(|r| &r.name != name)
+            }
+            Action::SetServiceSelector { service, hash } => {
+                let w = &mut self.world;
+                for s in [&mut w.stable_service, &mut w.canary_service]
+                    .into_iter()
+                    .flatten()
+                {
+                    if &s.name == service {
+                        s.hash = Some(hash.clone());
+                    }
+                }
+            }
+            Action::SetAlbWeights { canary_weight } => {
+                if let Some(Ok(observed)) = self.world.alb.as_mut() {
+                    observed.weights = Some((*canary_weight, 100 - canary_weight));
+                }
+            }
+            Action::EvictPod { name } => {
+                let Some(i) = self.world.pods.iter().position(|p| &p.name == name) else {
+                    return;
+                };
+                let pod = self.world.pods.remove(i);
+                if let Some(rs) = self
+                    .world
+                    .replica_sets
+                    .iter_mut()
+                    .find(|r| r.hash == pod.hash)
+                {
+                    rs.available = (rs.available - 1).max(0);
+                    rs.ready = (rs.ready - 1).max(0);
+                }
+            }
+            Action::SetIngressAction { annotations, .. } => {
+                if let Some(ingress) = self.world.ingress.as_mut() {
+                    ingress.annotations.extend(annotations.clone());
+                }
+            }
+        }
+    }
+
+    /// What the ReplicaSet controller and the kubelet do: as many pods as
+    /// each ReplicaSet asks for (new ones created now), all available.
+    pub(super) fn run_pods(&mut self) {
+        let now = self.world.now;
+        for rs in &mut self.world.replica_sets {
+            let mine = |p: &PodView| p.hash == rs.hash;
+            let have = self.world.pods.iter().filter(|p| mine(p)).count() as i32;
+            for _ in have..rs.replicas {
+                self.created += 1;
+                self.world.pods.push(PodView {
+                    name: format!("{}-{}", rs.name, self.created),
+                    hash: rs.hash.clone(),
+                    created: now,
+                    terminating: false,
+                });
+            }
+            let mut extra = (have - rs.replicas).max(0);
+            self.world.pods.retain(|p| {
+                let drop = mine(p) && extra > 0;
+                extra -= i32::from(drop);
+                !drop
+            });
+            rs.available = rs.replicas;
+            rs.ready = rs.replicas;
+        }
+        let hashes: Vec<String> = self
+            .world
+            .replica_sets
+            .iter()
+            .map(|r| r.hash.clone())
+            .collect();
+        self.world.pods.retain(|p| hashes.contains(&p.hash));
+    }
+}

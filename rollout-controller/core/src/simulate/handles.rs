@@ -1,0 +1,84 @@
+//! What a test or a human does to the simulation (promote, operate, let
+//! time pass) and what it reads back.
+
+use serde_json::{Value, json};
+
+use k8s_openapi::jiff::SignedDuration;
+
+use crate::decide::annotated_canary_weight;
+use crate::hash::pod_template_hash;
+use crate::ops::{self, Op};
+use crate::types::{Phase, RolloutStatus};
+use crate::validate::validate;
+
+use super::Simulation;
+
+impl Simulation {
+    /// The canary's share as the load balancer applies it.
+    pub fn canary_weight(&self) -> Option<i32> {
+        let plan = validate(&self.rollout.spec).ok()?;
+        let alb = plan.alb.as_ref()?;
+        if alb.direct.is_some() {
+            return self
+                .world
+                .alb
+                .as_ref()?
+                .as_ref()
+                .ok()?
+                .weights
+                .map(|(c, _)| c);
+        }
+        annotated_canary_weight(&self.world, &plan)
+    }
+
+    /// The pod-template-hash of the Rollout's current template.
+    pub fn hash(&self) -> String {
+        pod_template_hash(&self.rollout.spec.template)
+    }
+
+    /// Argo's promote, whatever the rollout is doing: the pause conditions go.
+    pub fn promote(&mut self) {
+        self.merge(&json!({"status": {"pauseConditions": null}}));
+    }
+
+    /// What `gantry rollout <op>` writes, or why it refuses.
+    pub fn operate(&mut self, op: Op) -> Result<(), String> {
+        let patches = ops::patches(op, &self.rollout)?;
+        if let Some(spec) = &patches.spec {
+            self.merge(spec);
+            *self.rollout.metadata.generation.get_or_insert(0) += 1;
+        }
+        if let Some(status) = &patches.status {
+            self.merge(status);
+        }
+        Ok(())
+    }
+
+    /// Applies a JSON merge patch to the Rollout as the API server does.
+    pub(super) fn merge(&mut self, patch: &Value) {
+        let mut doc = serde_json::to_value(&self.rollout).expect("a Rollout serializes");
+        json_patch::merge(&mut doc, patch);
+        self.rollout = serde_json::from_value(doc).expect("a merge patch of ours keeps the shape");
+    }
+
+    pub fn advance(&mut self, by: SignedDuration) {
+        self.world.now += by;
+    }
+
+    pub fn status(&self) -> Option<&RolloutStatus> {
+        self.rollout.status.as_ref()
+    }
+
+    pub fn phase(&self) -> Option<Phase> {
+        self.status().and_then(|s| s.phase)
+    }
+
+    /// The replicas of the ReplicaSet with this hash (-1: none).
+    pub fn replicas(&self, hash: &str) -> i32 {
+        self.world
+            .replica_sets
+            .iter()
+            .find(|r| r.hash == hash)
+            .map_or(-1, |r| r.replicas)
+    }
+}

@@ -1,0 +1,139 @@
+//! A cluster in memory that runs the real decision: it applies each
+//! decided action to a simulated world (ReplicaSets, Services, the Ingress,
+//! the ALB), writes the status with the glue's merge patch, measures
+//! analysis through the real scheduling and judgement, and records any
+//! moment traffic could reach a Service without available pods, or a status
+//! write that left the server holding something other than the decision.
+//! The decision tests drive it step by step; `gantry rollout plan` drives it
+//! through a whole rollout to print the timeline.
+//!
+//! Here: the simulation and its reconcile loop; `cluster`: the world acting
+//! on a decision; `checks`: measurements and invariants; `handles`: what a
+//! test or human does and reads.
+
+use std::collections::BTreeMap;
+
+use crate::analysis::QueryValue;
+use crate::decide::{Decision, decide};
+use crate::status_patch::status_patch;
+use crate::types::{AnalysisPhase, Rollout};
+use crate::world::{IngressView, ServiceView, World};
+
+mod checks;
+mod cluster;
+mod handles;
+
+pub struct Simulation {
+    pub rollout: Rollout,
+    pub world: World,
+    /// Pods become available as soon as they are asked for.
+    pub kubelet: bool,
+    /// API writes the decisions caused (actions and status changes).
+    pub writes: usize,
+    /// What the simulated Prometheus answers, by metric name (absent: down).
+    pub prometheus: BTreeMap<String, QueryValue>,
+    /// Every measurement gets this verdict instead of evaluating a value.
+    pub verdict: Option<AnalysisPhase>,
+    /// When AWS is watched: whether the simulated LB controller copies the
+    /// Ingress weights onto the ALB after each reconcile.
+    pub lb_controller: bool,
+    /// Broken safety invariants, in the order they happened.
+    pub violations: Vec<String>,
+    created: i64,
+}
+
+impl Simulation {
+    /// The Rollout's Services and Ingress exist (named as its spec says),
+    /// nothing else does yet.
+    pub fn new(rollout: Rollout) -> Simulation {
+        let canary = rollout.spec.strategy.canary.as_ref();
+        let service = |name: Option<&String>| {
+            name.map(|n| ServiceView {
+                name: n.clone(),
+                hash: None,
+            })
+        };
+        let ingress = canary
+            .and_then(|c| c.traffic_routing.as_ref())
+            .and_then(|t| t.alb.as_ref())
+            .filter(|a| !a.ingress.is_empty())
+            .map(|a| IngressView {
+                name: a.ingress.clone(),
+                annotations: BTreeMap::new(),
+                routes_root_service: true,
+                hostname: Some(format!("k8s-{}.eu-west-1.elb.amazonaws.com", a.ingress)),
+            });
+        Simulation {
+            world: World {
+                now: "2026-01-01T00:00:00Z".parse().expect("a timestamp"),
+                stable_service: service(canary.map(|c| &c.stable_service)),
+                canary_service: service(canary.map(|c| &c.canary_service)),
+                ingress,
+                ..Default::default()
+            },
+            rollout,
+            kubelet: true,
+            writes: 0,
+            prometheus: BTreeMap::new(),
+            verdict: None,
+            lb_controller: true,
+            violations: Vec::new(),
+            created: 0,
+        }
+    }
+
+    /// One reconcile: measure what is due, decide, apply, check traffic.
+    pub fn step(&mut self) -> Decision {
+        self.step_racing(|_| {})
+    }
+
+    /// One reconcile with `meanwhile` (another writer, say a human's
+    /// promote) landing between the controller's read and its writes.
+    pub fn step_racing(&mut self, meanwhile: impl FnOnce(&mut Simulation)) -> Decision {
+        self.world.measurements = self.measure();
+        let read = self.rollout.status.clone();
+        let d = decide(&self.rollout, &self.world);
+        self.world.measurements.clear();
+        meanwhile(self);
+        let raced = self.rollout.status != read;
+        if self.lb_controller
+            && let Some(weight) = self.canary_weight()
+            && let Some(Ok(observed)) = &mut self.world.alb
+        {
+            observed.weights = Some((weight, 100 - weight));
+        }
+        for action in &d.actions {
+            self.apply(action);
+            self.writes += 1;
+        }
+        if let Some(patch) = status_patch(read.as_ref(), &d.status) {
+            self.merge(&patch);
+            self.writes += 1;
+            // What raced in is kept where the decision did not change it.
+            if !raced && self.rollout.status.as_ref() != Some(&d.status) {
+                self.violations.push(format!(
+                    "the status written is not the status decided: patch {patch} left {}",
+                    serde_json::to_string(&self.rollout.status).unwrap_or_default()
+                ));
+            }
+        }
+        if self.kubelet {
+            self.run_pods();
+        }
+        self.check_traffic();
+        d
+    }
+
+    /// Reconciles until nothing changes; the last decision, or `None` when
+    /// it keeps changing (a decision that never settles is a bug).
+    pub fn settle(&mut self) -> Option<Decision> {
+        for _ in 0..100 {
+            let before = self.rollout.status.clone();
+            let d = self.step();
+            if d.actions.is_empty() && self.rollout.status == before {
+                return Some(d);
+            }
+        }
+        None
+    }
+}
