@@ -1,13 +1,18 @@
 //! The in-cluster canary controller for `gantry.dev/v1alpha1` Rollouts: the
 //! kube glue around the pure `rollout-core`. `reconcile` observes a
 //! Rollout's world, asks `rollout_core::decide`, applies what it says;
-//! `run` wires the controller, `leader` (Lease election), `metrics`,
+//! `cache` holds the trimmed watch caches it reads, `references` which
+//! Rollouts name which objects; `run` wires the controller, `client` (the
+//! rate-limited API client), `leader` (Lease election), `metrics`,
 //! `server` (health and metrics endpoints); `elbv2` is the AWS client.
 //! Measurements come from `rollout-prometheus`, shared with the CLI.
 
+pub mod cache;
+pub mod client;
 pub mod elbv2;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod references;
 pub mod run;
 pub mod server;

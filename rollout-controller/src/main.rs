@@ -1,7 +1,9 @@
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
+use rollout_controller::client::Limits;
 use rollout_controller::run::{Settings, run};
 use rollout_core::types::{AnalysisTemplate, Rollout};
 
@@ -38,6 +40,18 @@ struct Cli {
     /// step counts as reached. auto: when AWS credentials are available.
     #[arg(long, value_enum, default_value_t = Verify::Auto, env = "VERIFY_ALB_WEIGHTS")]
     verify_alb_weights: Verify,
+
+    /// How many Rollouts are reconciled at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+
+    /// Requests per second to the Kubernetes API, on average (client-go's QPS).
+    #[arg(long, default_value_t = NonZeroU32::new(40).unwrap())]
+    kube_api_qps: NonZeroU32,
+
+    /// Requests to the Kubernetes API that may go at once after a quiet spell.
+    #[arg(long, default_value_t = NonZeroU32::new(80).unwrap())]
+    kube_api_burst: NonZeroU32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,6 +112,11 @@ async fn main() -> anyhow::Result<()> {
             Verify::Auto => None,
             Verify::Always => Some(true),
             Verify::Never => Some(false),
+        },
+        concurrency: cli.concurrency,
+        api_limits: Limits {
+            qps: cli.kube_api_qps,
+            burst: cli.kube_api_burst,
         },
     })
     .await

@@ -17,15 +17,14 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::cache::Caches;
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::metrics::Metrics;
 use rollout_core::alb::{self, ForwardWeights};
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::decide::{Action, decide, pending_restart};
 use rollout_core::status_patch::status_patch;
-use rollout_core::types::{
-    AnalysisPhase, AnalysisTemplate, POD_TEMPLATE_HASH, Rollout, SecretKeyRef,
-};
+use rollout_core::types::{AnalysisPhase, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
 use rollout_core::validate::{Plan, validate};
 use rollout_core::world::{IngressView, PodView, ReplicaSetView, ServiceView, Taken, World};
 
@@ -46,6 +45,8 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
+    /// The watch caches reconcile reads.
+    pub caches: Caches,
     pub prometheus: rollout_prometheus::Client,
     /// The ELBv2 API (direct mode, and verification when `verify_alb`).
     pub elbv2: Option<Elbv2>,
@@ -59,6 +60,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
+        caches: Caches,
         metrics: Metrics,
         prometheus: rollout_prometheus::Client,
     ) -> Context {
@@ -69,6 +71,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            caches,
             prometheus,
             elbv2: None,
             verify_alb: false,
@@ -111,15 +114,22 @@ pub fn error_policy(
 
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
+    // The time that is the controller's own (caches and decision), apart
+    // from the AWS, Prometheus and API calls around it.
+    let observing = Instant::now();
     // Validated once for the glue; `decide` validates again and reports.
     let plan = validate(&rollout.spec).ok();
     let plan = plan.as_ref();
-    let mut world = observe(rollout, plan, &ns, &ctx.client).await?;
+    let mut world = observe(rollout, plan, &ns, ctx).await?;
+    let mut own = observing.elapsed();
     if let Some(plan) = plan {
         world.alb = observe_alb(rollout, plan, &ns, &world, ctx).await;
         world.measurements = measure(rollout, plan, &ns, &world, ctx).await?;
     }
+    let deciding = Instant::now();
     let decision = decide(rollout, &world);
+    own += deciding.elapsed();
+    ctx.metrics.observe_decide(own);
     for action in &decision.actions {
         tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
         execute(rollout, plan, &ns, action, ctx).await?;
@@ -174,8 +184,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
             ),
         }
     } else if let (Some(plan), Some(alb_plan)) = (&plan, alb_plan) {
-        let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
-        if let Some(ingress) = ingresses.get_opt(&alb_plan.ingress).await? {
+        if let Some(ingress) = ctx.caches.ingress(&ns, &alb_plan.ingress) {
             let weights = ForwardWeights {
                 canary_service: plan.canary_service.clone(),
                 stable_service: plan.stable_service.clone(),
@@ -189,6 +198,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
                 &weights,
             );
             let patch = json!({ "metadata": { "annotations": annotations } });
+            let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
             ingresses
                 .patch(
                     &alb_plan.ingress,
@@ -202,89 +212,67 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     Ok(Requeue::await_change())
 }
 
-/// Reads the ReplicaSets the Rollout owns, its Services, its Ingress and its
-/// AnalysisTemplates (`plan` is `None` for an invalid spec).
+/// The Rollout's world from the watch caches: the ReplicaSets it owns, its
+/// Services, its Ingress and its AnalysisTemplates (`plan` is `None` for an
+/// invalid spec). Only pods, while a restart is pending, are listed.
 pub async fn observe(
     rollout: &Rollout,
     plan: Option<&Plan>,
     ns: &str,
-    client: &Client,
+    ctx: &Context,
 ) -> Result<World, Error> {
-    let uid = rollout.uid();
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let selector = rollout_core::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
-    let owned = replica_sets
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .filter(|rs| {
-            rs.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == uid.as_ref())
-        })
-        .filter_map(replica_set_view)
+    let caches = &ctx.caches;
+    let uid = rollout.uid().unwrap_or_default();
+    let replica_sets = caches
+        .owned_replica_sets(ns, &uid)
+        .iter()
+        .filter_map(|rs| replica_set_view(rs))
         .collect();
-    let (canary_name, stable_name) = plan
-        .map(|p| (p.canary_service.clone(), p.stable_service.clone()))
-        .unwrap_or_default();
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let stable_service = service_view(&services, stable_name).await?;
-    let canary_service = service_view(&services, canary_name).await?;
+    let service = |name: Option<&String>| {
+        let name = name.filter(|n| !n.is_empty())?;
+        let hash = caches
+            .service(ns, name)?
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref()?.get(POD_TEMPLATE_HASH).cloned());
+        Some(ServiceView {
+            name: name.clone(),
+            hash,
+        })
+    };
+    let stable_service = service(plan.map(|p| &p.stable_service));
+    let canary_service = service(plan.map(|p| &p.canary_service));
     // Direct mode has no Ingress.
-    let ingress = match plan
+    let ingress = plan
         .and_then(|p| p.alb.as_ref())
         .filter(|a| a.direct.is_none())
-    {
-        None => None,
-        Some(alb) => {
-            let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
-            api.get_opt(&alb.ingress).await?.map(|i| IngressView {
+        .and_then(|alb| {
+            let i = caches.ingress(ns, &alb.ingress)?;
+            Some(IngressView {
                 name: alb.ingress.clone(),
                 routes_root_service: routes_to_annotation(&i, &alb.root_service),
-                hostname: i.status.as_ref().and_then(|s| {
-                    s.load_balancer
-                        .as_ref()?
-                        .ingress
-                        .as_ref()?
-                        .first()?
-                        .hostname
-                        .clone()
-                }),
-                annotations: i.metadata.annotations.unwrap_or_default(),
+                hostname: load_balancer_hostname(&i),
+                annotations: i.metadata.annotations.clone().unwrap_or_default(),
             })
+        });
+    let pods = match plan {
+        Some(p) if pending_restart(p.restart_at, rollout.status.as_ref()).is_some() => {
+            list_pods(rollout, ns, &ctx.client).await?
         }
-    };
-    // Pods only matter while a restart is pending: no pod list otherwise.
-    let restart_at = plan.and_then(|p| p.restart_at);
-    let pods = if pending_restart(restart_at, rollout.status.as_ref()).is_some() {
-        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-        api.list(&ListParams::default().labels(&selector))
-            .await?
-            .items
-            .into_iter()
-            .filter_map(pod_view)
-            .collect()
-    } else {
-        Vec::new()
+        // Pods only matter while a restart is pending: no pod list otherwise.
+        _ => Vec::new(),
     };
     let mut templates = BTreeMap::new();
-    if let Some(plan) = plan {
-        let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
-        for (_, _, a) in plan.analyses() {
-            for t in &a.templates {
-                if templates.contains_key(&t.template_name) {
-                    continue;
-                }
-                if let Some(found) = api.get_opt(&t.template_name).await? {
-                    templates.insert(t.template_name.clone(), found.spec);
-                }
+    for (_, _, a) in plan.iter().flat_map(|p| p.analyses()) {
+        for t in &a.templates {
+            if let Some(found) = caches.template(ns, &t.template_name) {
+                templates.insert(t.template_name.clone(), found.spec.clone());
             }
         }
     }
     Ok(World {
         now: k8s_openapi::jiff::Timestamp::now(),
-        replica_sets: owned,
+        replica_sets,
         pods,
         stable_service,
         canary_service,
@@ -293,6 +281,24 @@ pub async fn observe(
         measurements: Vec::new(),
         alb: None,
     })
+}
+
+/// The pods of the Rollout's ReplicaSets, for a restart.
+async fn list_pods(rollout: &Rollout, ns: &str, client: &Client) -> Result<Vec<PodView>, Error> {
+    let selector = rollout_core::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(pod_view)
+        .collect())
+}
+
+fn load_balancer_hostname(ingress: &Ingress) -> Option<String> {
+    let status = ingress.status.as_ref()?.load_balancer.as_ref()?;
+    status.ingress.as_ref()?.first()?.hostname.clone()
 }
 
 /// What the ELBv2 API shows for the Rollout's traffic split: always in
@@ -434,25 +440,7 @@ async fn read_secrets(
     Ok(values)
 }
 
-/// A Service and the pod-template-hash its selector pins, if it exists.
-async fn service_view(
-    api: &Api<Service>,
-    name: String,
-) -> Result<Option<ServiceView>, kube::Error> {
-    if name.is_empty() {
-        return Ok(None);
-    }
-    let service = api.get_opt(&name).await?;
-    Ok(service.map(|s| ServiceView {
-        name,
-        hash: s
-            .spec
-            .and_then(|sp| sp.selector)
-            .and_then(|sel| sel.get(POD_TEMPLATE_HASH).cloned()),
-    }))
-}
-
-fn replica_set_view(rs: ReplicaSet) -> Option<ReplicaSetView> {
+fn replica_set_view(rs: &ReplicaSet) -> Option<ReplicaSetView> {
     let hash = rs.labels().get(POD_TEMPLATE_HASH)?.clone();
     let status = rs.status.clone().unwrap_or_default();
     Some(ReplicaSetView {

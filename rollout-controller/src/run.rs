@@ -9,24 +9,26 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, WatchStreamExt as _, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{self, Writers};
+use crate::client::Limits;
 use crate::elbv2::Elbv2;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::references::{Kind, References};
 use crate::server::Readiness;
 use rollout_core::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
-use rollout_core::validate::validate;
 
 /// How long in-flight reconciles may take after a stop signal before the
 /// process exits anyway (well inside the kubelet's default 30 s grace).
@@ -44,13 +46,17 @@ pub struct Settings {
     /// Check on AWS that the ALB applies the Ingress weights before a step
     /// counts as reached: `None` = when AWS credentials are available.
     pub verify_alb: Option<bool>,
+    /// How many Rollouts are reconciled at once.
+    pub concurrency: u16,
+    /// The Kubernetes API client's request rate.
+    pub api_limits: Limits,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
-    let client = Client::try_default()
+    let client = crate::client::rate_limited(settings.api_limits)
         .await
         .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
     let stop = CancellationToken::new();
@@ -107,7 +113,8 @@ async fn manage(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let prometheus = rollout_prometheus::Client::new()?;
-    let mut ctx = Context::new(client.clone(), metrics, prometheus);
+    let (caches, writers) = cache::stores();
+    let mut ctx = Context::new(client.clone(), caches, metrics, prometheus);
     let elbv2 = Elbv2::from_env();
     ctx.verify_alb = tokio::select! {
         verify = alb_verification(settings.verify_alb, &elbv2) => verify,
@@ -126,7 +133,7 @@ async fn manage(
     let (tx, rx) = watch::channel(false);
     let election = tokio::spawn(elector.clone().run(tx, stop.clone()));
     let ctx = Arc::new(ctx);
-    control(&settings, client, ctx, rx, readiness, stop).await;
+    control(&settings, client, ctx, writers, rx, readiness, stop).await;
     // Nothing reconciles any more: only now may another replica lead.
     let _ = election.await;
     if let Err(e) = elector.release().await {
@@ -191,20 +198,19 @@ async fn missing_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
 }
 
 /// The controller itself, until `stop` (then in-flight reconciles finish).
+/// Every kind it reads is watched into a trimmed cache; a change to a
+/// child or a referenced object wakes the Rollouts it concerns.
 async fn control(
     settings: &Settings,
     client: Client,
     ctx: Arc<Context>,
+    writers: Writers,
     mut leading: watch::Receiver<bool>,
     readiness: Readiness,
     stop: CancellationToken,
 ) {
     let ns = settings.namespace.as_deref();
-    let rollouts = scoped::<Rollout>(&client, ns);
-    let replica_sets = scoped::<ReplicaSet>(&client, ns);
-    let services = scoped::<Service>(&client, ns);
-    let ingresses = scoped::<Ingress>(&client, ns);
-    let templates = scoped::<AnalysisTemplate>(&client, ns);
+    let references = References::default();
 
     // Only the leader reconciles; on winning, reconcile everything.
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<()>();
@@ -220,57 +226,65 @@ async fn control(
         leader_ctx.leader.store(false, Ordering::Relaxed);
     });
 
-    let controller = Controller::new(rollouts, watcher::Config::default());
-    let store = controller.store();
-    let ready_store = store.clone();
-    tokio::spawn(async move {
-        // The store's readiness is a oneshot that wakes only its latest
-        // waiter, and the controller waits on it too: look again every
-        // second (once anyone saw it ready, it answers at once).
-        loop {
-            let wait = ready_store.wait_until_ready();
-            match tokio::time::timeout(Duration::from_secs(1), wait).await {
-                Ok(Ok(())) => break readiness.ready(),
-                Ok(Err(_)) => break,
-                Err(_) => {}
-            }
-        }
-    });
-    let by_service = store.clone();
-    let by_ingress = store.clone();
-    let by_template = store.clone();
-    controller
-        .owns(
-            replica_sets,
-            watcher::Config::default().labels(POD_TEMPLATE_HASH),
-        )
-        .watches(services, watcher::Config::default(), move |svc: Service| {
-            referencing(&by_service, &svc.namespace().unwrap_or_default(), |plan| {
-                plan.stable_service == svc.name_any() || plan.canary_service == svc.name_any()
-            })
+    let indexed = references.clone();
+    let rollouts = watcher(scoped::<Rollout>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(cache::trim_rollout)
+        .reflect(writers.rollouts)
+        .inspect_ok(move |event| indexed.observe(event))
+        .applied_objects();
+    let store = ctx.caches.rollouts.clone();
+    report_ready_when_synced(store.clone(), readiness);
+    let replica_sets = watcher(
+        scoped::<ReplicaSet>(&client, ns),
+        watcher::Config::default().labels(POD_TEMPLATE_HASH),
+    )
+    .default_backoff()
+    .modify(cache::trim_replica_set)
+    .reflect(writers.replica_sets)
+    .touched_objects();
+    let services = watcher(scoped::<Service>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(cache::trim_service)
+        .reflect(writers.services)
+        .touched_objects();
+    let ingresses = watcher(scoped::<Ingress>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(cache::trim_ingress)
+        .reflect(writers.ingresses)
+        .touched_objects();
+    let templates = watcher(
+        scoped::<AnalysisTemplate>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(cache::trim_template)
+    .reflect(writers.templates)
+    .touched_objects();
+
+    let (by_service, by_ingress, by_template) =
+        (references.clone(), references.clone(), references);
+    Controller::for_stream(rollouts, store)
+        .with_config(controller::Config::default().concurrency(settings.concurrency))
+        .owns_stream(replica_sets)
+        .watches_stream(services, move |s: Service| {
+            by_service.of(
+                Kind::Service,
+                &s.namespace().unwrap_or_default(),
+                &s.name_any(),
+            )
         })
-        .watches(
-            ingresses,
-            watcher::Config::default(),
-            move |ing: Ingress| {
-                referencing(&by_ingress, &ing.namespace().unwrap_or_default(), |plan| {
-                    plan.alb
-                        .as_ref()
-                        .is_some_and(|a| a.ingress == ing.name_any())
-                })
-            },
-        )
-        .watches(
-            templates,
-            watcher::Config::default(),
-            move |t: AnalysisTemplate| {
-                referencing(&by_template, &t.namespace().unwrap_or_default(), |plan| {
-                    plan.analyses().any(|(_, _, a)| {
-                        a.templates.iter().any(|r| r.template_name == t.name_any())
-                    })
-                })
-            },
-        )
+        .watches_stream(ingresses, move |i: Ingress| {
+            by_ingress.of(
+                Kind::Ingress,
+                &i.namespace().unwrap_or_default(),
+                &i.name_any(),
+            )
+        })
+        .watches_stream(templates, move |t: AnalysisTemplate| {
+            let ns = t.namespace().unwrap_or_default();
+            by_template.of(Kind::AnalysisTemplate, &ns, &t.name_any())
+        })
         .reconcile_all_on(trigger_rx)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, ctx)
@@ -280,6 +294,23 @@ async fn control(
             }
         })
         .await;
+}
+
+/// `/readyz` turns ready once the Rollout cache has synced.
+fn report_ready_when_synced(store: Store<Rollout>, readiness: Readiness) {
+    tokio::spawn(async move {
+        // The store's readiness is a oneshot that wakes only its latest
+        // waiter, and the controller waits on it too: look again every
+        // second (once anyone saw it ready, it answers at once).
+        loop {
+            let wait = store.wait_until_ready();
+            match tokio::time::timeout(Duration::from_secs(1), wait).await {
+                Ok(Ok(())) => break readiness.ready(),
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// `--namespace`'s objects of kind `K`, or all namespaces' without it.
@@ -292,19 +323,4 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// The Rollouts in `namespace` whose plan matches.
-fn referencing(
-    store: &Store<Rollout>,
-    namespace: &str,
-    matches: impl Fn(&rollout_core::validate::Plan) -> bool,
-) -> Vec<ObjectRef<Rollout>> {
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace().as_deref() == Some(namespace))
-        .filter(|r| validate(&r.spec).is_ok_and(|p| matches(&p)))
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use http::{Method, Response};
 use kube::client::Body;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
+use rollout_controller::cache::{self, Caches};
 use rollout_controller::metrics::Metrics;
 use rollout_controller::reconcile::{Context, FINALIZER};
 use rollout_core::types::Rollout;
@@ -24,9 +27,7 @@ use tower_test::mock::SendResponse;
 use crate::kube_mock::{self, ApiHandle};
 
 pub const NAMESPACE: &str = "shop";
-const RS_LIST: &str = "/apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dbackend";
 const RS_CREATE: &str = "/apis/apps/v1/namespaces/shop/replicasets?";
-const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop";
 const INGRESS_PATCH: &str = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop?";
 const STATUS_PATCH: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?";
 const ROLLOUT_PATCH: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend?";
@@ -39,12 +40,12 @@ pub const ACTION: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 
 /// What the API server will be asked, in order.
 pub enum Scenario {
-    /// A new Rollout behind an Ingress: ReplicaSets listed (none yet), both
-    /// Services and the Ingress read; then the ReplicaSet created, the
-    /// Ingress's weights set, the status written and an Event posted.
+    /// A new Rollout behind an Ingress (read from the caches): the
+    /// ReplicaSet created, the Ingress's weights set, the status written and
+    /// an Event posted. Nothing is read.
     FirstReconcile(Rollout),
-    /// A new Rollout in direct mode with no ELBv2 API: the same without any
-    /// Ingress request; the status says why the weights cannot be verified.
+    /// A new Rollout in direct mode with no ELBv2 API: the same without the
+    /// Ingress; the status says why the weights cannot be verified.
     FirstReconcileDirectWithoutElbv2(Rollout),
     /// A deleted Rollout behind an Ingress: the weights go back to stable
     /// on the Ingress, then the finalizer is removed.
@@ -53,7 +54,8 @@ pub enum Scenario {
     /// finalizer is removed.
     CleanupWithoutIngress,
     /// A restart is pending: the observation lists the pods (one of them
-    /// terminating) and an eviction is refused by a PodDisruptionBudget.
+    /// terminating; pods are not cached) and an eviction is refused by a
+    /// PodDisruptionBudget.
     RestartEvictionRefused,
     /// Four lease acquisitions: none exists (created), held fresh by
     /// another replica (kept out), held but expired (taken over), taken
@@ -145,17 +147,75 @@ pub fn mock_api() -> (kube::Client, ApiServerVerifier) {
     (client, verifier)
 }
 
-/// The reconciler's context on a mock API; `leader` decides whether it
-/// may write.
-pub fn test_context(leader: bool) -> (Arc<Context>, ApiServerVerifier) {
+/// The reconciler's context on a mock API, its watch caches holding
+/// `cached`; `leader` decides whether it may write.
+pub fn test_context(leader: bool, cached: Cached) -> (Arc<Context>, ApiServerVerifier) {
     let (client, verifier) = mock_api();
     let ctx = Context::new(
         client,
+        cached.into_caches(),
         Metrics::default(),
         rollout_prometheus::Client::new().expect("an HTTP client"),
     );
     ctx.leader.store(leader, Ordering::Relaxed);
     (Arc::new(ctx), verifier)
+}
+
+/// What the watch caches hold when a scenario starts (trimmed as the
+/// controller trims them).
+pub struct Cached {
+    objects: Vec<Value>,
+}
+
+impl Cached {
+    /// Both Services of the test Rollout, and its Ingress without weights.
+    pub fn standard() -> Cached {
+        Cached {
+            objects: vec![
+                service("backend-service"),
+                service("backend-service-canary"),
+                ingress_with(json!({})),
+            ],
+        }
+    }
+
+    /// The Ingress carries these annotations.
+    pub fn ingress_annotations(mut self, annotations: Value) -> Cached {
+        self.objects.retain(|o| o["kind"] != "Ingress");
+        self.objects.push(ingress_with(annotations));
+        self
+    }
+
+    /// Caches filled from these objects (each by its `kind`).
+    pub fn of(objects: Vec<Value>) -> Cached {
+        Cached { objects }
+    }
+
+    pub fn into_caches(self) -> Caches {
+        let (caches, mut writers) = cache::stores();
+        for object in self.objects {
+            let kind = object["kind"].as_str().unwrap_or_default().to_string();
+            match kind.as_str() {
+                "Rollout" => apply(&mut writers.rollouts, object, cache::trim_rollout),
+                "ReplicaSet" => apply(&mut writers.replica_sets, object, cache::trim_replica_set),
+                "Service" => apply(&mut writers.services, object, cache::trim_service),
+                "Ingress" => apply(&mut writers.ingresses, object, cache::trim_ingress),
+                "AnalysisTemplate" => apply(&mut writers.templates, object, cache::trim_template),
+                other => panic!("no cache for kind {other:?}"),
+            }
+        }
+        caches
+    }
+}
+
+/// Puts `object`, trimmed, into the store `writer` fills.
+fn apply<K>(writer: &mut Writer<K>, object: Value, trim: fn(&mut K))
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+{
+    let mut object: K = serde_json::from_value(object).expect("a valid object");
+    trim(&mut object);
+    writer.apply_watcher_event(&watcher::Event::Apply(object));
 }
 
 /// Waits for a scenario to finish; a glue that stops early (or waits for
@@ -202,7 +262,6 @@ impl ApiServerVerifier {
     }
 
     async fn first_reconcile(mut self, rollout: Rollout, ingress: bool) -> Self {
-        self.first_reads(ingress).await;
         self.echo(Method::POST, RS_CREATE, 201).await;
         if ingress {
             self.answer(Method::PATCH, INGRESS_PATCH, 200, ingress_with(json!({})))
@@ -214,26 +273,7 @@ impl ApiServerVerifier {
         self
     }
 
-    /// A first reconcile's reads: no ReplicaSets yet, both Services, the
-    /// Ingress (no weights on it yet) when there is one.
-    async fn first_reads(&mut self, ingress: bool) {
-        let empty =
-            json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": []});
-        self.answer(Method::GET, RS_LIST, 200, empty).await;
-        for name in ["backend-service", "backend-service-canary"] {
-            let path = format!("/api/v1/namespaces/shop/services/{name}");
-            self.answer(Method::GET, &path, 200, service(name)).await;
-        }
-        if ingress {
-            self.answer(Method::GET, INGRESS, 200, ingress_with(json!({})))
-                .await;
-        }
-    }
-
     async fn cleanup(mut self) -> Self {
-        let managed = json!({"gantry.dev/managed-alb-actions": format!("backend:{ACTION}")});
-        self.answer(Method::GET, INGRESS, 200, ingress_with(managed))
-            .await;
         self.answer(Method::PATCH, INGRESS_PATCH, 200, ingress_with(json!({})))
             .await;
         self.finalizer_removed().await
@@ -247,7 +287,6 @@ impl ApiServerVerifier {
     }
 
     async fn restart_eviction_refused(mut self) -> Self {
-        self.first_reads(true).await;
         let pod = |name: &str, deleting: Option<&str>| {
             json!({"metadata": {"name": name, "creationTimestamp": "2025-12-31T00:00:00Z",
                                 "deletionTimestamp": deleting,
@@ -384,12 +423,12 @@ impl TestRollout for Rollout {
     }
 }
 
-fn service(name: &str) -> Value {
+pub fn service(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
            "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}})
 }
 
-fn ingress_with(annotations: Value) -> Value {
+pub fn ingress_with(annotations: Value) -> Value {
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
            "metadata": {"name": "shop", "namespace": NAMESPACE, "annotations": annotations},
            "spec": {"rules": [{"http": {"paths": [{"path": "/api", "pathType": "Prefix",

@@ -1,12 +1,13 @@
 //! The kube glue against a mock API server, as scenarios (kube-rs/
-//! controller-rs's fixtures): each test names what the API server will be
-//! asked (`Scenario`), runs the glue, and checks what was sent.
+//! controller-rs's fixtures): each test names what the caches hold and what
+//! the API server will be asked (`Scenario`), runs the glue, and checks
+//! what was sent.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_tests::fixtures::{
-    ACTION, Scenario, TestRollout as _, mock_api, test_context, timeout_after_1s,
+    ACTION, Cached, Scenario, TestRollout as _, mock_api, test_context, timeout_after_1s,
 };
 use gantry_tests::kube_fake;
 use k8s_openapi::jiff::Timestamp;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
-    let (ctx, api) = test_context(true);
+    let (ctx, api) = test_context(true, Cached::standard());
     let rollout = Rollout::test();
     let server = api.run(Scenario::FirstReconcile(rollout.clone()));
     let action = reconcile(Arc::new(rollout), ctx).await.unwrap();
@@ -66,7 +67,7 @@ async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
 /// after the first promote). Fields that did not change are not sent.
 #[tokio::test]
 async fn the_status_patch_clears_what_the_decision_cleared() {
-    let (ctx, api) = test_context(true);
+    let (ctx, api) = test_context(true, Cached::standard());
     let rollout = Rollout::test().with_status(json!({
         "controllerPause": true, "abort": true, "promoteFull": true,
         "abortedAt": "2026-01-01T00:00:00Z",
@@ -95,14 +96,15 @@ async fn the_status_patch_clears_what_the_decision_cleared() {
 
 #[tokio::test]
 async fn a_follower_sends_nothing() {
-    let (ctx, api) = test_context(false);
+    let (ctx, api) = test_context(false, Cached::standard());
     reconcile(Arc::new(Rollout::test()), ctx).await.unwrap();
     api.assert_silent().await;
 }
 
 #[tokio::test]
 async fn deleting_a_rollout_resets_the_weights_before_releasing_it() {
-    let (ctx, api) = test_context(true);
+    let managed = json!({"gantry.dev/managed-alb-actions": format!("backend:{ACTION}")});
+    let (ctx, api) = test_context(true, Cached::standard().ingress_annotations(managed));
     let server = api.run(Scenario::Cleanup);
     reconcile(Arc::new(Rollout::test().deleting()), ctx)
         .await
@@ -125,7 +127,7 @@ async fn deleting_a_rollout_resets_the_weights_before_releasing_it() {
 
 #[tokio::test]
 async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
-    let (ctx, api) = test_context(true);
+    let (ctx, api) = test_context(true, Cached::standard());
     let rollout = Rollout::test().direct();
     let server = api.run(Scenario::FirstReconcileDirectWithoutElbv2(rollout.clone()));
     let action = reconcile(Arc::new(rollout), ctx).await.unwrap();
@@ -141,7 +143,7 @@ async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
 
 #[tokio::test]
 async fn deleting_a_direct_mode_rollout_without_the_elbv2_api_touches_no_ingress() {
-    let (ctx, api) = test_context(true);
+    let (ctx, api) = test_context(true, Cached::standard());
     let server = api.run(Scenario::CleanupWithoutIngress);
     reconcile(Arc::new(Rollout::test().direct().deleting()), ctx)
         .await
@@ -172,18 +174,20 @@ async fn leader_election_takes_free_or_expired_leases_only() {
 
 #[tokio::test]
 async fn pods_are_read_only_while_a_restart_is_pending_and_evicted_politely() {
-    let (client, api) = mock_api();
+    let (ctx, api) = test_context(true, Cached::standard());
     let restarting = Rollout::test().restarting("2026-01-01T00:00:00Z");
     let plan = rollout_core::validate::validate(&restarting.spec).unwrap();
     let server = api.run(Scenario::RestartEvictionRefused);
-    let world = observe(&restarting, Some(&plan), "shop", &client)
+    let world = observe(&restarting, Some(&plan), "shop", &ctx)
         .await
         .unwrap();
     assert_eq!(world.pods.len(), 2);
     assert_eq!(world.pods[0].hash, "aaa");
     assert!(!world.pods[0].terminating && world.pods[1].terminating);
     // Refused by a PodDisruptionBudget: not an error.
-    evict_pod(&client, "shop", "backend-aaa-1").await.unwrap();
+    evict_pod(&ctx.client, "shop", "backend-aaa-1")
+        .await
+        .unwrap();
     let sent = timeout_after_1s(server).await;
     let eviction = sent.body(
         http::Method::POST,

@@ -1,0 +1,281 @@
+//! The HTTP side: routes a request to discovery, a list (paginated), a
+//! watch (replayed from the write log from the resourceVersion asked, then
+//! live), or a write; every request is counted.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::query::{Query, params};
+use super::store::{Change, Key, Refusal, Store, not_found};
+
+/// The server's state: the objects, and a signal for watches that the log grew.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    pub grew: watch::Sender<u64>,
+    /// Every request: method and path with query.
+    pub requests: Mutex<Vec<(Method, String)>>,
+}
+
+/// Where a request points: a collection, perhaps one object and a subresource.
+struct Target {
+    collection: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/');
+    let query = uri.query().unwrap_or_default();
+    shared
+        .requests
+        .lock()
+        .unwrap()
+        .push((method.clone(), uri.to_string()));
+    if method == Method::GET && path == "/apis/gantry.dev/v1alpha1" {
+        return discovery(shared.store.lock().unwrap().crds_installed);
+    }
+    let Some(target) = target(path) else {
+        return status((
+            404,
+            "the server could not find the requested resource".into(),
+            json!({}),
+        ));
+    };
+    let params = params(query);
+    let is = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
+    match (&method, &target.name) {
+        (&Method::GET, None) if is("watch", "true") || is("watch", "1") => {
+            let from = params
+                .iter()
+                .find(|(k, _)| k == "resourceVersion")
+                .and_then(|(_, v)| v.parse().ok());
+            let query = Query::new(target.collection, target.namespace, &params);
+            watch_stream(shared, query, from)
+        }
+        (&Method::GET, None) => {
+            let query = Query::new(target.collection, target.namespace, &params);
+            list(&shared.store.lock().unwrap(), &query, &params)
+        }
+        _ => {
+            let content_type = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json");
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let result = write(&shared, &method, target, content_type, body);
+            match result {
+                Ok((code, object)) => reply(code, &object),
+                Err(refusal) => status(refusal),
+            }
+        }
+    }
+}
+
+fn target(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let (prefix, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => (format!("api/{version}"), rest),
+        ["apis", group, version, rest @ ..] => (format!("apis/{group}/{version}"), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        rest => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (plural, None, None),
+        [plural, name] => (plural, Some(name.to_string()), None),
+        [plural, name, sub] => (plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return None,
+    };
+    Some(Target {
+        collection: format!("{prefix}/{plural}"),
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+/// A create, read, replace, patch or delete, and the answer's status code.
+fn write(
+    shared: &Shared,
+    method: &Method,
+    target: Target,
+    content_type: &str,
+    body: Value,
+) -> Result<(u16, Value), Refusal> {
+    let ns = target.namespace.unwrap_or_default();
+    let mut store = shared.store.lock().unwrap();
+    let key = |name: String| -> Key { (target.collection.clone(), ns.clone(), name) };
+    let result = match (method, target.name) {
+        (&Method::GET, Some(name)) => {
+            let key = key(name);
+            return store
+                .get(&key)
+                .map(|o| (200, o.clone()))
+                .ok_or_else(|| not_found(&key));
+        }
+        (&Method::POST, None) => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            store.create(key(name), body).map(|o| (201, o))
+        }
+        (&Method::PUT, Some(name)) => store.replace(key(name), body).map(|o| (200, o)),
+        (&Method::PATCH, Some(name)) => {
+            let status = target.subresource.as_deref() == Some("status");
+            store
+                .patch(key(name), status, content_type, &body)
+                .map(|o| (200, o))
+        }
+        (&Method::DELETE, Some(name)) => store.delete(key(name)).map(|o| (200, o)),
+        // Subresources other than status (evictions) have nothing to act on.
+        (&Method::POST, Some(name)) => {
+            let key = key(name);
+            return store
+                .get(&key)
+                .map(|_| (201, body))
+                .ok_or_else(|| not_found(&key));
+        }
+        _ => Err((405, "not supported by the fake".into(), json!({}))),
+    };
+    shared.grew.send_replace(store.resource_version);
+    result
+}
+
+fn list(store: &Store, query: &Query, params: &[(String, String)]) -> Response {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    let start: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut matching = store
+        .objects
+        .iter()
+        .filter(|(key, object)| query.matches(key, object))
+        .skip(start);
+    let items: Vec<&Value> = matching.by_ref().take(limit).map(|(_, o)| o).collect();
+    let more = matching.next().is_some();
+    let mut metadata = json!({"resourceVersion": store.resource_version.to_string()});
+    if more {
+        metadata["continue"] = json!((start + items.len()).to_string());
+    }
+    reply(
+        200,
+        &json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": items}),
+    )
+}
+
+/// The writes after `from` that the query matches, as watch events, then
+/// every later one as it happens. The object sent is its state now: a
+/// level-triggered client needs no more.
+fn watch_stream(shared: Arc<Shared>, query: Query, from: Option<u64>) -> Response {
+    let grew = shared.grew.subscribe();
+    let cursor = {
+        let store = shared.store.lock().unwrap();
+        let from = from.unwrap_or(store.resource_version);
+        store.log.partition_point(|entry| entry.rv <= from)
+    };
+    let state = (cursor, shared, grew, query);
+    let events =
+        futures::stream::unfold(state, |(mut cursor, shared, mut grew, query)| async move {
+            loop {
+                let chunk = {
+                    let store = shared.store.lock().unwrap();
+                    let chunk = events_since(&store, cursor, &query);
+                    cursor = store.log.len();
+                    chunk
+                };
+                if !chunk.is_empty() {
+                    let next = (cursor, shared, grew, query);
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next));
+                }
+                if grew.changed().await.is_err() {
+                    return None;
+                }
+            }
+        });
+    Body::from_stream(events).into_response()
+}
+
+/// Watch event lines for the log's entries from `cursor` on.
+fn events_since(store: &Store, cursor: usize, query: &Query) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in &store.log[cursor..] {
+        let object = match entry.change {
+            Change::Deleted => entry.deleted.as_ref(),
+            // Deleted since: its DELETED entry follows.
+            _ => store.objects.get(&entry.key),
+        };
+        let Some(object) = object.filter(|o| query.matches(&entry.key, o)) else {
+            continue;
+        };
+        let kind = match entry.change {
+            Change::Added => "ADDED",
+            Change::Modified => "MODIFIED",
+            Change::Deleted => "DELETED",
+        };
+        serde_json::to_writer(&mut out, &json!({"type": kind, "object": object}))
+            .expect("JSON serialises");
+        out.push(b'\n');
+    }
+    out
+}
+
+fn discovery(installed: bool) -> Response {
+    if !installed {
+        return status((
+            404,
+            "the server could not find the requested resource".into(),
+            json!({}),
+        ));
+    }
+    let resource = |name: &str, kind: &str| {
+        json!({"name": name, "singularName": "", "namespaced": true, "kind": kind,
+               "verbs": ["get", "list", "watch", "patch", "update"]})
+    };
+    reply(
+        200,
+        &json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "gantry.dev/v1alpha1",
+            "resources": [resource("rollouts", "Rollout"), resource("rollouts/status", "Rollout"),
+                          resource("analysistemplates", "AnalysisTemplate")]
+        }),
+    )
+}
+
+fn status((code, message, details): Refusal) -> Response {
+    let reason = match code {
+        404 => "NotFound",
+        409 => "Conflict",
+        _ => "BadRequest",
+    };
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": message, "reason": reason, "details": details, "code": code});
+    reply(code, &body)
+}
+
+fn reply(code: u16, body: &Value) -> Response {
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, json, body.to_string()).into_response()
+}

@@ -1,0 +1,235 @@
+//! The fake's objects: created, read, replaced, patched (merge and JSON
+//! patch, status as a subresource), deleted (finalizers honoured), each
+//! write numbered with a resourceVersion and logged for watches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+/// `(collection, namespace, name)`; the collection is the API path prefix
+/// and plural, e.g. `apis/apps/v1/replicasets`.
+pub type Key = (String, String, String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One write, as watches replay it.
+pub struct Logged {
+    pub rv: u64,
+    pub key: Key,
+    pub change: Change,
+    /// The object as deleted (the others are read as they are now).
+    pub deleted: Option<Value>,
+}
+
+/// Why a request was refused: HTTP status, message, the Status details.
+pub type Refusal = (u16, String, Value);
+
+#[derive(Default)]
+pub struct Store {
+    pub crds_installed: bool,
+    /// Namespaces that exist; `None`: every namespace does.
+    pub namespaces: Option<BTreeSet<String>>,
+    /// Play kubelet: every ReplicaSet's pods are available at once.
+    pub kubelet: bool,
+    /// Record managedFields on every write, as the API server does (they
+    /// are often the largest part of an object).
+    pub managed_fields: bool,
+    pub objects: BTreeMap<Key, Value>,
+    pub log: Vec<Logged>,
+    pub resource_version: u64,
+}
+
+impl Store {
+    pub fn get(&self, key: &Key) -> Option<&Value> {
+        self.objects.get(key)
+    }
+
+    pub fn create(&mut self, key: Key, mut object: Value) -> Result<Value, Refusal> {
+        if let Some(known) = &self.namespaces
+            && !key.1.is_empty()
+            && !known.contains(&key.1)
+        {
+            let details = json!({"name": key.1, "kind": "namespaces"});
+            return Err((404, format!("namespaces \"{}\" not found", key.1), details));
+        }
+        if self.objects.contains_key(&key) {
+            let message = format!("{} \"{}\" already exists", plural(&key), key.2);
+            return Err((409, message, json!({})));
+        }
+        let meta = &mut object["metadata"];
+        if !key.1.is_empty() {
+            meta["namespace"] = json!(key.1);
+        }
+        meta["uid"] = json!(format!("uid-{}-{}", key.1, key.2));
+        meta["generation"] = json!(1);
+        if meta.get("creationTimestamp").is_none_or(Value::is_null) {
+            meta["creationTimestamp"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+        }
+        Ok(self.write(key, object, Change::Added))
+    }
+
+    /// PUT: refused when the body's resourceVersion is not the current one.
+    pub fn replace(&mut self, key: Key, object: Value) -> Result<Value, Refusal> {
+        let Some(current) = self.objects.get(&key) else {
+            return Err(not_found(&key));
+        };
+        let expected = &current["metadata"]["resourceVersion"];
+        if object["metadata"]["resourceVersion"] != *expected {
+            return Err((
+                409,
+                "the object has been modified; please apply your changes to the latest version and try again"
+                    .into(),
+                json!({}),
+            ));
+        }
+        Ok(self.write(key, object, Change::Modified))
+    }
+
+    /// PATCH with `content_type`'s semantics; `status` patches only the
+    /// status, the object itself never changes its status.
+    pub fn patch(
+        &mut self,
+        key: Key,
+        status: bool,
+        content_type: &str,
+        patch: &Value,
+    ) -> Result<Value, Refusal> {
+        let Some(current) = self.objects.get(&key).cloned() else {
+            return Err(not_found(&key));
+        };
+        let mut patched = current.clone();
+        if content_type.starts_with("application/json-patch+json") {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| (400, e.to_string(), json!({})))?;
+            json_patch::patch(&mut patched, &ops).map_err(|e| (422, e.to_string(), json!({})))?;
+        } else if content_type.starts_with("application/merge-patch+json")
+            || content_type.starts_with("application/strategic-merge-patch+json")
+        {
+            json_patch::merge(&mut patched, patch);
+        } else {
+            let message = format!("{content_type} is not supported by the fake");
+            return Err((415, message, json!({})));
+        }
+        let object = if status {
+            let mut kept = current.clone();
+            kept["status"] = patched["status"].take();
+            kept
+        } else {
+            patched["status"] = current["status"].clone();
+            if patched.get("spec") != current.get("spec") {
+                let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+                patched["metadata"]["generation"] = json!(generation + 1);
+            }
+            patched
+        };
+        if finalized(&object) {
+            return Ok(self.remove(key));
+        }
+        Ok(self.write(key, object, Change::Modified))
+    }
+
+    /// DELETE: an object with finalizers is only marked for deletion.
+    pub fn delete(&mut self, key: Key) -> Result<Value, Refusal> {
+        let Some(current) = self.objects.get(&key).cloned() else {
+            return Err(not_found(&key));
+        };
+        let finalizers = current["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if !finalizers {
+            return Ok(self.remove(key));
+        }
+        let mut marked = current;
+        marked["metadata"]["deletionTimestamp"] =
+            json!(k8s_openapi::jiff::Timestamp::now().to_string());
+        Ok(self.write(key, marked, Change::Modified))
+    }
+
+    fn write(&mut self, key: Key, mut object: Value, change: Change) -> Value {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        if self.kubelet && key.0.ends_with("/replicasets") {
+            run_pods(&mut object);
+        }
+        if self.managed_fields {
+            record_managed_fields(&mut object);
+        }
+        self.objects.insert(key.clone(), object.clone());
+        self.log.push(Logged {
+            rv: self.resource_version,
+            key,
+            change,
+            deleted: None,
+        });
+        object
+    }
+
+    fn remove(&mut self, key: Key) -> Value {
+        let object = self.objects.remove(&key).unwrap_or(Value::Null);
+        self.resource_version += 1;
+        self.log.push(Logged {
+            rv: self.resource_version,
+            key,
+            change: Change::Deleted,
+            deleted: Some(object.clone()),
+        });
+        object
+    }
+}
+
+/// What the ReplicaSet controller and the kubelet would report once every
+/// pod is up.
+fn run_pods(rs: &mut Value) {
+    let replicas = rs["spec"]["replicas"].as_i64().unwrap_or(1);
+    rs["status"] = json!({
+        "replicas": replicas, "fullyLabeledReplicas": replicas, "readyReplicas": replicas,
+        "availableReplicas": replicas, "observedGeneration": rs["metadata"]["generation"]
+    });
+}
+
+/// One managedFields entry naming every field set, in the API server's
+/// FieldsV1 shape (`f:<name>` keys, `{}` leaves).
+fn record_managed_fields(object: &mut Value) {
+    fn fields(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| k.as_str() != "managedFields")
+                    .map(|(k, v)| (format!("f:{k}"), fields(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Object(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("i:{i}"), fields(v)))
+                    .collect(),
+            ),
+            _ => json!({}),
+        }
+    }
+    let entry = json!({"manager": "kubectl-client-side-apply", "operation": "Update",
+                       "apiVersion": object["apiVersion"], "time": "2026-01-01T00:00:00Z",
+                       "fieldsType": "FieldsV1", "fieldsV1": fields(object)});
+    object["metadata"]["managedFields"] = json!([entry]);
+}
+
+/// Marked for deletion and no finalizer left.
+fn finalized(object: &Value) -> bool {
+    let meta = &object["metadata"];
+    !meta["deletionTimestamp"].is_null() && meta["finalizers"].as_array().is_none_or(Vec::is_empty)
+}
+
+fn plural(key: &Key) -> &str {
+    key.0.rsplit('/').next().unwrap_or_default()
+}
+
+pub fn not_found(key: &Key) -> Refusal {
+    let message = format!("{} \"{}\" not found", plural(key), key.2);
+    (404, message, json!({"name": key.2, "kind": plural(key)}))
+}
