@@ -10,13 +10,15 @@
 //! owns, RBAC to label them, and a gap whenever a Rollout names a Service
 //! created after it; the trimmed copies cost less than that.
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::networking::v1::{Ingress, IngressSpec, IngressStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use serde::Deserialize;
 
 use crate::reconcile::SCALE_DOWN_AT;
 use rollout_core::alb::MANAGED_ACTIONS;
@@ -29,7 +31,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 #[derive(Clone)]
 pub struct Caches {
     pub rollouts: Store<Rollout>,
-    pub replica_sets: Store<ReplicaSet>,
+    pub replica_sets: Store<CachedReplicaSet>,
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     pub templates: Store<AnalysisTemplate>,
@@ -38,7 +40,7 @@ pub struct Caches {
 /// What fills the stores: each moved into its watch's reflector.
 pub struct Writers {
     pub rollouts: Writer<Rollout>,
-    pub replica_sets: Writer<ReplicaSet>,
+    pub replica_sets: Writer<CachedReplicaSet>,
     pub services: Writer<Service>,
     pub ingresses: Writer<Ingress>,
     pub templates: Writer<AnalysisTemplate>,
@@ -70,7 +72,7 @@ pub fn stores() -> (Caches, Writers) {
 
 impl Caches {
     /// The ReplicaSets in `ns` owned by the object with `uid`.
-    pub fn owned_replica_sets(&self, ns: &str, uid: &str) -> Vec<std::sync::Arc<ReplicaSet>> {
+    pub fn owned_replica_sets(&self, ns: &str, uid: &str) -> Vec<std::sync::Arc<CachedReplicaSet>> {
         self.replica_sets
             .state()
             .into_iter()
@@ -110,23 +112,67 @@ pub fn trim_template(template: &mut AnalysisTemplate) {
     lean_meta(&mut template.metadata);
 }
 
-/// A ReplicaSet as the decision sees it: name, owner, hash label, the
-/// scale-down deadline, replicas asked for and available. The pod
-/// template (most of the object) goes: the hash label identifies it.
-pub fn trim_replica_set(rs: &mut ReplicaSet) {
+/// A ReplicaSet as the decision sees it, read straight from the watch:
+/// its metadata (name, owner, hash label, scale-down deadline), the
+/// replicas asked for, the pods ready and available. The pod template,
+/// most of the object, is never deserialized.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CachedReplicaSet {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: CachedReplicaSetSpec,
+    #[serde(default)]
+    pub status: CachedReplicaSetStatus,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CachedReplicaSetSpec {
+    pub replicas: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedReplicaSetStatus {
+    pub ready_replicas: Option<i32>,
+    pub available_replicas: Option<i32>,
+}
+
+impl kube::Resource for CachedReplicaSet {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "ReplicaSet".into()
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        "apps".into()
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        "replicasets".into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Only the metadata a decision reads: the hash label and the scale-down
+/// deadline.
+pub fn trim_replica_set(rs: &mut CachedReplicaSet) {
     lean_meta(&mut rs.metadata);
     keep_annotations(&mut rs.metadata, |k| k == SCALE_DOWN_AT);
     if let Some(labels) = &mut rs.metadata.labels {
         labels.retain(|k, _| k == POD_TEMPLATE_HASH);
-    }
-    if let Some(spec) = &mut rs.spec {
-        *spec = ReplicaSetSpec {
-            replicas: spec.replicas,
-            ..Default::default()
-        };
-    }
-    if let Some(status) = &mut rs.status {
-        status.conditions = None;
     }
 }
 

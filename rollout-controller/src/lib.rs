@@ -4,12 +4,14 @@
 //! `cache` holds the trimmed watch caches it reads, `references` which
 //! Rollouts name which objects; `run` wires the controller, `client` (the
 //! rate-limited API client), `leader` (Lease election), `metrics`,
-//! `server` (health and metrics endpoints); `elbv2` is the AWS client.
+//! `server` (health and metrics endpoints), `events`; `elbv2` is the AWS
+//! client.
 //! Measurements come from `rollout-prometheus`, shared with the CLI.
 
 pub mod cache;
 pub mod client;
 pub mod elbv2;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -12,13 +12,13 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::cache::Caches;
+use crate::cache::{CachedReplicaSet, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
+use crate::events;
 use crate::metrics::Metrics;
 use rollout_core::alb::{self, ForwardWeights};
 use rollout_core::analysis::{self, ArgContext};
@@ -31,7 +31,6 @@ use rollout_core::world::{IngressView, PodView, ReplicaSetView, ServiceView, Tak
 pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
 /// When an old ReplicaSet is due to be scaled down (RFC 3339).
 pub const SCALE_DOWN_AT: &str = "gantry.dev/scale-down-deadline";
-const MANAGER: &str = "gantry-rollout-controller";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,7 +50,6 @@ pub struct Context {
     /// The ELBv2 API (direct mode, and verification when `verify_alb`).
     pub elbv2: Option<Elbv2>,
     pub verify_alb: bool,
-    pub recorder: Recorder,
     pub metrics: Metrics,
     /// Only the leader writes; the others keep their caches warm.
     pub leader: AtomicBool,
@@ -64,12 +62,7 @@ impl Context {
         metrics: Metrics,
         prometheus: rollout_prometheus::Client,
     ) -> Context {
-        let reporter = kube::runtime::events::Reporter {
-            controller: MANAGER.into(),
-            instance: None,
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
             client,
             caches,
             prometheus,
@@ -144,14 +137,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         .await?;
     }
     for (reason, note) in decision.events {
-        let event = Event {
-            type_: event_type(&reason),
-            reason,
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        if let Err(e) = events::publish(&ctx.client, rollout, &reason, &note).await {
             tracing::warn!(error = %e, "cannot record event");
         }
     }
@@ -160,13 +146,6 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         Some(d) => Requeue::requeue(d),
         None => Requeue::await_change(),
     })
-}
-
-fn event_type(reason: &str) -> EventType {
-    match reason {
-        "RolloutAborted" | "RolloutDegraded" => EventType::Warning,
-        _ => EventType::Normal,
-    }
 }
 
 /// On delete: send all traffic to stable before the children go away.
@@ -440,15 +419,14 @@ async fn read_secrets(
     Ok(values)
 }
 
-fn replica_set_view(rs: &ReplicaSet) -> Option<ReplicaSetView> {
+fn replica_set_view(rs: &CachedReplicaSet) -> Option<ReplicaSetView> {
     let hash = rs.labels().get(POD_TEMPLATE_HASH)?.clone();
-    let status = rs.status.clone().unwrap_or_default();
     Some(ReplicaSetView {
         name: rs.name_any(),
         hash,
-        replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        ready: status.ready_replicas.unwrap_or(0),
-        available: status.available_replicas.unwrap_or(0),
+        replicas: rs.spec.replicas.unwrap_or(1),
+        ready: rs.status.ready_replicas.unwrap_or(0),
+        available: rs.status.available_replicas.unwrap_or(0),
         scale_down_at: rs
             .annotations()
             .get(SCALE_DOWN_AT)

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use rollout_controller::cache;
+use rollout_controller::cache::{self, CachedReplicaSet};
 use rollout_controller::reconcile::new_replica_set;
 use rollout_core::hash::pod_template_hash;
 use rollout_core::types::Rollout;
@@ -130,7 +130,7 @@ fn object_memory() {
     row("Rollout", rollouts.0, rollouts.1);
     let replica_sets = (
         copies::<ReplicaSet>(&rs, COPIES, |_| {}, &mut kept),
-        copies(&rs, COPIES, cache::trim_replica_set, &mut kept),
+        copies::<CachedReplicaSet>(&rs, COPIES, cache::trim_replica_set, &mut kept),
     );
     row("ReplicaSet", replica_sets.0, replica_sets.1);
     let services = (
@@ -196,16 +196,17 @@ fn run(n: usize) -> Figures {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = gantry_tests::free_port();
-    let mut controller = start_controller(&api, dir.path(), port);
+    let controller = Running(start_controller(&api, dir.path(), port));
+    let controller = &controller.0;
     let started = Instant::now();
-
+    gantry_tests::wait_for_port(port, "the controller's endpoints");
     wait(Duration::from_secs(600), || {
         gantry_tests::http_get(port, "/readyz").0 == 200
     });
-    let synced = (started.elapsed().as_secs_f64(), rss_mib(&controller));
+    let synced = (started.elapsed().as_secs_f64(), rss_mib(controller));
     api.take_requests();
     let healthy_at = wait_all(&api, n, "Healthy", started);
-    let healthy = (healthy_at, settle_rss(&controller));
+    let healthy = (healthy_at, settle_rss(controller));
     let first = per_reconcile(&api, port, 0.0);
 
     let step_start = Instant::now();
@@ -216,7 +217,7 @@ fn run(n: usize) -> Figures {
     }
     let stepped = (
         wait_all(&api, n, "Paused", step_start),
-        settle_rss(&controller),
+        settle_rss(controller),
     );
     let step = per_reconcile(&api, port, first.1);
 
@@ -233,8 +234,6 @@ fn run(n: usize) -> Figures {
     let settled = per_reconcile(&api, port, step.1);
 
     let text = metrics(port);
-    let _ = controller.kill();
-    let _ = controller.wait();
     Figures {
         synced,
         healthy,
@@ -243,6 +242,16 @@ fn run(n: usize) -> Figures {
         settled: settled.0,
         reconcile: quantiles(&text, "reconcile_duration_seconds"),
         own: quantiles(&text, "decide_duration_seconds"),
+    }
+}
+
+/// The controller process, stopped however the benchmark ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
