@@ -1,7 +1,8 @@
 //! Figures for the controller, printed (no pass/fail):
 //! - the cost of one canary decision (ns per reconcile), mid-rollout;
 //! - the resident memory of a Rollout cache holding 1,000 Rollouts
-//!   (the reflector store the controller keeps), measured from /proc.
+//!   (the reflector store of compact Rollouts the controller keeps),
+//!   measured from /proc.
 //!
 //! Run: `cargo bench -p rollout-controller`
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
+use rollout_controller::cache::CachedRollout;
 use rollout_core::decide::decide;
 use rollout_core::hash::pod_template_hash;
 use rollout_core::types::Rollout;
@@ -103,11 +105,12 @@ fn rss_kib() -> u64 {
 
 fn cache_memory() {
     let before = rss_kib();
-    let mut writer: Writer<Rollout> = Writer::default();
+    let mut writer: Writer<CachedRollout> = Writer::default();
     let store = writer.as_reader();
     writer.apply_watcher_event(&watcher::Event::Init);
     for i in 0..1000 {
-        writer.apply_watcher_event(&watcher::Event::InitApply(rollout(i)));
+        let cached = CachedRollout::new(rollout(i)).unwrap();
+        writer.apply_watcher_event(&watcher::Event::InitApply(cached));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
     assert_eq!(store.state().len(), 1000);

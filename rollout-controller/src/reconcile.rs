@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::cache::{CachedReplicaSet, Caches};
+use crate::cache::{CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
 use crate::metrics::Metrics;
@@ -40,6 +40,8 @@ pub enum Error {
     NoNamespace,
     #[error("{0}")]
     Aws(#[from] crate::elbv2::AwsError),
+    #[error("cannot read the cached Rollout back: {0}")]
+    Cache(#[from] serde_json::Error),
 }
 
 pub struct Context {
@@ -75,13 +77,17 @@ impl Context {
 }
 
 pub async fn reconcile(
-    rollout: Arc<Rollout>,
+    cached: Arc<CachedRollout>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, kube::runtime::finalizer::Error<Error>> {
     if !ctx.leader.load(Ordering::Relaxed) {
         return Ok(Requeue::await_change());
     }
     let started = Instant::now();
+    let rollout = cached
+        .rollout()
+        .map(Arc::new)
+        .map_err(|e| kube::runtime::finalizer::Error::ApplyFailed(e.into()))?;
     let ns = rollout.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, rollout, |event| async {
@@ -97,7 +103,7 @@ pub async fn reconcile(
 }
 
 pub fn error_policy(
-    _: Arc<Rollout>,
+    _: Arc<CachedRollout>,
     error: &kube::runtime::finalizer::Error<Error>,
     _: Arc<Context>,
 ) -> Requeue {
@@ -209,11 +215,7 @@ pub async fn observe(
         .collect();
     let service = |name: Option<&String>| {
         let name = name.filter(|n| !n.is_empty())?;
-        let hash = caches
-            .service(ns, name)?
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref()?.get(POD_TEMPLATE_HASH).cloned());
+        let hash = caches.service(ns, name)?.selected_hash().cloned();
         Some(ServiceView {
             name: name.clone(),
             hash,
@@ -229,8 +231,8 @@ pub async fn observe(
             let i = caches.ingress(ns, &alb.ingress)?;
             Some(IngressView {
                 name: alb.ingress.clone(),
-                routes_root_service: routes_to_annotation(&i, &alb.root_service),
-                hostname: load_balancer_hostname(&i),
+                routes_root_service: i.routes_to_annotation(&alb.root_service),
+                hostname: i.hostname().cloned(),
                 annotations: i.metadata.annotations.clone().unwrap_or_default(),
             })
         });
@@ -273,11 +275,6 @@ async fn list_pods(rollout: &Rollout, ns: &str, client: &Client) -> Result<Vec<P
         .into_iter()
         .filter_map(pod_view)
         .collect())
-}
-
-fn load_balancer_hostname(ingress: &Ingress) -> Option<String> {
-    let status = ingress.status.as_ref()?.load_balancer.as_ref()?;
-    status.ingress.as_ref()?.first()?.hostname.clone()
 }
 
 /// What the ELBv2 API shows for the Rollout's traffic split: always in
@@ -433,20 +430,6 @@ fn replica_set_view(rs: &CachedReplicaSet) -> Option<ReplicaSetView> {
             .and_then(|t| t.parse().ok()),
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })
-}
-
-/// Whether a rule sends some path to `service` on port name `use-annotation`.
-fn routes_to_annotation(ingress: &Ingress, service: &str) -> bool {
-    let rules = ingress.spec.iter().flat_map(|s| s.rules.iter().flatten());
-    rules
-        .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
-        .any(|p| {
-            p.backend.service.as_ref().is_some_and(|s| {
-                s.name == service
-                    && s.port.as_ref().and_then(|port| port.name.as_deref())
-                        == Some("use-annotation")
-            })
-        })
 }
 
 async fn execute(

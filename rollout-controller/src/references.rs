@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
+use crate::cache::CachedRollout;
 use rollout_core::types::Rollout;
 use rollout_core::validate::validate;
 
@@ -29,14 +30,14 @@ pub struct References(Arc<Mutex<Index>>);
 
 #[derive(Default)]
 struct Index {
-    rollouts: HashMap<Target, HashSet<ObjectRef<Rollout>>>,
-    targets: HashMap<ObjectRef<Rollout>, Vec<Target>>,
+    rollouts: HashMap<Target, HashSet<ObjectRef<CachedRollout>>>,
+    targets: HashMap<ObjectRef<CachedRollout>, Vec<Target>>,
 }
 
 impl References {
     /// Follows the Rollout watch: a relist starts over, a change replaces
     /// the Rollout's references, a deletion drops them.
-    pub fn observe(&self, event: &watcher::Event<Rollout>) {
+    pub fn observe(&self, event: &watcher::Event<CachedRollout>) {
         let mut index = self.0.lock().expect("references lock");
         match event {
             watcher::Event::Init => *index = Index::default(),
@@ -47,7 +48,7 @@ impl References {
     }
 
     /// The Rollouts in `namespace` that name `name` as a `kind`.
-    pub fn of(&self, kind: Kind, namespace: &str, name: &str) -> Vec<ObjectRef<Rollout>> {
+    pub fn of(&self, kind: Kind, namespace: &str, name: &str) -> Vec<ObjectRef<CachedRollout>> {
         let index = self.0.lock().expect("references lock");
         let target = (kind, namespace.to_string(), name.to_string());
         index
@@ -59,10 +60,10 @@ impl References {
 }
 
 impl Index {
-    fn set(&mut self, rollout: &Rollout) {
-        let key = ObjectRef::from_obj(rollout);
+    fn set(&mut self, cached: &CachedRollout) {
+        let key = ObjectRef::from_obj(cached);
         self.remove(&key);
-        let targets = targets(rollout);
+        let targets = cached.rollout().map(|r| targets(&r)).unwrap_or_default();
         for target in &targets {
             self.rollouts
                 .entry(target.clone())
@@ -72,7 +73,7 @@ impl Index {
         self.targets.insert(key, targets);
     }
 
-    fn remove(&mut self, key: &ObjectRef<Rollout>) {
+    fn remove(&mut self, key: &ObjectRef<CachedRollout>) {
         for target in self.targets.remove(key).unwrap_or_default() {
             if let Some(set) = self.rollouts.get_mut(&target) {
                 set.remove(key);
@@ -113,7 +114,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rollout(name: &str, stable: &str, ingress: &str) -> Rollout {
+    fn rollout(name: &str, stable: &str, ingress: &str) -> CachedRollout {
         serde_json::from_value(json!({
             "apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout",
             "metadata": {"name": name, "namespace": "shop"},
@@ -128,7 +129,7 @@ mod tests {
         .unwrap()
     }
 
-    fn names(refs: Vec<ObjectRef<Rollout>>) -> Vec<String> {
+    fn names(refs: Vec<ObjectRef<CachedRollout>>) -> Vec<String> {
         let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
         names.sort();
         names

@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt as _, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -19,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{self, CachedReplicaSet, Writers};
+use crate::cache::{self, CachedIngress, CachedReplicaSet, CachedRollout, CachedService, Writers};
 use crate::client::Limits;
 use crate::elbv2::Elbv2;
 use crate::leader::Elector;
@@ -226,9 +224,8 @@ async fn control(
     });
 
     let indexed = references.clone();
-    let rollouts = watcher(scoped::<Rollout>(&client, ns), list_in_pages())
+    let rollouts = watcher(scoped::<CachedRollout>(&client, ns), list_in_pages())
         .default_backoff()
-        .modify(cache::trim_rollout)
         .reflect(writers.rollouts)
         .inspect_ok(move |event| indexed.observe(event))
         .applied_objects();
@@ -242,12 +239,12 @@ async fn control(
     .modify(cache::trim_replica_set)
     .reflect(writers.replica_sets)
     .touched_objects();
-    let services = watcher(scoped::<Service>(&client, ns), list_in_pages())
+    let services = watcher(scoped::<CachedService>(&client, ns), list_in_pages())
         .default_backoff()
         .modify(cache::trim_service)
         .reflect(writers.services)
         .touched_objects();
-    let ingresses = watcher(scoped::<Ingress>(&client, ns), list_in_pages())
+    let ingresses = watcher(scoped::<CachedIngress>(&client, ns), list_in_pages())
         .default_backoff()
         .modify(cache::trim_ingress)
         .reflect(writers.ingresses)
@@ -263,14 +260,14 @@ async fn control(
     Controller::for_stream(rollouts, store)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .owns_stream(replica_sets)
-        .watches_stream(services, move |s: Service| {
+        .watches_stream(services, move |s: CachedService| {
             by_service.of(
                 Kind::Service,
                 &s.namespace().unwrap_or_default(),
                 &s.name_any(),
             )
         })
-        .watches_stream(ingresses, move |i: Ingress| {
+        .watches_stream(ingresses, move |i: CachedIngress| {
             by_ingress.of(
                 Kind::Ingress,
                 &i.namespace().unwrap_or_default(),
@@ -300,7 +297,7 @@ fn list_in_pages() -> watcher::Config {
 }
 
 /// `/readyz` turns ready once the Rollout cache has synced.
-fn report_ready_when_synced(store: Store<Rollout>, readiness: Readiness) {
+fn report_ready_when_synced(store: Store<CachedRollout>, readiness: Readiness) {
     tokio::spawn(async move {
         // The store's readiness is a oneshot that wakes only its latest
         // waiter, and the controller waits on it too: look again every

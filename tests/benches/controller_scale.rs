@@ -33,7 +33,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use rollout_controller::cache::{self, CachedReplicaSet};
+use rollout_controller::cache::{
+    self, CachedIngress, CachedReplicaSet, CachedRollout, CachedService,
+};
 use rollout_controller::reconcile::new_replica_set;
 use rollout_core::hash::pod_template_hash;
 use rollout_core::types::Rollout;
@@ -120,10 +122,10 @@ fn object_memory() {
             |_| {},
             &mut kept,
         ),
-        copies(
+        copies::<CachedRollout>(
             &serde_json::to_value(&sample).unwrap(),
             COPIES,
-            cache::trim_rollout,
+            |_| {},
             &mut kept,
         ),
     );
@@ -135,12 +137,12 @@ fn object_memory() {
     row("ReplicaSet", replica_sets.0, replica_sets.1);
     let services = (
         copies::<Service>(&service, COPIES, |_| {}, &mut kept),
-        copies(&service, COPIES, cache::trim_service, &mut kept),
+        copies::<CachedService>(&service, COPIES, cache::trim_service, &mut kept),
     );
     row("Service", services.0, services.1);
     let ingresses = (
         copies::<Ingress>(&ingress, COPIES, |_| {}, &mut kept),
-        copies(&ingress, COPIES, cache::trim_ingress, &mut kept),
+        copies::<CachedIngress>(&ingress, COPIES, cache::trim_ingress, &mut kept),
     );
     row("Ingress", ingresses.0, ingresses.1);
 }

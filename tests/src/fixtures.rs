@@ -16,7 +16,7 @@ use http::{Method, Response};
 use kube::client::Body;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use rollout_controller::cache::{self, Caches};
+use rollout_controller::cache::{self, CachedRollout, Caches};
 use rollout_controller::metrics::Metrics;
 use rollout_controller::reconcile::{Context, FINALIZER};
 use rollout_core::types::Rollout;
@@ -196,7 +196,8 @@ impl Cached {
         for object in self.objects {
             let kind = object["kind"].as_str().unwrap_or_default().to_string();
             match kind.as_str() {
-                "Rollout" => apply(&mut writers.rollouts, object, cache::trim_rollout),
+                // Kept compact as it is read: nothing to trim.
+                "Rollout" => apply(&mut writers.rollouts, object, |_| {}),
                 "ReplicaSet" => apply(&mut writers.replica_sets, object, cache::trim_replica_set),
                 "Service" => apply(&mut writers.services, object, cache::trim_service),
                 "Ingress" => apply(&mut writers.ingresses, object, cache::trim_ingress),
@@ -360,6 +361,8 @@ pub trait TestRollout {
     fn with_status(self, status: Value) -> Self;
     /// With a restart requested at this time.
     fn restarting(self, at: &str) -> Self;
+    /// As the Rollout watch caches it, for `reconcile`.
+    fn cached(self) -> Arc<CachedRollout>;
 }
 
 impl TestRollout for Rollout {
@@ -410,6 +413,10 @@ impl TestRollout for Rollout {
             .unwrap(),
         );
         self
+    }
+
+    fn cached(self) -> Arc<CachedRollout> {
+        Arc::new(CachedRollout::new(self).expect("a Rollout serialises"))
     }
 
     fn with_status(mut self, status: Value) -> Rollout {

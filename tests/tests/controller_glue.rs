@@ -24,7 +24,7 @@ async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
     let (ctx, api) = test_context(true, Cached::standard());
     let rollout = Rollout::test();
     let server = api.run(Scenario::FirstReconcile(rollout.clone()));
-    let action = reconcile(Arc::new(rollout), ctx).await.unwrap();
+    let action = reconcile(rollout.cached(), ctx).await.unwrap();
     assert_eq!(action, Action::await_change());
     let sent = timeout_after_1s(server).await;
 
@@ -74,7 +74,7 @@ async fn the_status_patch_clears_what_the_decision_cleared() {
         "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-01-01T00:00:00Z"}],
         "restartedAt": "2026-01-01T00:00:00Z"}));
     let server = api.run(Scenario::FirstReconcile(rollout.clone()));
-    reconcile(Arc::new(rollout), ctx).await.unwrap();
+    reconcile(rollout.cached(), ctx).await.unwrap();
     let sent = timeout_after_1s(server).await;
     let status = &sent.status_patch()["status"];
     for cleared in [
@@ -97,7 +97,7 @@ async fn the_status_patch_clears_what_the_decision_cleared() {
 #[tokio::test]
 async fn a_follower_sends_nothing() {
     let (ctx, api) = test_context(false, Cached::standard());
-    reconcile(Arc::new(Rollout::test()), ctx).await.unwrap();
+    reconcile(Rollout::test().cached(), ctx).await.unwrap();
     api.assert_silent().await;
 }
 
@@ -106,7 +106,7 @@ async fn deleting_a_rollout_resets_the_weights_before_releasing_it() {
     let managed = json!({"gantry.dev/managed-alb-actions": format!("backend:{ACTION}")});
     let (ctx, api) = test_context(true, Cached::standard().ingress_annotations(managed));
     let server = api.run(Scenario::Cleanup);
-    reconcile(Arc::new(Rollout::test().deleting()), ctx)
+    reconcile(Rollout::test().deleting().cached(), ctx)
         .await
         .unwrap();
     let sent = timeout_after_1s(server).await;
@@ -130,7 +130,7 @@ async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
     let (ctx, api) = test_context(true, Cached::standard());
     let rollout = Rollout::test().direct();
     let server = api.run(Scenario::FirstReconcileDirectWithoutElbv2(rollout.clone()));
-    let action = reconcile(Arc::new(rollout), ctx).await.unwrap();
+    let action = reconcile(rollout.cached(), ctx).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(10)));
     let sent = timeout_after_1s(server).await;
     let status = &sent.status_patch()["status"];
@@ -145,7 +145,7 @@ async fn direct_mode_reads_no_ingress_and_waits_for_the_elbv2_api() {
 async fn deleting_a_direct_mode_rollout_without_the_elbv2_api_touches_no_ingress() {
     let (ctx, api) = test_context(true, Cached::standard());
     let server = api.run(Scenario::CleanupWithoutIngress);
-    reconcile(Arc::new(Rollout::test().direct().deleting()), ctx)
+    reconcile(Rollout::test().direct().deleting().cached(), ctx)
         .await
         .unwrap();
     let sent = timeout_after_1s(server).await;

@@ -42,7 +42,7 @@ async fn reconcile_once(api: &FakeApi) -> Vec<(Method, String)> {
     );
     ctx.leader.store(true, Ordering::Relaxed);
     api.take_requests();
-    reconcile(Arc::new(rollout(api)), Arc::new(ctx))
+    reconcile(rollout(api).cached(), Arc::new(ctx))
         .await
         .unwrap();
     api.take_requests()
