@@ -25,6 +25,10 @@ spec:
         query: sum(rate(http_requests_total{code="500"}[5s])) / sum(rate(http_requests_total[5s]))
 "#;
 
+/// LIVE's query.
+const ERROR_RATIO: &str =
+    r#"sum(rate(http_requests_total{code="500"}[5s])) / sum(rate(http_requests_total[5s]))"#;
+
 /// History: 10 minutes at 1% errors, 10 at 20%, 10 of NaN (no traffic).
 fn history() -> String {
     let mut om = String::from("# TYPE error_ratio gauge\n");
@@ -67,11 +71,41 @@ fn analysis_run(file: &Path, args: &[&str]) -> Run {
 }
 
 #[test]
+fn prometheus_flag_stands_in_for_a_missing_address() {
+    let exporter = Exporter::start(0.01);
+    let prom = Prometheus::start(Some(&exporter), None);
+    prom.wait_for(ERROR_RATIO);
+    let dir = tempfile::tempdir().unwrap();
+    let no_address = LIVE.replace("        address: \"{{args.prometheus}}\"\n", "");
+    let file = write(
+        dir.path(),
+        "t.yaml",
+        &no_address.replace("args: [{name: prometheus}]", "args: []"),
+    );
+
+    let r = analysis_run(&file, &[]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("spec.metrics[0].provider.prometheus.address: required"),
+        "{}",
+        r.stderr
+    );
+
+    let mut cmd = gantry();
+    cmd.args(["analysis", "run", "-f"])
+        .arg(&file)
+        .args(["--prometheus", &prom.url()]);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("verdict: Successful"), "{}", r.stdout);
+}
+
+#[test]
 fn live_error_ratio_passes_then_fails_when_errors_climb() {
     let exporter = Exporter::start(0.01);
     let prom = Prometheus::start(Some(&exporter), None);
-    let query =
-        r#"sum(rate(http_requests_total{code="500"}[5s])) / sum(rate(http_requests_total[5s]))"#;
+    let query = ERROR_RATIO;
     prom.wait_for(query);
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "t.yaml", LIVE);

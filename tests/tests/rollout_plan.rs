@@ -60,6 +60,28 @@ fn json_output_carries_the_same_plan() {
 }
 
 #[test]
+fn an_unrendered_base_plans_in_the_default_namespace() {
+    let base = repo().join("manifests/example/base");
+    let rollout = base.join("backend-rollout.yaml");
+    let template = base.join("backend-analysis.yaml");
+    let out = plan(
+        &[
+            "-f",
+            rollout.to_str().unwrap(),
+            "-f",
+            template.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(r#"namespace="default""#),
+        "as kubectl would apply it: {}",
+        out.stdout
+    );
+}
+
+#[test]
 fn templates_from_a_directory() {
     let scratch = tempfile::tempdir().unwrap();
     let base = repo().join("manifests/example/base");

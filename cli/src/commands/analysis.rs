@@ -63,8 +63,16 @@ fn run(opts: &RunArgs) -> Result<AnalysisPhase> {
     if kind.as_deref() != Some("AnalysisTemplate") {
         bail!("{path}: expected kind: AnalysisTemplate, found {kind:?}");
     }
-    let template: AnalysisTemplate = serde_yaml::from_str(&text)
+    let mut template: AnalysisTemplate = serde_yaml::from_str(&text)
         .with_context(|| format!("{path}: not a valid AnalysisTemplate"))?;
+    if let Some(address) = &opts.prometheus {
+        // Stands in for the template's address, which then need not be set.
+        for m in &mut template.spec.metrics {
+            if let Some(p) = &mut m.provider.prometheus {
+                p.address = address.clone();
+            }
+        }
+    }
     let name = template
         .metadata
         .name
@@ -78,13 +86,8 @@ fn run(opts: &RunArgs) -> Result<AnalysisPhase> {
         ..Default::default()
     };
     let templates = BTreeMap::from([(name, template.spec)]);
-    let mut metrics = analysis::resolve("--arg", &analysis, &templates, &ctx)
+    let metrics = analysis::resolve("--arg", &analysis, &templates, &ctx)
         .map_err(|errors| anyhow::anyhow!("{path}: {}", errors.join("\n  ")))?;
-    if let Some(address) = &opts.prometheus {
-        for m in &mut metrics {
-            m.prometheus.address = address.clone();
-        }
-    }
 
     let client = prometheus::Client::new().context("cannot create an HTTP client")?;
     let results = crate::runtime()?.block_on(futures::future::join_all(

@@ -99,8 +99,13 @@ fn read_file(path: &Path, objects: &mut Objects) -> Result<()> {
         }
         match kind {
             "Rollout" => {
-                let rollout: Rollout = serde_yaml::from_value(value)
+                let mut rollout: Rollout = serde_yaml::from_value(value)
                     .with_context(|| format!("{where_}: not a valid Rollout"))?;
+                // An un-rendered base has none; kubectl would apply it there.
+                rollout
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| "default".into());
                 objects.rollouts.push((where_, rollout));
             }
             "AnalysisTemplate" => {

@@ -217,17 +217,32 @@ fn template_args(
     for (i, arg) in spec.args.iter().enumerate() {
         let apath = format!("{tpath}: spec.args[{i}] ({})", arg.name);
         let source = given.iter().find(|g| g.name == arg.name).unwrap_or(arg);
-        match arg_value(source, ctx) {
-            Ok(Some(v)) => {
-                args.insert(arg.name.clone(), v);
+        let value = match arg_value(source, ctx) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                errors.push(format!(
+                    "{apath}: no value: give one in the Rollout's analysis args or a default in the template"
+                ));
+                placeholder(&arg.name)
             }
-            Ok(None) => errors.push(format!(
-                "{apath}: no value: give one in the Rollout's analysis args or a default in the template"
-            )),
-            Err(e) => errors.push(format!("{apath}: {e}")),
-        }
+            Err(e) => {
+                errors.push(format!("{apath}: {e}"));
+                placeholder(&arg.name)
+            }
+        };
+        args.insert(arg.name.clone(), value);
     }
     args
+}
+
+/// Stands in for an argument whose value is missing, so each use of it is
+/// not reported again as undeclared: the resolution fails on the one
+/// error already given, and the placeholder is never measured with.
+fn placeholder(name: &str) -> ArgValue {
+    ArgValue {
+        value: format!("<{name}>"),
+        secret: false,
+    }
 }
 
 fn arg_value(arg: &AnalysisArg, ctx: &ArgContext) -> Result<Option<ArgValue>, String> {
@@ -484,7 +499,11 @@ fn prometheus_provider(
             "{mpath}.provider.prometheus.authentication: not supported by gantry (use headers)"
         ));
     }
-    if !(address.starts_with("http://") || address.starts_with("https://")) {
+    if address.is_empty() {
+        errors.push(format!(
+            "{mpath}.provider.prometheus.address: required (Prometheus' URL, e.g. http://prometheus.monitoring:9090)"
+        ));
+    } else if !(address.starts_with("http://") || address.starts_with("https://")) {
         errors.push(format!(
             "{mpath}.provider.prometheus.address: expected an http:// or https:// URL, got {address:?}"
         ));
@@ -889,6 +908,7 @@ pub fn due<'m>(run: &AnalysisRunStatus, metrics: &'m [Metric], now: Timestamp) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{FieldRef, ValueFrom};
 
     fn metric(success: Option<&str>, failure: Option<&str>) -> Metric {
         Metric {
@@ -918,6 +938,73 @@ mod tests {
 
     use AnalysisPhase::*;
     use QueryValue::*;
+
+    fn template_spec(yaml: &str) -> AnalysisTemplateSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_missing_argument_is_reported_once_not_at_each_use() {
+        let spec = template_spec(
+            "args: [{name: namespace}]\n\
+             metrics:\n\
+             - name: errors\n  \
+               successCondition: result[0] < 1\n  \
+               provider:\n    \
+                 prometheus:\n      \
+                   address: http://prometheus.{{args.namespace}}:9090\n      \
+                   query: up{namespace=\"{{args.namespace}}\"} + on() up{ns=\"{{ args.namespace }}\"}\n",
+        );
+        let templates = BTreeMap::from([("t".to_string(), spec)]);
+        let mut analysis = literal_analysis("t", &[]);
+        analysis.args.push(AnalysisArg {
+            name: "namespace".into(),
+            value: None,
+            value_from: Some(ValueFrom {
+                field_ref: Some(FieldRef {
+                    field_path: "metadata.namespace".into(),
+                }),
+                ..Default::default()
+            }),
+        });
+        let no_namespace = ObjectMeta::default();
+        let ctx = ArgContext {
+            rollout: Some(&no_namespace),
+            ..Default::default()
+        };
+        let errors = resolve("analysis", &analysis, &templates, &ctx).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains("spec.args[0] (namespace)"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[0].contains("\"metadata.namespace\" is not set"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn a_prometheus_without_address_is_told_it_is_required() {
+        let spec =
+            template_spec("metrics:\n- name: errors\n  provider: {prometheus: {query: up}}\n");
+        let templates = BTreeMap::from([("t".to_string(), spec)]);
+        let errors = resolve(
+            "analysis",
+            &literal_analysis("t", &[]),
+            &templates,
+            &ArgContext::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains("spec.metrics[0].provider.prometheus.address: required"),
+            "{}",
+            errors[0]
+        );
+    }
 
     #[test]
     fn argo_condition_forms() {

@@ -656,7 +656,9 @@ pub struct MetricProvider {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusMetric {
-    /// e.g. `http://prometheus.monitoring:9090`
+    /// e.g. `http://prometheus.monitoring:9090` (required; `gantry analysis
+    /// run --prometheus` may stand in for it).
+    #[serde(default)]
     pub address: String,
     /// PromQL; `{{args.NAME}}` is replaced by the argument's value.
     pub query: String,
