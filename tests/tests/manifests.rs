@@ -50,6 +50,12 @@ fn kustomizations() -> Vec<PathBuf> {
         .into_iter()
         .map(|e| e.unwrap().into_path())
         .filter(|p| p.file_name().is_some_and(|n| n == "kustomization.yaml"))
+        // A Component renders only inside a kustomization that uses it.
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap()
+                .contains("\nkind: Component")
+        })
         .map(|p| p.parent().unwrap().to_path_buf())
         .collect();
     dirs.sort();
@@ -488,6 +494,42 @@ fn operations_objects_are_in_place() {
     let backup = render(&repo().join("manifests/example/backup"));
     let schedule = find(&backup, "Schedule", "webapp-daily");
     assert_eq!(schedule["metadata"]["namespace"], "velero");
+}
+
+#[test]
+fn argo_cd_gets_the_generated_health_checks_and_actions_and_keeps_its_own_keys() {
+    let expected: BTreeMap<String, String> = rollout_core::argocd::customizations();
+    let example = render(&repo().join("manifests/example/argocd"));
+    let cm = find(&example, "ConfigMap", "argocd-cm");
+    assert_eq!(cm["metadata"]["namespace"], "argocd");
+    assert_eq!(
+        serde_json::from_value::<BTreeMap<String, String>>(cm["data"].clone()).unwrap(),
+        expected
+    );
+
+    // An Argo CD installed with kustomize: its argocd-cm keeps its keys.
+    // kustomize takes components by relative path only: three levels down.
+    let scratch = repo().join("target/kustomize-scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let install = tempfile::tempdir_in(&scratch).unwrap();
+    std::fs::write(
+        install.path().join("argocd-cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: argocd-cm, namespace: argocd}\n\
+         data: {url: https://argocd.example.com, resource.exclusions: '[]'}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        install.path().join("kustomization.yaml"),
+        "resources: [argocd-cm.yaml]\ncomponents: [../../../manifests/argocd]\n",
+    )
+    .unwrap();
+    let rendered = render(install.path());
+    let data = &find(&rendered, "ConfigMap", "argocd-cm")["data"];
+    assert_eq!(data["url"], "https://argocd.example.com");
+    assert_eq!(data["resource.exclusions"], "[]");
+    for (key, value) in &expected {
+        assert_eq!(data[key], value.as_str(), "{key}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 
 pub mod alb;
 pub mod analysis;
+pub mod argocd;
 pub mod decide;
 pub mod error_chain;
 pub mod hash;

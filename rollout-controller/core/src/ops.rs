@@ -30,8 +30,98 @@ pub struct Patches {
     pub status: Option<Value>,
 }
 
+/// A field an operation writes: `spec.<field>` or `status.<field>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Spec,
+    Status,
+}
+
+/// The value written; `Null` removes the field (merge-patch semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Null,
+    Bool(bool),
+    /// The operation's time (RFC 3339, UTC).
+    Now,
+}
+
+/// One field an operation sets. The single definition of what each
+/// operation writes: `patches` builds `gantry rollout`'s merge patches
+/// from it, and the Argo CD actions are generated from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edit {
+    pub part: Part,
+    pub field: &'static str,
+    pub value: Written,
+    /// Only written when `spec.paused` is true (promoting also unpauses).
+    pub only_if_paused: bool,
+}
+
+const fn edit(part: Part, field: &'static str, value: Written) -> Edit {
+    Edit {
+        part,
+        field,
+        value,
+        only_if_paused: false,
+    }
+}
+
+const UNPAUSE: Edit = Edit {
+    only_if_paused: true,
+    ..edit(Part::Spec, "paused", Written::Bool(false))
+};
+
+/// What `op` writes when it makes sense.
+pub fn edits(op: Op) -> Vec<Edit> {
+    use Part::*;
+    use Written::*;
+    match op {
+        Op::Promote { full: true } => vec![
+            edit(Status, "promoteFull", Bool(true)),
+            edit(Status, "pauseConditions", Null),
+            UNPAUSE,
+        ],
+        Op::Promote { full: false } => vec![edit(Status, "pauseConditions", Null), UNPAUSE],
+        Op::Abort => vec![edit(Status, "abort", Bool(true))],
+        Op::Retry => vec![edit(Status, "abort", Bool(false))],
+        Op::Pause => vec![edit(Spec, "paused", Bool(true))],
+        Op::Resume => vec![edit(Spec, "paused", Bool(false))],
+        Op::Restart { .. } => vec![edit(Spec, "restartAt", Now)],
+    }
+}
+
 /// The patches for `op`, or why it makes no sense now.
 pub fn patches(op: Op, rollout: &Rollout) -> Result<Patches, String> {
+    if let Some(why) = refusal(op, rollout) {
+        return Err(why);
+    }
+    let now = match op {
+        Op::Restart { at } => at,
+        _ => k8s_openapi::jiff::Timestamp::now(),
+    };
+    let spec_paused = rollout.spec.paused == Some(true);
+    let mut patches = Patches::default();
+    for e in edits(op) {
+        if e.only_if_paused && !spec_paused {
+            continue;
+        }
+        let value = match e.value {
+            Written::Null => Value::Null,
+            Written::Bool(b) => Value::Bool(b),
+            Written::Now => Value::String(now.to_string()),
+        };
+        let (patch, key) = match e.part {
+            Part::Spec => (&mut patches.spec, "spec"),
+            Part::Status => (&mut patches.status, "status"),
+        };
+        patch.get_or_insert_with(|| json!({ key: {} }))[key][e.field] = value;
+    }
+    Ok(patches)
+}
+
+/// Why `op` makes no sense for the Rollout now, if it does not.
+fn refusal(op: Op, rollout: &Rollout) -> Option<String> {
     let name = rollout.metadata.name.as_deref().unwrap_or("the rollout");
     let status = rollout.status.clone().unwrap_or_default();
     let spec_paused = rollout.spec.paused == Some(true);
@@ -40,63 +130,39 @@ pub fn patches(op: Op, rollout: &Rollout) -> Result<Patches, String> {
     let in_progress =
         status.current_pod_hash.is_some() && status.current_pod_hash != status.stable_rs;
     let retry_hint = format!("`gantry rollout retry {name}` starts the canary again");
-    match op {
-        Op::Promote { .. } if status.abort => Err(format!("{name} is aborted: {retry_hint}")),
-        Op::Promote { full: true } if in_progress => Ok(Patches {
-            status: Some(json!({"status": {"promoteFull": true, "pauseConditions": null}})),
-            spec: spec_paused.then(|| json!({"spec": {"paused": false}})),
-        }),
-        Op::Promote { full: false } if waiting => Ok(Patches {
-            status: Some(json!({"status": {"pauseConditions": null}})),
-            spec: spec_paused.then(|| json!({"spec": {"paused": false}})),
-        }),
-        Op::Promote { full: false } if in_progress => Err(format!(
+    Some(match op {
+        Op::Promote { .. } if status.abort => format!("{name} is aborted: {retry_hint}"),
+        Op::Promote { full: true } if in_progress => return None,
+        Op::Promote { full: false } if waiting => return None,
+        Op::Promote { full: false } if in_progress => format!(
             "{name} is not waiting at a pause ({}): `--full` skips the remaining steps",
             at(&status)
-        )),
-        Op::Promote { .. } => Err(format!(
+        ),
+        Op::Promote { .. } => format!(
             "{name} has no canary in progress ({}): nothing to promote",
             at(&status)
-        )),
-        Op::Abort if status.abort => Err(format!("{name} is already aborted: {retry_hint}")),
-        Op::Abort if in_progress => Ok(Patches {
-            status: Some(json!({"status": {"abort": true}})),
-            spec: None,
-        }),
-        Op::Abort => Err(format!(
+        ),
+        Op::Abort if status.abort => format!("{name} is already aborted: {retry_hint}"),
+        Op::Abort if in_progress => return None,
+        Op::Abort => format!(
             "{name} has no canary in progress ({}): nothing to abort",
             at(&status)
-        )),
-        Op::Retry if status.abort => Ok(Patches {
-            status: Some(json!({"status": {"abort": false}})),
-            spec: None,
-        }),
-        Op::Retry => Err(format!(
-            "{name} is not aborted ({}): nothing to retry",
-            at(&status)
-        )),
-        Op::Pause if spec_paused => Err(format!("{name} is already paused (spec.paused)")),
-        Op::Pause => Ok(Patches {
-            spec: Some(json!({"spec": {"paused": true}})),
-            status: None,
-        }),
-        Op::Resume if spec_paused => Ok(Patches {
-            spec: Some(json!({"spec": {"paused": false}})),
-            status: None,
-        }),
-        Op::Resume if waiting => Err(format!(
+        ),
+        Op::Retry if status.abort => return None,
+        Op::Retry => format!("{name} is not aborted ({}): nothing to retry", at(&status)),
+        Op::Pause if spec_paused => format!("{name} is already paused (spec.paused)"),
+        Op::Pause => return None,
+        Op::Resume if spec_paused => return None,
+        Op::Resume if waiting => format!(
             "{name} waits at a pause step, not spec.paused: `gantry rollout promote {name}` continues it"
-        )),
-        Op::Resume => Err(format!("{name} is not paused")),
-        Op::Restart { .. } if restart_pending(rollout) => Err(format!(
+        ),
+        Op::Resume => format!("{name} is not paused"),
+        Op::Restart { .. } if restart_pending(rollout) => format!(
             "{name} is still restarting the pods from before {}",
             rollout.spec.restart_at.as_deref().unwrap_or_default()
-        )),
-        Op::Restart { at } => Ok(Patches {
-            spec: Some(json!({"spec": {"restartAt": at.to_string()}})),
-            status: None,
-        }),
-    }
+        ),
+        Op::Restart { .. } => return None,
+    })
 }
 
 /// The controller's own test; an unparsable restartAt is not pending (the
