@@ -14,6 +14,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rollout_core::argocd;
 use rollout_core::ops::{self, Op, State};
 use rollout_core::simulate::Simulation;
+use rollout_core::status_patch::merge_diff;
 use rollout_core::types::{AnalysisPhase, Phase, Rollout};
 use serde_json::{Value, json};
 
@@ -226,26 +227,6 @@ fn as_lua_returns(value: &Value) -> Value {
                 .collect(),
         ),
         other => other.clone(),
-    }
-}
-
-/// The merge patch that turns `before` into `after` (keys removed → null).
-fn merge_diff(before: &Value, after: &Value) -> Option<Value> {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            let mut diff = serde_json::Map::new();
-            for (k, v) in a {
-                if let Some(d) = merge_diff(b.get(k).unwrap_or(&Value::Null), v) {
-                    diff.insert(k.clone(), d);
-                }
-            }
-            for k in b.keys().filter(|k| !a.contains_key(*k)) {
-                diff.insert(k.clone(), Value::Null);
-            }
-            (!diff.is_empty()).then_some(Value::Object(diff))
-        }
-        (b, a) if b == a => None,
-        (_, a) => Some(a.clone()),
     }
 }
 
