@@ -2,7 +2,8 @@
 //! kube glue around the pure `rollout-core`. `reconcile` observes a
 //! Rollout's world, asks `rollout_core::decide`, applies what it says;
 //! `cache` holds the trimmed watch caches it reads, `references` which
-//! Rollouts name which objects; `run` wires the controller, `client` (the
+//! Rollouts name which objects; `replica_sets` what is written to
+//! ReplicaSets and their pods; `run` wires the controller, `client` (the
 //! rate-limited API client), `leader` (Lease election), `metrics`,
 //! `server` (health and metrics endpoints), `events`; `elbv2` is the AWS
 //! client.
@@ -16,5 +17,6 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod references;
+pub mod replica_sets;
 pub mod run;
 pub mod server;

@@ -6,20 +6,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::cache::{CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
 use crate::metrics::Metrics;
+use crate::replica_sets::{move_pod_metadata, new_replica_set, recorded_metadata};
 use rollout_core::alb::{self, ForwardWeights};
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::decide::{Action, decide, pending_restart};
@@ -131,7 +132,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     ctx.metrics.observe_decide(own);
     for action in &decision.actions {
         tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
-        execute(rollout, plan, &ns, action, ctx).await?;
+        execute(rollout, plan, &world, action, ctx).await?;
     }
     if let Some(patch) = status_patch(rollout.status.as_ref(), &decision.status) {
         let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
@@ -236,9 +237,18 @@ pub async fn observe(
                 annotations: i.metadata.annotations.clone().unwrap_or_default(),
             })
         });
+    let workload = plan
+        .and_then(|p| p.workload.as_ref())
+        .and_then(|w| caches.deployment(ns, &w.deployment))
+        .map(|d| d.view())
+        .transpose()?;
     let pods = match plan {
         Some(p) if pending_restart(p.restart_at, rollout.status.as_ref()).is_some() => {
-            list_pods(rollout, ns, &ctx.client).await?
+            let selector = match &workload {
+                Some(w) if rollout.spec.selector == Default::default() => &w.selector,
+                _ => &rollout.spec.selector,
+            };
+            list_pods(selector, ns, &ctx.client).await?
         }
         // Pods only matter while a restart is pending: no pod list otherwise.
         _ => Vec::new(),
@@ -261,12 +271,17 @@ pub async fn observe(
         templates,
         measurements: Vec::new(),
         alb: None,
+        workload,
     })
 }
 
 /// The pods of the Rollout's ReplicaSets, for a restart.
-async fn list_pods(rollout: &Rollout, ns: &str, client: &Client) -> Result<Vec<PodView>, Error> {
-    let selector = rollout_core::hash::selector_string(&rollout.spec.selector).unwrap_or_default();
+async fn list_pods(
+    selector: &LabelSelector,
+    ns: &str,
+    client: &Client,
+) -> Result<Vec<PodView>, Error> {
+    let selector = rollout_core::hash::selector_string(selector).unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     Ok(api
         .list(&ListParams::default().labels(&selector))
@@ -429,22 +444,33 @@ fn replica_set_view(rs: &CachedReplicaSet) -> Option<ReplicaSetView> {
             .get(SCALE_DOWN_AT)
             .and_then(|t| t.parse().ok()),
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        pod_metadata: recorded_metadata(rs.annotations()),
     })
 }
 
 async fn execute(
     rollout: &Rollout,
     plan: Option<&Plan>,
-    ns: &str,
+    world: &World,
     action: &Action,
     ctx: &Context,
 ) -> Result<(), Error> {
     let client = &ctx.client;
+    let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
+    let ns = ns.as_str();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::default();
+    let selector = world.selector(&rollout.spec);
     match action {
-        Action::CreateReplicaSet { hash, replicas } => {
-            let rs = new_replica_set(rollout, hash, *replicas);
+        Action::CreateReplicaSet {
+            hash,
+            replicas,
+            pod_metadata,
+        } => {
+            let template = world
+                .pod_template(&rollout.spec)
+                .expect("decided with the pod template observed");
+            let rs = new_replica_set(rollout, template, selector, hash, *replicas, pod_metadata);
             match replica_sets.create(&PostParams::default(), &rs).await {
                 Err(kube::Error::Api(e)) if e.code == 409 => {} // created by an earlier attempt
                 other => {
@@ -490,6 +516,15 @@ async fn execute(
                 .patch(ingress, &params, &Patch::Merge(patch))
                 .await?;
         }
+        Action::SetPodMetadata {
+            name,
+            hash,
+            from,
+            to,
+        } => move_pod_metadata(client, rollout, selector, ns, (name, hash), (from, to)).await?,
+        Action::ScaleDeployment { name, replicas } => {
+            scale_deployment(client, ns, name, *replicas).await?
+        }
         Action::EvictPod { name } => evict_pod(client, ns, name).await?,
         Action::SetAlbWeights { canary_weight } => {
             let direct = plan
@@ -518,6 +553,23 @@ pub async fn evict_pod(client: &Client, ns: &str, name: &str) -> Result<(), Erro
     }
 }
 
+/// `workloadRef.scaleDown`: the Deployment's replicas. A GitOps tool that
+/// syncs the Deployment should ignore `spec.replicas` (Argo CD's
+/// ignoreDifferences), as with Argo Rollouts.
+pub async fn scale_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<(), Error> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let patch = json!({ "spec": { "replicas": replicas } });
+    deployments
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(())
+}
+
 /// A pod of one of the Rollout's ReplicaSets, for restarts.
 fn pod_view(pod: Pod) -> Option<PodView> {
     Some(PodView {
@@ -526,41 +578,4 @@ fn pod_view(pod: Pod) -> Option<PodView> {
         terminating: pod.metadata.deletion_timestamp.is_some(),
         name: pod.metadata.name?,
     })
-}
-
-/// `<rollout>-<hash>`: the template plus the hash label on the ReplicaSet,
-/// its selector and its pods; owned by the Rollout for garbage collection.
-pub fn new_replica_set(rollout: &Rollout, hash: &str, replicas: i32) -> ReplicaSet {
-    let mut template = rollout.spec.template.clone();
-    let mut labels: BTreeMap<String, String> = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(POD_TEMPLATE_HASH.into(), hash.into());
-    template
-        .metadata
-        .get_or_insert_with(Default::default)
-        .labels = Some(labels.clone());
-    let mut selector: LabelSelector = rollout.spec.selector.clone();
-    selector
-        .match_labels
-        .get_or_insert_with(Default::default)
-        .insert(POD_TEMPLATE_HASH.into(), hash.into());
-    ReplicaSet {
-        metadata: ObjectMeta {
-            name: Some(format!("{}-{hash}", rollout.name_any())),
-            namespace: rollout.namespace(),
-            labels: Some(labels),
-            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
-        spec: Some(ReplicaSetSpec {
-            replicas: Some(replicas),
-            selector,
-            template: Some(template),
-            min_ready_seconds: rollout.spec.min_ready_seconds,
-        }),
-        status: None,
-    }
 }

@@ -1,4 +1,5 @@
-//! Which Rollouts name a Service, an Ingress or an AnalysisTemplate, kept
+//! Which Rollouts name a Service, an Ingress, an AnalysisTemplate or a
+//! Deployment, kept
 //! from the Rollout watch: a change to one of those objects wakes exactly
 //! its Rollouts, in constant time, instead of a scan (and a validation) of
 //! every Rollout per event — which at 10,000 Rollouts would cost more than
@@ -21,6 +22,7 @@ pub enum Kind {
     Service,
     Ingress,
     AnalysisTemplate,
+    Deployment,
 }
 
 type Target = (Kind, String, String);
@@ -98,6 +100,9 @@ fn targets(rollout: &Rollout) -> Vec<Target> {
     ];
     if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
         targets.push((Kind::Ingress, ns.clone(), alb.ingress.clone()));
+    }
+    if let Some(w) = &plan.workload {
+        targets.push((Kind::Deployment, ns.clone(), w.deployment.clone()));
     }
     for (_, _, analysis) in plan.analyses() {
         for t in &analysis.templates {

@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{self, CachedIngress, CachedReplicaSet, CachedRollout, CachedService, Writers};
+use crate::cache::{
+    self, CachedDeployment, CachedIngress, CachedReplicaSet, CachedRollout, CachedService, Writers,
+};
 use crate::client::Limits;
 use crate::elbv2::Elbv2;
 use crate::leader::Elector;
@@ -255,8 +257,17 @@ async fn control(
         .reflect(writers.templates)
         .touched_objects();
 
-    let (by_service, by_ingress, by_template) =
-        (references.clone(), references.clone(), references);
+    let deployments = watcher(scoped::<CachedDeployment>(&client, ns), list_in_pages())
+        .default_backoff()
+        .reflect(writers.deployments)
+        .touched_objects();
+
+    let (by_service, by_ingress, by_template, by_deployment) = (
+        references.clone(),
+        references.clone(),
+        references.clone(),
+        references,
+    );
     Controller::for_stream(rollouts, store)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .owns_stream(replica_sets)
@@ -277,6 +288,10 @@ async fn control(
         .watches_stream(templates, move |t: AnalysisTemplate| {
             let ns = t.namespace().unwrap_or_default();
             by_template.of(Kind::AnalysisTemplate, &ns, &t.name_any())
+        })
+        .watches_stream(deployments, move |d: CachedDeployment| {
+            let ns = d.namespace().unwrap_or_default();
+            by_deployment.of(Kind::Deployment, &ns, &d.name_any())
         })
         .reconcile_all_on(trigger_rx)
         .graceful_shutdown_on(stop.cancelled_owned())

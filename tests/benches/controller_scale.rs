@@ -36,7 +36,7 @@ use kube::runtime::watcher;
 use rollout_controller::cache::{
     self, CachedIngress, CachedReplicaSet, CachedRollout, CachedService,
 };
-use rollout_controller::reconcile::new_replica_set;
+use rollout_controller::replica_sets::new_replica_set;
 use rollout_core::hash::pod_template_hash;
 use rollout_core::types::Rollout;
 use serde_json::{Value, json};
@@ -103,7 +103,16 @@ fn object_memory() {
         ..Default::default()
     });
     let sample: Rollout = serde_json::from_value(api.create(ROLLOUTS, rollout(0))).unwrap();
-    let rs = new_replica_set(&sample, &pod_template_hash(&sample.spec.template), 3);
+    let spec = &sample.spec;
+    let hash = pod_template_hash(&spec.template);
+    let rs = new_replica_set(
+        &sample,
+        &spec.template,
+        &spec.selector,
+        &hash,
+        3,
+        &Default::default(),
+    );
     let rs = api.create(
         "apis/apps/v1/replicasets",
         serde_json::to_value(rs).unwrap(),

@@ -28,6 +28,7 @@ use crate::kube_mock::{self, ApiHandle};
 
 pub const NAMESPACE: &str = "shop";
 const RS_CREATE: &str = "/apis/apps/v1/namespaces/shop/replicasets?";
+const RS_AAA_PATCH: &str = "/apis/apps/v1/namespaces/shop/replicasets/backend-aaa?";
 const INGRESS_PATCH: &str = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/shop?";
 const STATUS_PATCH: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?";
 const ROLLOUT_PATCH: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend?";
@@ -57,6 +58,13 @@ pub enum Scenario {
     /// terminating; pods are not cached) and an eviction is refused by a
     /// PodDisruptionBudget.
     RestartEvictionRefused,
+    /// A ReplicaSet moves from canary to stable role metadata: its
+    /// template, then each pod it runs (one of them gone meanwhile).
+    RoleMetadataMoved,
+    /// A `workloadRef` Rollout's first reconcile: the ReplicaSet created
+    /// from the Deployment's template (read from the cache), weights,
+    /// status, Event; then the Deployment scaled down.
+    WorkloadFirstReconcile(Rollout),
     /// Four lease acquisitions: none exists (created), held fresh by
     /// another replica (kept out), held but expired (taken over), taken
     /// over by another replica first (409).
@@ -202,6 +210,7 @@ impl Cached {
                 "Service" => apply(&mut writers.services, object, cache::trim_service),
                 "Ingress" => apply(&mut writers.ingresses, object, cache::trim_ingress),
                 "AnalysisTemplate" => apply(&mut writers.templates, object, cache::trim_template),
+                "Deployment" => apply(&mut writers.deployments, object, |_| {}),
                 other => panic!("no cache for kind {other:?}"),
             }
         }
@@ -245,6 +254,10 @@ impl ApiServerVerifier {
                 Scenario::Cleanup => self.cleanup().await,
                 Scenario::CleanupWithoutIngress => self.finalizer_removed().await,
                 Scenario::RestartEvictionRefused => self.restart_eviction_refused().await,
+                Scenario::RoleMetadataMoved => self.role_metadata_moved().await,
+                Scenario::WorkloadFirstReconcile(rollout) => {
+                    self.workload_first_reconcile(rollout).await
+                }
                 Scenario::LeaseContests => self.lease_contests().await,
             }
             .sent
@@ -306,6 +319,50 @@ impl ApiServerVerifier {
         self
     }
 
+    async fn role_metadata_moved(mut self) -> Self {
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "metadata": {"name": "backend-aaa", "namespace": NAMESPACE}});
+        self.answer(Method::PATCH, RS_AAA_PATCH, 200, rs).await;
+        let pod = |name: &str| json!({"metadata": {"name": name, "labels": {"app": "backend", "rollouts-pod-template-hash": "aaa"}}});
+        let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+                          "items": [pod("backend-aaa-1"), pod("backend-aaa-2")]});
+        let listed = "/api/v1/namespaces/shop/pods?&labelSelector=app%3Dbackend%2Crollouts-pod-template-hash%3Daaa";
+        self.answer(Method::GET, listed, 200, pods).await;
+        self.answer(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/pods/backend-aaa-1?",
+            200,
+            pod("backend-aaa-1"),
+        )
+        .await;
+        let gone = status_error(404, "NotFound", "pods \"backend-aaa-2\" not found");
+        self.answer(
+            Method::PATCH,
+            "/api/v1/namespaces/shop/pods/backend-aaa-2?",
+            404,
+            gone,
+        )
+        .await;
+        self
+    }
+
+    async fn workload_first_reconcile(mut self, rollout: Rollout) -> Self {
+        self.echo(Method::POST, RS_CREATE, 201).await;
+        self.answer(Method::PATCH, INGRESS_PATCH, 200, ingress_with(json!({})))
+            .await;
+        let answer = serde_json::to_value(rollout).unwrap();
+        self.answer(Method::PATCH, STATUS_PATCH, 200, answer).await;
+        self.echo(Method::POST, EVENTS, 201).await;
+        self.answer(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/shop/deployments/backend?",
+            200,
+            deployment(),
+        )
+        .await;
+        self
+    }
+
     async fn lease_contests(mut self) -> Self {
         let put = format!("{LEASE}?");
         let fresh = lease("other", "2026-01-01T00:00:50.000000Z");
@@ -357,6 +414,8 @@ pub trait TestRollout {
     fn deleting(self) -> Self;
     /// Weights on a listener rule through the ELBv2 API, no Ingress.
     fn direct(self) -> Self;
+    /// The pod template from Deployment `backend` (`workloadRef`).
+    fn referencing_deployment(self, scale_down: &str) -> Self;
     /// With this status (JSON as the API server stores it).
     fn with_status(self, status: Value) -> Self;
     /// With a restart requested at this time.
@@ -419,6 +478,16 @@ impl TestRollout for Rollout {
         Arc::new(CachedRollout::new(self).expect("a Rollout serialises"))
     }
 
+    fn referencing_deployment(mut self, scale_down: &str) -> Rollout {
+        self.spec.template = Default::default();
+        self.spec.workload_ref = Some(
+            serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                                          "name": "backend", "scaleDown": scale_down}))
+            .unwrap(),
+        );
+        self
+    }
+
     fn with_status(mut self, status: Value) -> Rollout {
         self.status = Some(serde_json::from_value(status).expect("a valid RolloutStatus"));
         self
@@ -433,6 +502,16 @@ impl TestRollout for Rollout {
 pub fn service(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
            "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}})
+}
+
+/// Deployment `backend` (2 replicas, image `backend:1`), as a
+/// `workloadRef` finds it.
+pub fn deployment() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "backend", "namespace": NAMESPACE, "uid": "dep-1"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "backend"}},
+                    "template": {"metadata": {"labels": {"app": "backend"}},
+                                 "spec": {"containers": [{"name": "api", "image": "backend:from-deployment"}]}}}})
 }
 
 pub fn ingress_with(annotations: Value) -> Value {

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_tests::fixtures::{
-    ACTION, Cached, Scenario, TestRollout as _, mock_api, test_context, timeout_after_1s,
+    ACTION, Cached, Scenario, TestRollout as _, deployment, ingress_with, mock_api, service,
+    test_context, timeout_after_1s,
 };
 use gantry_tests::kube_fake;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use rollout_controller::leader::Elector;
-use rollout_controller::reconcile::{evict_pod, observe, reconcile};
+use rollout_controller::reconcile::{evict_pod, observe, reconcile, scale_deployment};
+use rollout_controller::replica_sets::move_pod_metadata;
 use rollout_core::types::Rollout;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -25,7 +27,8 @@ async fn first_reconcile_creates_the_replica_set_and_sets_weights() {
     let rollout = Rollout::test();
     let server = api.run(Scenario::FirstReconcile(rollout.clone()));
     let action = reconcile(rollout.cached(), ctx).await.unwrap();
-    assert_eq!(action, Action::await_change());
+    // Looked at again when the progress deadline (Argo's default 600s) runs out.
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(600)));
     let sent = timeout_after_1s(server).await;
 
     // The first ReplicaSet: hash label on it, its selector and its pods; owned by the Rollout.
@@ -194,6 +197,97 @@ async fn pods_are_read_only_while_a_restart_is_pending_and_evicted_politely() {
         "/api/v1/namespaces/shop/pods/backend-aaa-1/eviction?",
     );
     assert_eq!(eviction["metadata"]["name"], "backend-aaa-1");
+}
+
+#[tokio::test]
+async fn a_workload_ref_rollout_runs_its_deployments_template_with_role_metadata() {
+    let mut objects = vec![deployment()];
+    objects.extend([
+        service("backend-service"),
+        service("backend-service-canary"),
+        ingress_with(json!({})),
+    ]);
+    let (ctx, api) = test_context(true, Cached::of(objects));
+    let mut rollout = Rollout::test().referencing_deployment("progressively");
+    rollout
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .stable_metadata =
+        Some(serde_json::from_value(json!({"labels": {"role": "stable"}})).unwrap());
+    let plan = rollout_core::validate::validate(&rollout.spec).unwrap();
+    let server = api.run(Scenario::WorkloadFirstReconcile(rollout.clone()));
+    let world = observe(&rollout, Some(&plan), "shop", &ctx).await.unwrap();
+    assert_eq!(world.workload.as_ref().unwrap().replicas, 2);
+    reconcile(rollout.cached(), ctx.clone()).await.unwrap();
+    scale_deployment(&ctx.client, "shop", "backend", 1)
+        .await
+        .unwrap();
+    let sent = timeout_after_1s(server).await;
+
+    let rs = sent.replica_set();
+    let template = &rs["spec"]["template"];
+    assert_eq!(
+        template["spec"]["containers"][0]["image"],
+        "backend:from-deployment"
+    );
+    assert_eq!(template["metadata"]["labels"]["role"], "stable");
+    assert_eq!(
+        rs["metadata"]["labels"].get("role"),
+        None,
+        "role labels are on pods only"
+    );
+    assert_eq!(
+        rs["metadata"]["annotations"]["gantry.dev/pod-metadata"],
+        r#"{"labels":{"role":"stable"}}"#
+    );
+    assert_eq!(rs["spec"]["selector"]["matchLabels"]["app"], "backend");
+    let scaled = sent.body(
+        http::Method::PATCH,
+        "/apis/apps/v1/namespaces/shop/deployments/backend?",
+    );
+    assert_eq!(scaled, &json!({"spec": {"replicas": 1}}));
+}
+
+#[tokio::test]
+async fn role_metadata_moves_onto_the_template_and_the_running_pods() {
+    let (ctx, api) = test_context(true, Cached::standard());
+    let server = api.run(Scenario::RoleMetadataMoved);
+    let meta = |yaml: &str| serde_yaml::from_str(yaml).unwrap();
+    let (from, to) = (
+        meta("{labels: {role: canary, track: canary}, annotations: {dash: c}}"),
+        meta("{labels: {role: stable}}"),
+    );
+    let rollout = Rollout::test();
+    let selector = rollout.spec.selector.clone();
+    move_pod_metadata(
+        &ctx.client,
+        &rollout,
+        &selector,
+        "shop",
+        ("backend-aaa", "aaa"),
+        (&from, &to),
+    )
+    .await
+    .unwrap();
+    let sent = timeout_after_1s(server).await;
+    let rs = sent.body(
+        http::Method::PATCH,
+        "/apis/apps/v1/namespaces/shop/replicasets/backend-aaa?",
+    );
+    let moved = json!({"labels": {"role": "stable", "track": null}, "annotations": {"dash": null}});
+    assert_eq!(rs["spec"]["template"]["metadata"], moved);
+    assert_eq!(
+        rs["metadata"]["annotations"]["gantry.dev/pod-metadata"],
+        r#"{"labels":{"role":"stable"}}"#
+    );
+    let pod = sent.body(
+        http::Method::PATCH,
+        "/api/v1/namespaces/shop/pods/backend-aaa-1?",
+    );
+    assert_eq!(pod, &json!({"metadata": moved}));
 }
 
 /// Two replicas on one (fake, real-HTTP) API server: the leader stops and

@@ -1,4 +1,4 @@
-//! `gantry rollout …`: `plan` reads files (no cluster); `list`, `status`,
+//! `gantry rollout …`: `plan` and `convert` read files (no cluster); `list`, `status`,
 //! `get` read and watch the cluster; `promote`, `abort`, `retry`, `pause`,
 //! `resume`, `restart` send the patches of `rollout_core::ops`.
 
@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use rollout_core::ops::{Op, State};
 
-use crate::rollout::{cluster, plan};
+use crate::rollout::{cluster, convert, plan};
 
 /// Work with gantry.dev Rollouts.
 #[derive(Subcommand)]
@@ -24,6 +24,16 @@ pub enum Command {
     /// all traffic back on stable. Reads rendered streams too:
     /// `kubectl kustomize overlays/prod | gantry rollout plan -f -`.
     Plan(PlanArgs),
+
+    /// Convert Argo Rollouts manifests to gantry.dev ones.
+    ///
+    /// Reads argoproj.io/v1alpha1 Rollouts, AnalysisTemplates and
+    /// ClusterAnalysisTemplates (any other document passes through) and
+    /// prints the stream with only what must change edited, comments and
+    /// layout kept. Every field Gantry would drop or reject is listed on
+    /// stderr with its path and what to do instead; then nothing is printed
+    /// and the exit status is 2, unless --allow-unsupported.
+    Convert(ConvertArgs),
 
     /// List Rollouts with phase, step, canary weight and readiness.
     List {
@@ -116,6 +126,17 @@ pub struct PlanArgs {
     output: Output,
 }
 
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The manifests; `-` for stdin.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: PathBuf,
+
+    /// Print the converted manifests even when some fields do not carry over.
+    #[arg(long)]
+    allow_unsupported: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 pub enum Output {
     Text,
@@ -132,6 +153,7 @@ pub fn exec(command: Command) -> Result<ExitCode> {
             };
             print!("{}", plan::plans(&opts)?);
         }
+        Command::Convert(args) => return convert_files(&args),
         Command::List {
             namespace,
             all_namespaces,
@@ -176,6 +198,18 @@ pub fn exec(command: Command) -> Result<ExitCode> {
             },
         )?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert_files(args: &ConvertArgs) -> Result<ExitCode> {
+    let (text, origin) = plan::read_input(&args.file)?;
+    let converted = convert::convert(&text, &origin)?;
+    eprint!("{}", convert::report(&converted));
+    if !converted.unsupported.is_empty() && !args.allow_unsupported {
+        eprintln!("nothing printed: change the manifests, or pass --allow-unsupported");
+        return Ok(ExitCode::from(2));
+    }
+    print!("{}", converted.yaml);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -70,18 +70,23 @@ pub fn plans(opts: &Options) -> Result<String> {
     Ok(out)
 }
 
-fn read_file(path: &Path, objects: &mut Objects) -> Result<()> {
-    let (text, origin) = if path == Path::new("-") {
+/// A file's text (`-`: stdin) and how to name it in messages.
+pub fn read_input(path: &Path) -> Result<(String, String)> {
+    if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("cannot read stdin")?;
-        (text, "<stdin>".to_string())
+        Ok((text, "<stdin>".to_string()))
     } else {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        (text, path.display().to_string())
-    };
+        Ok((text, path.display().to_string()))
+    }
+}
+
+fn read_file(path: &Path, objects: &mut Objects) -> Result<()> {
+    let (text, origin) = read_input(path)?;
     for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let where_ = format!("{origin} (document {})", i + 1);
         let value =
@@ -185,7 +190,12 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
                 "consecutiveErrorLimit {}",
                 m.consecutive_error_limit
             ));
-            let _ = writeln!(out, "  {}: {}", m.name, limits.join(", "));
+            let dry_run = if m.dry_run {
+                " (dry run: recorded, never fails the gate)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {}: {}{dry_run}", m.name, limits.join(", "));
             if let Some(c) = &m.success_condition {
                 let _ = writeln!(out, "    success: {c}");
             }
@@ -197,6 +207,9 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
             }
         }
         let _ = writeln!(out);
+    }
+    for note in &t.notes {
+        let _ = writeln!(out, "{note}");
     }
     let manual = match t.manual_promotions {
         0 => String::new(),

@@ -14,9 +14,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use regex::Regex;
+
 use crate::types::{
     AnalysisArg, AnalysisPhase, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec,
-    Measurement, MetricResult, RolloutAnalysis, SecretKeyRef,
+    DryRun, Measurement, MetricResult, RolloutAnalysis, SecretKeyRef,
 };
 use crate::validate::{Plan, parse_duration};
 
@@ -47,6 +49,8 @@ pub struct Metric {
     pub failure_limit: i32,
     pub inconclusive_limit: i32,
     pub consecutive_error_limit: i32,
+    /// Measured and recorded, never failing the run (`dryRun`).
+    pub dry_run: bool,
     pub prometheus: Prometheus,
     /// The query with secret-backed arguments masked, for status and logs.
     pub display_query: String,
@@ -110,6 +114,7 @@ pub fn literal_analysis(template: &str, args: &[(String, String)]) -> RolloutAna
             })
             .collect(),
         starting_step: None,
+        dry_run: Vec::new(),
     }
 }
 
@@ -168,18 +173,20 @@ pub fn resolve(
             ));
         }
     }
+    let rollout_dry_run =
+        dry_run_patterns(&format!("{path}.dryRun"), &analysis.dry_run, &mut errors);
     let mut metrics: Vec<Metric> = Vec::new();
     for (name, spec) in found {
         let tpath = format!("AnalysisTemplate {name}");
         let args = template_args(&tpath, spec, &analysis.args, ctx, &mut errors);
-        for (field, set) in [
-            ("dryRun", spec.dry_run.is_some()),
-            ("measurementRetention", spec.measurement_retention.is_some()),
-        ] {
-            if set {
-                errors.push(format!("{tpath}: spec.{field} is not supported by gantry"));
-            }
+        if spec.measurement_retention.is_some() {
+            errors.push(format!(
+                "{tpath}: spec.measurementRetention is not supported by gantry (ten measurements are kept per metric)"
+            ));
         }
+        let mut dry_run =
+            dry_run_patterns(&format!("{tpath}: spec.dryRun"), &spec.dry_run, &mut errors);
+        dry_run.extend(rollout_dry_run.iter().cloned());
         if spec.metrics.is_empty() {
             errors.push(format!(
                 "{tpath}: spec.metrics: at least one metric is required"
@@ -187,7 +194,8 @@ pub fn resolve(
         }
         for (j, m) in spec.metrics.iter().enumerate() {
             let mpath = format!("{tpath}: spec.metrics[{j}]");
-            if let Some(metric) = resolve_metric(&mpath, m, &args, &mut errors) {
+            if let Some(mut metric) = resolve_metric(&mpath, m, &args, &mut errors) {
+                metric.dry_run = dry_run.iter().any(|re| re.is_match(&metric.name));
                 if metrics.iter().any(|o| o.name == metric.name) {
                     errors.push(format!(
                         "{mpath}.name: {:?} is used by another metric of this analysis",
@@ -203,6 +211,29 @@ pub fn resolve(
     } else {
         Err(errors)
     }
+}
+
+/// `dryRun[].metricName` as regular expressions matching a whole metric
+/// name (Argo's `.*` for every metric); a bad one is reported at its path.
+fn dry_run_patterns(path: &str, dry_run: &[DryRun], errors: &mut Vec<String>) -> Vec<Regex> {
+    dry_run
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            if d.metric_name.is_empty() {
+                errors.push(format!("{path}[{i}].metricName: required"));
+                return None;
+            }
+            Regex::new(&format!("^(?:{})$", d.metric_name))
+                .map_err(|e| {
+                    errors.push(format!(
+                        "{path}[{i}].metricName: not a regular expression: {}",
+                        one_line(&e.to_string())
+                    ))
+                })
+                .ok()
+        })
+        .collect()
 }
 
 /// The template's arguments with the Rollout's values applied.
@@ -447,6 +478,7 @@ fn resolve_metric(
         failure_limit: failure_limit.unwrap_or(DEFAULT_FAILURE_LIMIT),
         inconclusive_limit: inconclusive_limit.unwrap_or(DEFAULT_INCONCLUSIVE_LIMIT),
         consecutive_error_limit: consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
+        dry_run: false,
         prometheus,
         display_query,
     })
@@ -757,6 +789,7 @@ pub fn new_run(name: &str, hash: &str, metrics: &[Metric], now: Timestamp) -> An
             .map(|m| MetricResult {
                 name: m.name.clone(),
                 phase: AnalysisPhase::Pending,
+                dry_run: m.dry_run,
                 query: m.display_query.clone(),
                 ..Default::default()
             })
@@ -834,30 +867,37 @@ fn assess(r: &MetricResult, m: &Metric) -> (AnalysisPhase, Option<String>) {
 }
 
 /// A run's phase from its metrics: a failure or error ends it at once, an
-/// inconclusive metric asks a human, and it succeeds when all metrics have.
+/// inconclusive metric asks a human, and it succeeds when all metrics have
+/// completed. Dry-run metrics are measured to the end but only reported.
 pub fn assess_run(run: &mut AnalysisRunStatus) {
+    let (dry, judged): (Vec<&MetricResult>, Vec<&MetricResult>) =
+        run.metrics.iter().partition(|m| m.dry_run);
     let worst = [
         AnalysisPhase::Failed,
         AnalysisPhase::Error,
         AnalysisPhase::Inconclusive,
     ]
     .into_iter()
-    .find_map(|p| run.metrics.iter().find(|m| m.phase == p));
-    if let Some(m) = worst {
-        run.phase = m.phase;
-        run.message = Some(format!(
+    .find_map(|p| judged.iter().find(|m| m.phase == p));
+    let verdict = |m: &MetricResult| {
+        format!(
             "metric {:?} assessed {:?}: {}",
             m.name,
             m.phase,
             m.message.clone().unwrap_or_default()
-        ));
-    } else if run
-        .metrics
-        .iter()
-        .all(|m| m.phase == AnalysisPhase::Successful)
-    {
+        )
+    };
+    if let Some(m) = worst {
+        run.phase = m.phase;
+        run.message = Some(verdict(m));
+    } else if run.metrics.iter().all(|m| m.phase.completed()) {
         run.phase = AnalysisPhase::Successful;
-        run.message = None;
+        let missed: Vec<String> = dry
+            .iter()
+            .filter(|m| m.phase != AnalysisPhase::Successful)
+            .map(|m| verdict(m))
+            .collect();
+        run.message = (!missed.is_empty()).then(|| format!("dry run: {}", missed.join("; ")));
     } else {
         run.phase = AnalysisPhase::Running;
     }
@@ -921,6 +961,7 @@ mod tests {
             failure_limit: 0,
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
+            dry_run: false,
             prometheus: Prometheus {
                 address: "http://p".into(),
                 query: "q".into(),

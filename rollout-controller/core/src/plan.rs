@@ -12,10 +12,11 @@ use k8s_openapi::jiff::SignedDuration;
 use serde::Serialize;
 
 use crate::analysis::{self, ArgContext, Metric};
-use crate::decide::{INCONCLUSIVE_REASON, canary_replicas, weight_before};
+use crate::decide::{INCONCLUSIVE_REASON, canary_replicas, stable_replicas, weight_before};
 use crate::simulate::Simulation;
-use crate::types::{AnalysisPhase, AnalysisTemplateSpec, Phase, Rollout};
+use crate::types::{AnalysisPhase, AnalysisTemplateSpec, Phase, Rollout, WorkloadScaleDown};
 use crate::validate::{Plan, StepKind, validate};
+use crate::world::WorkloadView;
 
 /// Where the simulation gives up: a rollout that does not finish within a
 /// year of simulated time, or within this many reconciles, is stuck.
@@ -34,6 +35,9 @@ pub struct Timeline {
     pub min_duration_seconds: u64,
     /// Pauses that wait for `promote`.
     pub manual_promotions: usize,
+    /// What else shapes the rollout: the progress deadline, pod arithmetic,
+    /// role metadata, the Deployment the template comes from.
+    pub notes: Vec<String>,
 }
 
 /// The state right after a step completed.
@@ -76,6 +80,8 @@ pub struct GateMetric {
     pub failure_condition: Option<String>,
     pub failure_limit: i32,
     pub consecutive_error_limit: i32,
+    /// Measured and recorded, never failing the gate.
+    pub dry_run: bool,
 }
 
 /// The hash the simulated canary's pods get: any value different from the
@@ -121,7 +127,66 @@ pub fn plan(
         gates,
         min_duration_seconds: run.duration.as_secs(),
         manual_promotions: run.promotions,
+        notes: notes(&spec_plan),
     })
+}
+
+/// The settings besides the steps, as one line each.
+fn notes(plan: &Plan) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(w) = &plan.workload {
+        let scale_down = match w.scale_down {
+            WorkloadScaleDown::Never => "left as it is (scaleDown never)",
+            WorkloadScaleDown::OnSuccess => {
+                "scaled to 0 once the Rollout is Healthy (scaleDown onsuccess)"
+            }
+            WorkloadScaleDown::Progressively => {
+                "scaled down as the first ReplicaSet becomes available, back up if it fails (scaleDown progressively)"
+            }
+        };
+        notes.push(format!(
+            "Pod template from Deployment {} (workloadRef); its own pods are {scale_down}.",
+            w.deployment
+        ));
+    }
+    let deadline = human(plan.progress_deadline);
+    notes.push(if plan.progress_deadline_abort {
+        format!("Progress deadline {deadline}: an update without progress that long (pauses not counted) is Degraded and a canary aborted.")
+    } else {
+        format!("Progress deadline {deadline}: an update without progress that long (pauses not counted) is Degraded; it carries on if progress resumes.")
+    });
+    if plan.min_ready_seconds > 0 {
+        notes.push(format!(
+            "minReadySeconds {}: a pod counts as available that long after it is ready.",
+            plan.min_ready_seconds
+        ));
+    }
+    notes.push(match plan.alb {
+        None => format!(
+            "No traffic routing: the weight is the canary's share of the {} pods; moves keep at most {} extra and {} unavailable (maxSurge, maxUnavailable).",
+            plan.replicas, plan.max_surge, plan.max_unavailable
+        ),
+        Some(_) => "Traffic routing: the stable keeps all its pods until the canary is promoted (maxSurge/maxUnavailable do not apply).".into(),
+    });
+    for (role, m) in [
+        ("Canary", &plan.canary_metadata),
+        ("Stable", &plan.stable_metadata),
+    ] {
+        if !m.is_empty() {
+            let pairs: Vec<String> = m
+                .labels
+                .iter()
+                .map(|(k, v)| format!("label {k}={v}"))
+                .chain(
+                    m.annotations
+                        .iter()
+                        .map(|(k, v)| format!("annotation {k}={v}")),
+                )
+                .collect();
+            notes.push(format!("{role} pods carry {}.", pairs.join(", ")));
+        }
+    }
+    notes
 }
 
 fn gate_metric(m: &Metric) -> GateMetric {
@@ -136,6 +201,7 @@ fn gate_metric(m: &Metric) -> GateMetric {
         failure_condition: m.failure_condition.clone(),
         failure_limit: m.failure_limit,
         consecutive_error_limit: m.consecutive_error_limit,
+        dry_run: m.dry_run,
     }
 }
 
@@ -166,10 +232,20 @@ fn deployed(
     r.metadata.generation = Some(1);
     let mut sim = Simulation::new(r);
     sim.world.templates = templates.clone();
+    // A stand-in for the Deployment: the plan is about its template changing.
+    sim.world.workload = rollout.spec.workload_ref.as_ref().map(|w| WorkloadView {
+        name: w.name.clone(),
+        replicas: rollout.spec.replicas.unwrap_or(1),
+        selector: rollout.spec.selector.clone(),
+        template: Default::default(),
+    });
     sim.verdict = Some(AnalysisPhase::Successful);
     sim.settle()
         .ok_or_else(|| vec!["the first deploy does not settle".to_string()])?;
-    let template = &mut sim.rollout.spec.template;
+    let template = match sim.world.workload.as_mut() {
+        Some(deployment) => &mut deployment.template,
+        None => &mut sim.rollout.spec.template,
+    };
     template
         .metadata
         .get_or_insert_with(Default::default)
@@ -222,7 +298,7 @@ fn walk(sim: &mut Simulation, plan: &Plan, failing: Option<&str>) -> Result<Walk
                 completed_after_seconds: elapsed.as_secs(),
                 canary_weight: weight,
                 canary_replicas: canary_replicas(plan.replicas, weight),
-                stable_replicas: plan.replicas,
+                stable_replicas: stable_replicas(plan, weight),
                 waits_for_promote: matches!(plan.steps[completed], StepKind::Pause(None)),
             });
             completed += 1;

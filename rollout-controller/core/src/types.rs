@@ -6,6 +6,8 @@
 //! server, so that validation can reject them by name instead of silently
 //! ignoring them.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -64,7 +66,11 @@ pub struct RolloutSpec {
     /// Desired pods (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+    /// Required unless `workloadRef` names a Deployment (whose selector is used).
+    #[serde(default)]
     pub selector: LabelSelector,
+    /// Required unless `workloadRef` names a Deployment (whose template is used).
+    #[serde(default)]
     pub template: PodTemplateSpec,
     /// Old ReplicaSets kept for rollback (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,19 +79,67 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
     pub strategy: Strategy,
-    /// Argo fields gantry does not support; rejected by name when set.
+    /// Take the pod template (and selector) from this Deployment instead of
+    /// `template` (Argo's migration path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub workload_ref: Option<Value>,
+    pub workload_ref: Option<WorkloadRef>,
+    /// Seconds a new pod must be ready before it counts as available (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ready_seconds: Option<i32>,
+    /// Seconds without progress after which an update is Degraded (default 600;
+    /// not counted while paused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_seconds: Option<i32>,
+    /// Abort the canary when the progress deadline is exceeded (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_abort: Option<bool>,
     /// Pods created before this time (RFC 3339) are restarted, one at a
     /// time, each only while every other pod is available (`gantry rollout
     /// restart`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<String>,
+}
+
+/// `spec.workloadRef`: the Deployment whose pod template the Rollout runs.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// `apps/v1`
+    pub api_version: String,
+    /// `Deployment`
+    pub kind: String,
+    pub name: String,
+    /// What happens to the Deployment's own pods (default `never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<WorkloadScaleDown>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadScaleDown {
+    /// Leave the Deployment as it is.
+    Never,
+    /// Scale it to zero once the Rollout is Healthy.
+    OnSuccess,
+    /// Scale it down as the Rollout's pods become available (and back up if
+    /// the first rollout fails).
+    Progressively,
+}
+
+/// Labels and annotations put on one role's pods (`canaryMetadata`,
+/// `stableMetadata`) and moved when the role changes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct PodMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PodMetadata {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.annotations.is_empty()
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -102,7 +156,10 @@ pub struct Strategy {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStrategy {
+    /// Required (validated, so that a missing one is reported with the rest).
+    #[serde(default)]
     pub canary_service: String,
+    #[serde(default)]
     pub stable_service: String,
     #[serde(default)]
     pub steps: Vec<Step>,
@@ -117,21 +174,23 @@ pub struct CanaryStrategy {
     /// Background analysis (run by the analysis feature; validated here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RolloutAnalysis>,
+    /// Pods above `replicas` while a canary without traffic routing moves
+    /// (a number or a percentage, rounded up; default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub max_surge: Option<Value>,
+    pub max_surge: Option<IntOrString>,
+    /// Pods below `replicas` allowed unavailable meanwhile (rounded down;
+    /// default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub max_unavailable: Option<Value>,
+    pub max_unavailable: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub ping_pong: Option<Value>,
+    /// Put on the canary's pods while it is the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub canary_metadata: Option<Value>,
+    pub canary_metadata: Option<PodMetadata>,
+    /// Put on the stable pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub stable_metadata: Option<Value>,
+    pub stable_metadata: Option<PodMetadata>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub anti_affinity: Option<Value>,
@@ -184,6 +243,17 @@ pub struct RolloutAnalysis {
     /// Background analysis only: the step index it starts at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_step: Option<i32>,
+    /// Metrics measured and recorded but never failing the analysis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRun>,
+}
+
+/// A metric (by name; a regular expression such as `.*` matches several)
+/// run in dry-run mode.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    pub metric_name: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -500,6 +570,9 @@ pub struct AnalysisRunStatus {
 pub struct MetricResult {
     pub name: String,
     pub phase: AnalysisPhase,
+    /// Measured and recorded only: its phase does not decide the run's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// The query with its arguments substituted (secret values masked).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub query: String,
@@ -584,6 +657,9 @@ pub struct Condition {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// `Progressing`: when progress was last made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<String>,
 }
 
 /// Metrics a canary is judged by, referenced from `steps[].analysis` and
@@ -602,10 +678,10 @@ pub struct AnalysisTemplateSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<AnalysisArg>,
     pub metrics: Vec<Metric>,
-    /// Argo fields gantry does not support; rejected by name when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub dry_run: Option<Value>,
+    /// Metrics measured and recorded but never failing the analysis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRun>,
+    /// Argo field gantry does not support; rejected by name when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub measurement_retention: Option<Value>,

@@ -7,11 +7,15 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::types::{AlbDirect, CanaryStrategy, RolloutAnalysis, RolloutSpec, Step, TrafficRouting};
+use crate::types::{
+    AlbDirect, CanaryStrategy, POD_TEMPLATE_HASH, PodMetadata, RolloutAnalysis, RolloutSpec, Step,
+    TrafficRouting, WorkloadScaleDown,
+};
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
 const DEFAULT_SCALE_DOWN_DELAY: u64 = 30;
 const DEFAULT_HISTORY_LIMIT: i32 = 10;
+const DEFAULT_PROGRESS_DEADLINE: i32 = 600;
 
 /// A validated canary rollout.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +30,30 @@ pub struct Plan {
     pub revision_history_limit: i32,
     pub paused: bool,
     pub min_ready_seconds: i32,
+    /// `progressDeadlineSeconds`: no progress for this long is Degraded.
+    pub progress_deadline: Duration,
+    /// `progressDeadlineAbort`: and aborts a canary.
+    pub progress_deadline_abort: bool,
     /// `spec.restartAt`: pods created before it are to be restarted.
     pub restart_at: Option<Timestamp>,
     /// `strategy.canary.analysis`: runs from the step index `starting_step`.
     pub background: Option<RolloutAnalysis>,
+    /// `canaryMetadata` / `stableMetadata`: on each role's pods.
+    pub canary_metadata: PodMetadata,
+    pub stable_metadata: PodMetadata,
+    /// Pods above `replicas` / available pods below it a basic canary may
+    /// use while it moves (resolved from `maxSurge` / `maxUnavailable`).
+    pub max_surge: i32,
+    pub max_unavailable: i32,
+    /// `workloadRef`: the Deployment the pod template comes from.
+    pub workload: Option<Workload>,
+}
+
+/// `spec.workloadRef`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub deployment: String,
+    pub scale_down: WorkloadScaleDown,
 }
 
 impl Plan {
@@ -86,57 +110,28 @@ impl Alb {
 /// Validates `spec`; the error lists every problem with its field path.
 pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     let mut errors = Vec::new();
-    unsupported(
-        &mut errors,
-        "spec",
-        &[
-            (
-                "strategy.blueGreen",
-                spec.strategy.blue_green.is_some(),
-                "the blueGreen strategy (use canary)",
-            ),
-            (
-                "workloadRef",
-                spec.workload_ref.is_some(),
-                "referencing a Deployment (put the pod template in the Rollout)",
-            ),
-            (
-                "progressDeadlineSeconds",
-                spec.progress_deadline_seconds.is_some(),
-                "a progress deadline",
-            ),
-        ],
-    );
     let Some(canary) = &spec.strategy.canary else {
-        errors.push("spec.strategy.canary: required (the only supported strategy)".into());
+        errors.push(match spec.strategy.blue_green {
+            Some(_) => {
+                "spec.strategy.blueGreen: the blueGreen strategy is not supported by gantry: \
+                 use strategy.canary (setWeight and pause steps)"
+                    .into()
+            }
+            None => "spec.strategy.canary: required (the only supported strategy)".into(),
+        });
         return Err(errors);
     };
+    if spec.strategy.blue_green.is_some() {
+        errors.push(
+            "spec.strategy: give canary or blueGreen, not both (only canary is supported)".into(),
+        );
+    }
     let c = "spec.strategy.canary";
     unsupported(
         &mut errors,
         c,
         &[
-            (
-                "maxSurge",
-                canary.max_surge.is_some(),
-                "maxSurge (canary replicas follow the weight)",
-            ),
-            (
-                "maxUnavailable",
-                canary.max_unavailable.is_some(),
-                "maxUnavailable",
-            ),
             ("pingPong", canary.ping_pong.is_some(), "ping-pong services"),
-            (
-                "canaryMetadata",
-                canary.canary_metadata.is_some(),
-                "canaryMetadata",
-            ),
-            (
-                "stableMetadata",
-                canary.stable_metadata.is_some(),
-                "stableMetadata",
-            ),
             (
                 "antiAffinity",
                 canary.anti_affinity.is_some(),
@@ -159,7 +154,9 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         ("stableService", &canary.stable_service),
     ] {
         if value.is_empty() {
-            errors.push(format!("{c}.{field}: required"));
+            errors.push(format!(
+                "{c}.{field}: required (gantry points a Service at each of the two ReplicaSets; create one and name it here)"
+            ));
         }
     }
     if !canary.canary_service.is_empty() && canary.canary_service == canary.stable_service {
@@ -182,6 +179,50 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             ));
         }
     }
+    let timing = timing(spec, canary, &mut errors);
+    let (max_surge, max_unavailable) = surge_and_unavailable(c, canary, replicas, &mut errors);
+    let (canary_metadata, stable_metadata) = role_metadata(spec, canary, &mut errors);
+    let workload = workload(spec, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Plan {
+        replicas,
+        steps,
+        canary_service: canary.canary_service.clone(),
+        stable_service: canary.stable_service.clone(),
+        alb,
+        scale_down_delay: timing.scale_down_delay,
+        abort_scale_down_delay: timing.abort_scale_down_delay,
+        revision_history_limit: spec
+            .revision_history_limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .max(0),
+        paused: spec.paused.unwrap_or(false),
+        min_ready_seconds: timing.min_ready_seconds,
+        progress_deadline: timing.progress_deadline,
+        progress_deadline_abort: spec.progress_deadline_abort.unwrap_or(false),
+        restart_at: timing.restart_at,
+        background: canary.analysis.clone(),
+        canary_metadata,
+        stable_metadata,
+        max_surge,
+        max_unavailable,
+        workload,
+    })
+}
+
+/// The Rollout's durations and times, validated.
+struct Timing {
+    scale_down_delay: Duration,
+    abort_scale_down_delay: Duration,
+    min_ready_seconds: i32,
+    progress_deadline: Duration,
+    restart_at: Option<Timestamp>,
+}
+
+fn timing(spec: &RolloutSpec, canary: &CanaryStrategy, errors: &mut Vec<String>) -> Timing {
+    let c = "spec.strategy.canary";
     let delay = |field: &str, v: Option<i32>, errors: &mut Vec<String>| match v {
         Some(s) if s < 0 => {
             errors.push(format!("{c}.{field}: must be 0 or more seconds, got {s}"));
@@ -193,13 +234,27 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     let scale_down_delay = delay(
         "scaleDownDelaySeconds",
         canary.scale_down_delay_seconds,
-        &mut errors,
+        errors,
     );
     let abort_scale_down_delay = delay(
         "abortScaleDownDelaySeconds",
         canary.abort_scale_down_delay_seconds,
-        &mut errors,
+        errors,
     );
+    let min_ready_seconds = spec.min_ready_seconds.unwrap_or(0);
+    if min_ready_seconds < 0 {
+        errors.push(format!(
+            "spec.minReadySeconds: must be 0 or more, got {min_ready_seconds}"
+        ));
+    }
+    let progress_deadline = spec
+        .progress_deadline_seconds
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+    if progress_deadline <= min_ready_seconds.max(0) {
+        errors.push(format!(
+            "spec.progressDeadlineSeconds: must be more than minReadySeconds ({min_ready_seconds}), got {progress_deadline}"
+        ));
+    }
     let restart_at = match spec.restart_at.as_deref().map(str::parse::<Timestamp>) {
         None => None,
         Some(Ok(t)) => Some(t),
@@ -211,25 +266,157 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             None
         }
     };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Plan {
-        replicas,
-        steps,
-        canary_service: canary.canary_service.clone(),
-        stable_service: canary.stable_service.clone(),
-        alb,
+    Timing {
         scale_down_delay,
         abort_scale_down_delay,
-        revision_history_limit: spec
-            .revision_history_limit
-            .unwrap_or(DEFAULT_HISTORY_LIMIT)
-            .max(0),
-        paused: spec.paused.unwrap_or(false),
-        min_ready_seconds: spec.min_ready_seconds.unwrap_or(0).max(0),
+        min_ready_seconds,
+        progress_deadline: Duration::from_secs(progress_deadline.max(1) as u64),
         restart_at,
-        background: canary.analysis.clone(),
+    }
+}
+
+/// `canaryMetadata` and `stableMetadata`, validated.
+fn role_metadata(
+    spec: &RolloutSpec,
+    canary: &CanaryStrategy,
+    errors: &mut Vec<String>,
+) -> (PodMetadata, PodMetadata) {
+    let c = "spec.strategy.canary";
+    let selector_keys: Vec<&String> = spec
+        .selector
+        .match_labels
+        .iter()
+        .flat_map(|m| m.keys())
+        .collect();
+    let canary_metadata = pod_metadata(
+        c,
+        "canaryMetadata",
+        &canary.canary_metadata,
+        &selector_keys,
+        errors,
+    );
+    let stable_metadata = pod_metadata(
+        c,
+        "stableMetadata",
+        &canary.stable_metadata,
+        &selector_keys,
+        errors,
+    );
+    (canary_metadata, stable_metadata)
+}
+
+/// `maxSurge` (rounded up) and `maxUnavailable` (rounded down) as pod
+/// counts of `replicas`; Argo's defaults are 25% each.
+fn surge_and_unavailable(
+    c: &str,
+    canary: &CanaryStrategy,
+    replicas: i32,
+    errors: &mut Vec<String>,
+) -> (i32, i32) {
+    let default = IntOrString::String("25%".into());
+    let mut count = |field: &str, v: Option<&IntOrString>, round_up: bool| {
+        let v = v.unwrap_or(&default);
+        let bad = |got: String| {
+            format!("{c}.{field}: expected a number of pods or a percentage like 25%, got {got}")
+        };
+        match v {
+            IntOrString::Int(n) if *n >= 0 => *n,
+            IntOrString::Int(n) => {
+                errors.push(bad(n.to_string()));
+                0
+            }
+            IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<i32>) {
+                Some(Ok(p)) if (0..=100).contains(&p) => {
+                    let scaled = replicas * p;
+                    if round_up {
+                        (scaled + 99) / 100
+                    } else {
+                        scaled / 100
+                    }
+                }
+                _ => match s.parse::<i32>() {
+                    Ok(n) if n >= 0 => n,
+                    _ => {
+                        errors.push(bad(format!("{s:?}")));
+                        0
+                    }
+                },
+            },
+        }
+    };
+    let surge = count("maxSurge", canary.max_surge.as_ref(), true);
+    let unavailable = count("maxUnavailable", canary.max_unavailable.as_ref(), false);
+    let zero = |v: Option<&IntOrString>| {
+        matches!(v, Some(IntOrString::Int(0)))
+            || matches!(v, Some(IntOrString::String(s)) if s == "0" || s == "0%")
+    };
+    if zero(canary.max_surge.as_ref()) && zero(canary.max_unavailable.as_ref()) {
+        errors.push(format!(
+            "{c}: maxSurge and maxUnavailable cannot both be 0 (nothing could move)"
+        ));
+    }
+    (surge, unavailable.min(replicas))
+}
+
+/// Role metadata: its labels must leave the selector (and the hash label)
+/// alone, or the pods would stop matching their ReplicaSet.
+fn pod_metadata(
+    c: &str,
+    field: &str,
+    metadata: &Option<PodMetadata>,
+    selector_keys: &[&String],
+    errors: &mut Vec<String>,
+) -> PodMetadata {
+    let metadata = metadata.clone().unwrap_or_default();
+    for key in metadata.labels.keys() {
+        if key == POD_TEMPLATE_HASH || selector_keys.contains(&key) {
+            errors.push(format!(
+                "{c}.{field}.labels.{key}: a selector label cannot change with the pod's role"
+            ));
+        }
+    }
+    for (kind, map) in [
+        ("labels", &metadata.labels),
+        ("annotations", &metadata.annotations),
+    ] {
+        if map.keys().any(String::is_empty) {
+            errors.push(format!("{c}.{field}.{kind}: keys cannot be empty"));
+        }
+    }
+    metadata
+}
+
+/// `workloadRef`: a Deployment, instead of `template` (and of `selector`,
+/// which defaults to the Deployment's).
+fn workload(spec: &RolloutSpec, errors: &mut Vec<String>) -> Option<Workload> {
+    let has_template = spec.template != Default::default();
+    let Some(w) = &spec.workload_ref else {
+        if !has_template {
+            errors.push("spec.template: required (or workloadRef)".into());
+        }
+        if spec.selector == Default::default() {
+            errors.push("spec.selector: required (or workloadRef)".into());
+        }
+        return None;
+    };
+    if has_template {
+        errors.push(
+            "spec.template: give template or workloadRef, not both (the Deployment's template is used)"
+                .into(),
+        );
+    }
+    if (w.api_version.as_str(), w.kind.as_str()) != ("apps/v1", "Deployment") {
+        errors.push(format!(
+            "spec.workloadRef: only apiVersion apps/v1, kind Deployment is supported, got {}/{}",
+            w.api_version, w.kind
+        ));
+    }
+    if w.name.is_empty() {
+        errors.push("spec.workloadRef.name: required".into());
+    }
+    Some(Workload {
+        deployment: w.name.clone(),
+        scale_down: w.scale_down.unwrap_or(WorkloadScaleDown::Never),
     })
 }
 
@@ -262,7 +449,11 @@ fn traffic_routing(
             ("smi", tr.smi.is_some(), router),
             ("traefik", tr.traefik.is_some(), router),
             ("plugins", tr.plugins.is_some(), router),
-            ("managedRoutes", tr.managed_routes.is_some(), router),
+            (
+                "managedRoutes",
+                tr.managed_routes.is_some(),
+                "header and mirror routes (remove it with its setHeaderRoute/setMirrorRoute steps)",
+            ),
         ],
     );
     let Some(alb) = &tr.alb else {
@@ -340,14 +531,32 @@ fn steps(c: &str, canary: &CanaryStrategy, errors: &mut Vec<String>) -> Vec<Step
 
 fn step_kind(step: &Step) -> Result<StepKind, String> {
     let unsupported = [
-        ("experiment", step.experiment.is_some()),
-        ("setCanaryScale", step.set_canary_scale.is_some()),
-        ("setHeaderRoute", step.set_header_route.is_some()),
-        ("setMirrorRoute", step.set_mirror_route.is_some()),
-        ("plugin", step.plugin.is_some()),
+        (
+            "experiment",
+            step.experiment.is_some(),
+            "judge the canary itself with an analysis step (args valueFrom podTemplateHashValue: Latest)",
+        ),
+        (
+            "setCanaryScale",
+            step.set_canary_scale.is_some(),
+            "canary pods follow the weight of the last setWeight",
+        ),
+        (
+            "setHeaderRoute",
+            step.set_header_route.is_some(),
+            "send header-matched requests to the canary Service with an ALB Ingress rule of its own",
+        ),
+        (
+            "setMirrorRoute",
+            step.set_mirror_route.is_some(),
+            "the ALB cannot mirror traffic; use a setWeight step",
+        ),
+        ("plugin", step.plugin.is_some(), "remove the step"),
     ];
-    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(format!("{name} steps are not supported by gantry"));
+    if let Some((name, _, instead)) = unsupported.iter().find(|(_, set, _)| *set) {
+        return Err(format!(
+            "{name} steps are not supported by gantry: {instead}"
+        ));
     }
     let kinds = [
         step.set_weight.is_some(),

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::types::{AnalysisTemplateSpec, AwsResource, Measurement};
+use crate::types::{AnalysisTemplateSpec, AwsResource, Measurement, PodMetadata, RolloutSpec};
 
 /// A ReplicaSet owned by the Rollout.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +22,8 @@ pub struct ReplicaSetView {
     /// When it is due to be scaled to zero (the scale-down-deadline annotation).
     pub scale_down_at: Option<Timestamp>,
     pub created: Option<Timestamp>,
+    /// The role metadata its pods carry (recorded on the ReplicaSet).
+    pub pod_metadata: PodMetadata,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +55,16 @@ pub struct PodView {
     pub terminating: bool,
 }
 
+/// The Deployment a `workloadRef` Rollout takes its pod template from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadView {
+    pub name: String,
+    /// `spec.replicas`
+    pub replicas: i32,
+    pub selector: LabelSelector,
+    pub template: PodTemplateSpec,
+}
+
 /// Everything observed about one Rollout's world.
 #[derive(Debug, Clone, Default)]
 pub struct World {
@@ -68,6 +82,30 @@ pub struct World {
     /// The ALB as the ELBv2 API shows it (or why it could not be read);
     /// `None` when AWS is not watched (verification off, no direct mode).
     pub alb: Option<Result<Observed, String>>,
+    /// The `workloadRef` Deployment (None when there is none, or it is missing).
+    pub workload: Option<WorkloadView>,
+}
+
+impl World {
+    /// The pod template the Rollout runs: its own, or its Deployment's
+    /// (None while that Deployment is missing).
+    pub fn pod_template<'a>(&'a self, spec: &'a RolloutSpec) -> Option<&'a PodTemplateSpec> {
+        match &spec.workload_ref {
+            None => Some(&spec.template),
+            Some(_) => self.workload.as_ref().map(|w| &w.template),
+        }
+    }
+
+    /// The Rollout's selector; with a `workloadRef` and none of its own,
+    /// the Deployment's.
+    pub fn selector<'a>(&'a self, spec: &'a RolloutSpec) -> &'a LabelSelector {
+        match &self.workload {
+            Some(w) if spec.workload_ref.is_some() && spec.selector == LabelSelector::default() => {
+                &w.selector
+            }
+            _ => &spec.selector,
+        }
+    }
 }
 
 /// A measurement of one metric of one analysis run.

@@ -226,7 +226,8 @@ fn scale_up_happens_before_traffic_moves() {
         d.actions,
         vec![Action::CreateReplicaSet {
             hash: canary.clone(),
-            replicas: 1
+            replicas: 1,
+            pod_metadata: Default::default(),
         }]
     );
     let d = sim.step();
@@ -471,8 +472,18 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
     blue_green.spec.strategy.blue_green = Some(serde_json::json!({"activeService": "x"}));
     let mut sim = Sim::new(blue_green);
     sim.step();
+    assert!(
+        sim.message()
+            .contains("spec.strategy: give canary or blueGreen, not both"),
+        "{}",
+        sim.message()
+    );
+    blue_green = sim.rollout.clone();
+    blue_green.spec.strategy.canary = None;
+    let mut sim = Sim::new(blue_green);
+    sim.step();
     assert!(sim.message().contains(
-        "spec.strategy.blueGreen: the blueGreen strategy (use canary) is not supported by gantry"
+        "spec.strategy.blueGreen: the blueGreen strategy is not supported by gantry: use strategy.canary (setWeight and pause steps)"
     ));
 }
 

@@ -5,6 +5,8 @@
 //!
 //! - Rollouts (`rollout.rs`): the identity, and the rest as compact JSON,
 //!   read back into a `Rollout` when one is reconciled.
+//! - Deployments (`deployment.rs`), for `workloadRef`: identity and
+//!   replicas, selector and template as compact JSON.
 //! - ReplicaSets, Services, Ingresses (`objects.rs`): lean types that the
 //!   watch deserializes straight into, so pod templates, Service ports and
 //!   Ingress specs are never allocated; then trimmed to the labels and
@@ -15,6 +17,7 @@
 //! objects the user owns, RBAC to label them, and a gap whenever a Rollout
 //! names a Service created after it; the lean copies cost less than that.
 
+mod deployment;
 mod objects;
 mod rollout;
 
@@ -25,6 +28,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 
+pub use deployment::CachedDeployment;
 pub use objects::{
     CachedIngress, CachedReplicaSet, CachedService, trim_ingress, trim_replica_set, trim_service,
 };
@@ -42,6 +46,7 @@ pub struct Caches {
     pub services: Store<CachedService>,
     pub ingresses: Store<CachedIngress>,
     pub templates: Store<AnalysisTemplate>,
+    pub deployments: Store<CachedDeployment>,
 }
 
 /// What fills the stores: each moved into its watch's reflector.
@@ -51,6 +56,7 @@ pub struct Writers {
     pub services: Writer<CachedService>,
     pub ingresses: Writer<CachedIngress>,
     pub templates: Writer<AnalysisTemplate>,
+    pub deployments: Writer<CachedDeployment>,
 }
 
 /// Empty stores and their writers.
@@ -60,12 +66,14 @@ pub fn stores() -> (Caches, Writers) {
     let (services, services_w) = reflector::store();
     let (ingresses, ingresses_w) = reflector::store();
     let (templates, templates_w) = reflector::store();
+    let (deployments, deployments_w) = reflector::store();
     let caches = Caches {
         rollouts,
         replica_sets,
         services,
         ingresses,
         templates,
+        deployments,
     };
     let writers = Writers {
         rollouts: rollouts_w,
@@ -73,6 +81,7 @@ pub fn stores() -> (Caches, Writers) {
         services: services_w,
         ingresses: ingresses_w,
         templates: templates_w,
+        deployments: deployments_w,
     };
     (caches, writers)
 }
@@ -98,6 +107,10 @@ impl Caches {
 
     pub fn template(&self, ns: &str, name: &str) -> Option<Arc<AnalysisTemplate>> {
         self.templates.get(&ObjectRef::new(name).within(ns))
+    }
+
+    pub fn deployment(&self, ns: &str, name: &str) -> Option<Arc<CachedDeployment>> {
+        self.deployments.get(&ObjectRef::new(name).within(ns))
     }
 }
 

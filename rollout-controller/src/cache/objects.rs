@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{cached_resource, keep_annotations, lean_meta};
 use crate::reconcile::SCALE_DOWN_AT;
+use crate::replica_sets::POD_METADATA;
 use rollout_core::alb::MANAGED_ACTIONS;
 use rollout_core::types::POD_TEMPLATE_HASH;
 
@@ -42,11 +43,13 @@ pub struct CachedReplicaSetStatus {
 
 cached_resource!(CachedReplicaSet, ReplicaSet);
 
-/// Only the metadata a decision reads: the hash label and the scale-down
-/// deadline.
+/// Only the metadata a decision reads: the hash label, the scale-down
+/// deadline and the role metadata its pods carry.
 pub fn trim_replica_set(rs: &mut CachedReplicaSet) {
     lean_meta(&mut rs.metadata);
-    keep_annotations(&mut rs.metadata, |k| k == SCALE_DOWN_AT);
+    keep_annotations(&mut rs.metadata, |k| {
+        k == SCALE_DOWN_AT || k == POD_METADATA
+    });
     if let Some(labels) = &mut rs.metadata.labels {
         labels.retain(|k, _| k == POD_TEMPLATE_HASH);
     }

@@ -38,12 +38,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::alb::{self, ForwardWeights};
 use crate::analysis::{self, ArgContext, Metric};
 use crate::types::{
-    AlbStatus, AnalysisPhase, CanaryStatus, Condition, PauseCondition, Phase, Rollout,
+    AlbStatus, AnalysisPhase, CanaryStatus, Condition, PauseCondition, Phase, PodMetadata, Rollout,
     RolloutStatus, TrafficWeights, WeightDestination,
 };
 use crate::validate::{BACKGROUND, Plan, StepKind, validate};
 
+mod basic;
+mod deadline;
 mod gates;
+mod metadata;
 mod pauses;
 mod replica_sets;
 mod revisions;
@@ -51,14 +54,25 @@ mod services;
 mod status;
 mod steps;
 mod traffic;
+mod workload;
 use crate::world::{PodView, ReplicaSetView, ServiceView, World};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Create `<rollout>-<hash>` from `spec.template`.
+    /// Create `<rollout>-<hash>` from `spec.template`, its pods carrying
+    /// their role's metadata.
     CreateReplicaSet {
         hash: String,
         replicas: i32,
+        pod_metadata: PodMetadata,
+    },
+    /// Replace a ReplicaSet's role metadata (`from`) by `to`, on its pod
+    /// template and on its running pods.
+    SetPodMetadata {
+        name: String,
+        hash: String,
+        from: PodMetadata,
+        to: PodMetadata,
     },
     ScaleReplicaSet {
         name: String,
@@ -85,6 +99,11 @@ pub enum Action {
     SetAlbWeights {
         canary_weight: i32,
     },
+    /// `workloadRef.scaleDown`: set the Deployment's replicas.
+    ScaleDeployment {
+        name: String,
+        replicas: i32,
+    },
     /// `spec.restartAt`: evict the pod (the Eviction API honours PDBs); its
     /// ReplicaSet replaces it.
     EvictPod {
@@ -105,6 +124,7 @@ pub struct Decision {
 }
 
 const PAUSE_REASON: &str = "CanaryPauseStep";
+pub use deadline::DEADLINE_REASON;
 pub const INCONCLUSIVE_REASON: &str = "InconclusiveAnalysisRun";
 /// Floor for analysis requeues, so a clock skew cannot spin the loop.
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
@@ -153,12 +173,26 @@ pub fn decide(rollout: &Rollout, world: &World) -> Decision {
         Err(errors) => d.invalid(&errors.join("; ")),
         Ok(plan) => {
             d.condition("InvalidSpec", false, "Valid", "");
-            let hash = crate::hash::pod_template_hash(&rollout.spec.template);
-            d.run(&plan, &hash);
-            d.restart(&plan);
+            match world.pod_template(&rollout.spec) {
+                Some(template) => {
+                    let hash = crate::hash::pod_template_hash(template);
+                    d.run(&plan, &hash);
+                    d.sync_pod_metadata(&plan);
+                    d.restart(&plan);
+                    d.track_progress(&plan, &before);
+                    d.scale_workload(&plan);
+                }
+                None => {
+                    let name = plan.workload.as_ref().map_or("", |w| &w.deployment);
+                    d.degraded(
+                        "WorkloadMissing",
+                        &format!("spec.workloadRef: Deployment {name:?} not found"),
+                    );
+                }
+            }
             let index = d.status.current_step_index.unwrap_or(0);
             d.status.step_display = Some(format!("{index}/{}", plan.steps.len()));
-            d.status.selector = crate::hash::selector_string(&rollout.spec.selector);
+            d.status.selector = crate::hash::selector_string(world.selector(&rollout.spec));
         }
     }
     if d.status.phase != before.phase {
@@ -256,6 +290,15 @@ pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
         return 0;
     }
     ((replicas * weight + 99) / 100).max(1)
+}
+
+/// Stable pods for a weight: all of them with traffic routing; without,
+/// the rest of `replicas` (at least one while its Service selects them).
+pub fn stable_replicas(plan: &Plan, weight: i32) -> i32 {
+    match plan.alb {
+        Some(_) => plan.replicas,
+        None => (plan.replicas - canary_replicas(plan.replicas, weight)).max(plan.replicas.min(1)),
+    }
 }
 
 fn hold_name(reason: &str) -> &'static str {

@@ -13,12 +13,16 @@ impl Decider<'_> {
             .is_some_and(|r| r.replicas == replicas && r.available >= replicas)
     }
 
-    pub(super) fn ensure_replicas(&mut self, hash: &str, replicas: i32) {
+    pub(super) fn ensure_replicas(&mut self, plan: &Plan, hash: &str, replicas: i32) {
         match self.rs(hash) {
-            None => self.actions.push(Action::CreateReplicaSet {
-                hash: hash.to_string(),
-                replicas,
-            }),
+            None => {
+                let pod_metadata = self.role_metadata(plan, hash).cloned().unwrap_or_default();
+                self.actions.push(Action::CreateReplicaSet {
+                    hash: hash.to_string(),
+                    replicas,
+                    pod_metadata,
+                })
+            }
             Some(rs) if rs.replicas != replicas => {
                 let name = rs.name.clone();
                 self.actions

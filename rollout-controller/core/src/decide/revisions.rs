@@ -7,7 +7,7 @@ impl Decider<'_> {
     /// No stable version yet: the first template becomes stable at once.
     pub(super) fn first_deploy(&mut self, plan: &Plan, hash: &str, n: i32) {
         self.no_progress(hash, n);
-        self.ensure_replicas(hash, plan.replicas);
+        self.ensure_replicas(plan, hash, plan.replicas);
         let ready = self.fully_available(hash, plan.replicas);
         if ready {
             self.point(&plan.stable_service, hash);
@@ -35,7 +35,7 @@ impl Decider<'_> {
             ));
         }
         self.no_progress(hash, n);
-        self.ensure_replicas(hash, plan.replicas);
+        self.ensure_replicas(plan, hash, plan.replicas);
         self.cancel_scale_down(hash);
         if self.fully_available(hash, plan.replicas) {
             self.point(&plan.stable_service, hash);
@@ -59,8 +59,15 @@ impl Decider<'_> {
     pub(super) fn promote(&mut self, plan: &Plan, stable: &str, hash: &str) {
         self.status.controller_pause = false;
         self.status.pause_conditions.clear();
-        self.ensure_replicas(hash, plan.replicas);
-        if !self.fully_available(hash, plan.replicas) {
+        let sized = match plan.alb {
+            // The stable keeps a pod until the Services leave it.
+            None => self.scale_basic(plan, stable, hash, plan.replicas, plan.replicas.min(1)),
+            Some(_) => {
+                self.ensure_replicas(plan, hash, plan.replicas);
+                true
+            }
+        };
+        if !sized || !self.fully_available(hash, plan.replicas) {
             self.progressing("scaling the canary up to full size before it becomes stable");
             return;
         }
@@ -108,8 +115,13 @@ impl Decider<'_> {
         self.status.controller_pause = false;
         self.status.pause_conditions.clear();
         self.terminate_runs("the rollout was aborted");
-        self.point(&plan.stable_service, stable);
-        if self.ensure_weights(plan, 0) {
+        // A basic canary's stable grows back first; a promotion cut short
+        // may have left the stable Service on the canary's full set of pods.
+        if self.fully_available(stable, plan.replicas) {
+            self.point(&plan.stable_service, stable);
+        }
+        let stable_serves = self.service_hash(&plan.stable_service).as_deref() == Some(stable);
+        if self.ensure_weights(plan, 0) && stable_serves {
             let due = aborted_at
                 + SignedDuration::try_from(plan.abort_scale_down_delay)
                     .unwrap_or(SignedDuration::MAX);
@@ -123,13 +135,20 @@ impl Decider<'_> {
             .analysis_runs
             .iter()
             .find(|r| matches!(r.phase, AnalysisPhase::Failed | AnalysisPhase::Error));
-        let cause = failed.map_or(String::new(), |r| {
-            format!(
+        let deadline = self
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.reason.as_deref() == Some(DEADLINE_REASON) && c.status == "False");
+        let cause = match (failed, deadline) {
+            (Some(r), _) => format!(
                 " after analysis {} failed ({})",
                 r.name,
                 r.message.as_deref().unwrap_or_default()
-            )
-        });
+            ),
+            (None, Some(c)) => format!(" ({})", c.message.as_deref().unwrap_or(DEADLINE_REASON)),
+            (None, None) => String::new(),
+        };
         self.status.message = Some(format!(
             "aborted{cause}: traffic is back on the stable version; retry or change the template"
         ));

@@ -46,6 +46,7 @@ impl Decider<'_> {
             reason: Some(reason.into()),
             message: (!message.is_empty()).then(|| message.to_string()),
             last_transition_time: Some(now),
+            last_update_time: None,
         };
         match existing {
             Some(c) if c.status == new.status => {

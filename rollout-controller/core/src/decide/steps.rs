@@ -21,7 +21,11 @@ impl Decider<'_> {
                 },
             ));
         }
-        self.ensure_replicas(stable, plan.replicas);
+        // A basic canary shares `replicas` with the stable (`set_weight`);
+        // an abort brings the stable back to full size at once.
+        if plan.alb.is_some() || self.status.abort {
+            self.ensure_replicas(plan, stable, plan.replicas);
+        }
         self.cancel_scale_down(stable);
 
         self.record_measurements(hash);
@@ -123,9 +127,20 @@ impl Decider<'_> {
     /// selects it before any weight moves.
     pub(super) fn set_weight(&mut self, plan: &Plan, hash: &str, weight: i32) -> bool {
         let want = canary_replicas(plan.replicas, weight);
+        if plan.alb.is_none() {
+            let stable = self.status.stable_rs.clone().unwrap_or_default();
+            let stable_want = stable_replicas(plan, weight);
+            if !self.scale_basic(plan, &stable, hash, want, stable_want) {
+                return false;
+            }
+            if weight > 0 {
+                self.point(&plan.canary_service, hash);
+            }
+            return weight == 0 || self.service_hash(&plan.canary_service).as_deref() == Some(hash);
+        }
         let shrinking = self.rs(hash).is_some_and(|r| r.replicas > want);
         if !shrinking {
-            self.ensure_replicas(hash, want);
+            self.ensure_replicas(plan, hash, want);
         }
         if !self
             .rs(hash)
@@ -143,7 +158,7 @@ impl Decider<'_> {
             return false;
         }
         if shrinking {
-            self.ensure_replicas(hash, want);
+            self.ensure_replicas(plan, hash, want);
             return false;
         }
         true

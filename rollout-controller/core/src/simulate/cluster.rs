@@ -12,7 +12,11 @@ use super::Simulation;
 impl Simulation {
     pub(super) fn apply(&mut self, action: &Action) {
         match action {
-            Action::CreateReplicaSet { hash, replicas } => {
+            Action::CreateReplicaSet {
+                hash,
+                replicas,
+                pod_metadata,
+            } => {
                 self.created += 1;
                 self.world.replica_sets.push(ReplicaSetView {
                     name: format!(
@@ -25,6 +29,7 @@ impl Simulation {
                     available: 0,
                     scale_down_at: None,
                     created: Timestamp::from_second(self.created).ok(),
+                    pod_metadata: pod_metadata.clone(),
                 });
             }
             Action::ScaleReplicaSet { name, replicas } => {
@@ -54,6 +59,16 @@ impl Simulation {
                     if &s.name == service {
                         s.hash = Some(hash.clone());
                     }
+                }
+            }
+            Action::SetPodMetadata { name, to, .. } => {
+                if let Some(rs) = self.world.replica_sets.iter_mut().find(|r| &r.name == name) {
+                    rs.pod_metadata = to.clone();
+                }
+            }
+            Action::ScaleDeployment { replicas, .. } => {
+                if let Some(w) = self.world.workload.as_mut() {
+                    w.replicas = *replicas;
                 }
             }
             Action::SetAlbWeights { canary_weight } => {

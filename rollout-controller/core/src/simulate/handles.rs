@@ -33,7 +33,10 @@ impl Simulation {
 
     /// The pod-template-hash of the Rollout's current template.
     pub fn hash(&self) -> String {
-        pod_template_hash(&self.rollout.spec.template)
+        self.world
+            .pod_template(&self.rollout.spec)
+            .map(pod_template_hash)
+            .unwrap_or_default()
     }
 
     /// Argo's promote, whatever the rollout is doing: the pause conditions go.

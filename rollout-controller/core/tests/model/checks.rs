@@ -42,6 +42,12 @@ impl Model {
             }
             let released = |reason: &str| self.released.contains(&(k, reason.to_string()));
             let passed = match &self.plan.steps[k as usize] {
+                // A basic canary's weight is its share of the pods.
+                StepKind::SetWeight(w) if self.plan.alb.is_none() => seen
+                    .replica_sets
+                    .iter()
+                    .find(|r| r.hash == hash)
+                    .is_some_and(|r| r.available >= canary_replicas(self.plan.replicas, *w)),
                 StepKind::SetWeight(w) => *w == weight_seen,
                 StepKind::Pause(None) => released(PAUSE_REASON),
                 StepKind::Pause(Some(d)) => {
@@ -69,6 +75,51 @@ impl Model {
         }
         if to < n {
             self.reached.entry(to).or_insert(now);
+        }
+        Ok(())
+    }
+
+    /// A basic canary never grows its stable and canary together past
+    /// maxSurge (the stable's last pod aside; an abort or a rollback brings
+    /// the stable back to full size at once, and the total then only
+    /// shrinks); every running ReplicaSet of the stable or the current
+    /// canary carries its role's metadata.
+    pub(super) fn check_pods(
+        &self,
+        status: &RolloutStatus,
+        seen: &rollout_core::world::World,
+    ) -> Result<(), String> {
+        let hash = self.sim.hash();
+        let find = |w: &'_ rollout_core::world::World, h: Option<&String>| {
+            w.replica_sets.iter().find(|r| Some(&r.hash) == h).cloned()
+        };
+        let pair = |w| (find(w, status.stable_rs.as_ref()), find(w, Some(&hash)));
+        let total = |(s, c): &(Option<ReplicaSetView>, Option<ReplicaSetView>)| {
+            s.as_ref().map_or(0, |r| r.replicas) + c.as_ref().map_or(0, |r| r.replicas)
+        };
+        let (now, before) = (pair(&self.sim.world), pair(seen));
+        let moving = status.stable_rs.as_ref() != Some(&hash) && status.aborted_at.is_none();
+        let limit = self.plan.replicas + self.plan.max_surge.max(1);
+        if self.plan.alb.is_none() && moving && total(&now) > limit.max(total(&before)) {
+            return Err(format!(
+                "stable + canary grew from {} to {} pods, past replicas + maxSurge ({limit})",
+                total(&before),
+                total(&now)
+            ));
+        }
+        let (stable, canary) = now;
+        for (r, want) in [
+            (stable, &self.plan.stable_metadata),
+            (canary.filter(|_| moving), &self.plan.canary_metadata),
+        ] {
+            if let Some(r) = r.as_ref().filter(|r| r.replicas > 0)
+                && r.pod_metadata != *want
+            {
+                return Err(format!(
+                    "{} carries {:?}, not {want:?}",
+                    r.name, r.pod_metadata
+                ));
+            }
         }
         Ok(())
     }

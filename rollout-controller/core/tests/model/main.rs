@@ -18,6 +18,8 @@
 //!   earlier canary never gains any, an abort sends it all back;
 //! - the status is consistent (a Healthy rollout carries no pause or abort
 //!   leftovers and no stale message) and the server holds what was decided;
+//! - a basic canary keeps its pods within maxSurge, and each role's pods
+//!   carry that role's metadata;
 //! - a restarted controller decides exactly what it would have decided;
 //! - and at the end every release can still complete.
 
@@ -32,6 +34,7 @@ use rollout_core::types::{
     AnalysisPhase, AnalysisTemplate, Phase, Rollout, RolloutAnalysis, RolloutStatus,
 };
 use rollout_core::validate::{Plan, StepKind, validate};
+use rollout_core::world::ReplicaSetView;
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -43,11 +46,18 @@ mod events;
 const PAUSE_REASON: &str = "CanaryPauseStep";
 
 /// The step lists the releases walk (`ANALYSIS`: a step analysis).
-const STEPS: [&str; 3] = [
+const STEPS: [&str; 4] = [
     "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, ANALYSIS, {setWeight: 60}, {pause: {duration: 1m}}, {setWeight: 80}]",
     "[{setWeight: 10}, {pause: {duration: 10s}}, {setWeight: 40}, {pause: {}}, {setWeight: 70}, {pause: {duration: 20s}}]",
+    "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
 ];
+/// The last variant: Argo's basic canary (no traffic routing, pods shared
+/// within maxSurge/maxUnavailable), role metadata, and a progress deadline
+/// that aborts.
+const BASIC: &str = r#"{spec: {progressDeadlineSeconds: 120, progressDeadlineAbort: true,
+  strategy: {canary: {trafficRouting: null, maxSurge: 1, maxUnavailable: 0,
+    canaryMetadata: {labels: {role: canary}}, stableMetadata: {labels: {role: stable}}}}}}"#;
 const ANALYSIS: &str = "{analysis: {templates: [{templateName: error-rate}]}}";
 
 #[derive(Debug, Clone)]
@@ -103,6 +113,11 @@ fn deployed(v: usize) -> Simulation {
             serde_yaml::from_str("{templates: [{templateName: error-rate}], startingStep: 2}")
                 .unwrap();
         rollout.spec.strategy.canary.as_mut().unwrap().analysis = Some(background);
+    }
+    if v == 3 {
+        let mut doc = serde_json::to_value(&rollout).unwrap();
+        json_patch::merge(&mut doc, &serde_yaml::from_str(BASIC).unwrap());
+        rollout = serde_json::from_value(doc).unwrap();
     }
     let mut sim = Simulation::new(rollout);
     let template: AnalysisTemplate = serde_yaml::from_str(
@@ -204,6 +219,7 @@ impl Model {
         }
         self.check_steps(&before, &status, &seen, weight_seen)?;
         self.check_traffic(&status, &seen, weight_seen)?;
+        self.check_pods(&status, &seen)?;
         check_consistent(&status, self.plan.steps.len() as i32, spec_paused)?;
         // The decision was made without the racing op; it counts from now.
         if let Some(op) = racing.filter(|_| accepted) {

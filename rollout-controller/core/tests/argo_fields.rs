@@ -1,0 +1,584 @@
+//! The Argo Rollouts fields canary users rely on, through the pure
+//! decision on the simulated cluster: the progress deadline, role
+//! metadata, a basic canary's maxSurge/maxUnavailable, workloadRef with
+//! each scaleDown, and dry-run metrics.
+
+use k8s_openapi::jiff::SignedDuration;
+use rollout_core::analysis::QueryValue;
+use rollout_core::decide::{Action, DEADLINE_REASON};
+use rollout_core::simulate::Simulation;
+use rollout_core::types::{AnalysisPhase, AnalysisTemplate, Phase, PodMetadata, Rollout};
+use rollout_core::validate::validate;
+use rollout_core::world::WorkloadView;
+
+mod common;
+
+/// `backend` with `extra` merged into its spec (YAML), deployed and settled.
+fn deployed(steps: &str, extra: &str) -> Simulation {
+    let mut sim = Simulation::new(with(common::rollout(steps), extra));
+    settle(&mut sim);
+    sim
+}
+
+fn with(rollout: Rollout, extra: &str) -> Rollout {
+    let mut doc = serde_json::to_value(&rollout).unwrap();
+    let patch: serde_json::Value = serde_yaml::from_str(extra).unwrap();
+    json_patch::merge(&mut doc, &patch);
+    serde_json::from_value(doc).unwrap()
+}
+
+/// Reconciles until nothing changes; the first reconcile lets pods a test
+/// just let run be seen (the simulated kubelet acts after a reconcile).
+fn settle(sim: &mut Simulation) {
+    sim.step();
+    sim.settle()
+        .unwrap_or_else(|| panic!("did not settle: {:#?}", sim.rollout.status));
+    safe(sim);
+}
+
+fn step(sim: &mut Simulation) -> Vec<Action> {
+    let d = sim.step();
+    safe(sim);
+    d.actions
+}
+
+fn safe(sim: &Simulation) {
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+fn release(sim: &mut Simulation, image: &str) {
+    let template = match sim.world.workload.as_mut() {
+        Some(d) => &mut d.template,
+        None => &mut sim.rollout.spec.template,
+    };
+    template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+    *sim.rollout.metadata.generation.get_or_insert(0) += 1;
+}
+
+fn message(sim: &Simulation) -> String {
+    sim.status()
+        .and_then(|s| s.message.clone())
+        .unwrap_or_default()
+}
+
+fn errors(rollout: Rollout) -> String {
+    validate(&rollout.spec).unwrap_err().join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// progressDeadlineSeconds / progressDeadlineAbort
+
+const STEPS: &str = "[{setWeight: 20}, {pause: {}}, {setWeight: 60}]";
+
+#[test]
+fn a_canary_whose_pods_never_become_available_is_degraded_after_the_deadline() {
+    let mut sim = deployed(STEPS, "{spec: {progressDeadlineSeconds: 60}}");
+    sim.kubelet = false;
+    release(&mut sim, "backend:2");
+    // Creating the canary ReplicaSet, then seeing it, are progress.
+    step(&mut sim);
+    let d = sim.step();
+    assert_eq!(d.requeue_after, Some(std::time::Duration::from_secs(60)));
+    sim.advance(SignedDuration::from_secs(59));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Progressing));
+    sim.advance(SignedDuration::from_secs(2));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Degraded), "{}", message(&sim));
+    assert!(
+        message(&sim).contains("no progress for 60s"),
+        "{}",
+        message(&sim)
+    );
+    let status = sim.status().unwrap().clone();
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("False", Some(DEADLINE_REASON))
+    );
+    assert!(!status.abort, "progressDeadlineAbort defaults to false");
+    assert_eq!(
+        sim.canary_weight(),
+        Some(0),
+        "nothing moved to the stuck canary"
+    );
+    // Stable output while stuck: no writes.
+    let writes = sim.writes;
+    step(&mut sim);
+    assert_eq!(sim.writes, writes);
+    // Pods arrive late: progress clears it.
+    sim.kubelet = true;
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused), "{}", message(&sim));
+    assert_eq!(sim.canary_weight(), Some(20));
+}
+
+#[test]
+fn time_paused_does_not_count_against_the_deadline() {
+    let mut sim = deployed(STEPS, "{spec: {progressDeadlineSeconds: 60}}");
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    sim.advance(SignedDuration::from_secs(3600));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    sim.kubelet = false;
+    sim.promote();
+    step(&mut sim);
+    step(&mut sim);
+    sim.advance(SignedDuration::from_secs(30));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Progressing), "{}", message(&sim));
+    sim.advance(SignedDuration::from_secs(31));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+}
+
+#[test]
+fn progress_deadline_abort_sends_everything_back_to_stable() {
+    let extra = "{spec: {progressDeadlineSeconds: 60, progressDeadlineAbort: true}}";
+    let mut sim = deployed(
+        "[{setWeight: 20}, {pause: {}}, {setWeight: 60}, {pause: {}}]",
+        extra,
+    );
+    let stable = sim.hash();
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    sim.kubelet = false;
+    sim.promote();
+    step(&mut sim);
+    step(&mut sim);
+    sim.advance(SignedDuration::from_secs(61));
+    let d = sim.step();
+    assert!(
+        d.events.iter().any(|(reason, _)| reason == DEADLINE_REASON),
+        "{:?}",
+        d.events
+    );
+    assert!(sim.status().unwrap().abort);
+    sim.kubelet = true;
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert_eq!(sim.canary_weight(), Some(0));
+    assert!(
+        message(&sim).starts_with("aborted (no progress for 60s"),
+        "{}",
+        message(&sim)
+    );
+    assert_eq!(
+        sim.status().unwrap().stable_rs.as_deref(),
+        Some(stable.as_str())
+    );
+}
+
+#[test]
+fn the_first_deploy_is_degraded_but_not_aborted() {
+    let extra = "{spec: {progressDeadlineSeconds: 30, progressDeadlineAbort: true}}";
+    let mut sim = Simulation::new(with(common::rollout(STEPS), extra));
+    sim.kubelet = false;
+    step(&mut sim);
+    step(&mut sim);
+    sim.advance(SignedDuration::from_secs(31));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert!(!sim.status().unwrap().abort, "no canary to abort");
+}
+
+// ---------------------------------------------------------------------------
+// canaryMetadata / stableMetadata
+
+const ROLES: &str = r#"{spec: {strategy: {canary: {
+  canaryMetadata: {labels: {role: canary}, annotations: {dash: "canary"}},
+  stableMetadata: {labels: {role: stable}}}}}}"#;
+
+fn role(label: &str) -> PodMetadata {
+    let mut m = PodMetadata::default();
+    m.labels.insert("role".into(), label.into());
+    if label == "canary" {
+        m.annotations.insert("dash".into(), "canary".into());
+    }
+    m
+}
+
+fn metadata_of(sim: &Simulation, hash: &str) -> PodMetadata {
+    let rs = sim
+        .world
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == hash)
+        .unwrap();
+    rs.pod_metadata.clone()
+}
+
+#[test]
+fn role_metadata_follows_the_canary_and_moves_when_it_becomes_stable() {
+    let mut sim = deployed("[{setWeight: 20}, {pause: {}}]", ROLES);
+    let first = sim.hash();
+    assert_eq!(metadata_of(&sim, &first), role("stable"));
+    release(&mut sim, "backend:2");
+    let actions = step(&mut sim);
+    let canary = sim.hash();
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::CreateReplicaSet { pod_metadata, .. } if *pod_metadata == role("canary"))),
+        "the canary is created with its role's metadata: {actions:?}"
+    );
+    settle(&mut sim);
+    assert_eq!(metadata_of(&sim, &canary), role("canary"));
+    assert_eq!(metadata_of(&sim, &first), role("stable"));
+    sim.promote();
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(
+        metadata_of(&sim, &canary),
+        role("stable"),
+        "promoted: stable metadata"
+    );
+    assert_eq!(
+        metadata_of(&sim, &first),
+        role("stable"),
+        "old revisions are left alone"
+    );
+}
+
+#[test]
+fn changing_role_metadata_moves_it_without_a_new_revision() {
+    let mut sim = deployed("[{setWeight: 20}]", ROLES);
+    let hash = sim.hash();
+    sim.rollout
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .stable_metadata = Some(role("primary"));
+    let actions = step(&mut sim);
+    assert_eq!(sim.hash(), hash);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::SetPodMetadata { from, to, .. } if *from == role("stable") && *to == role("primary"))),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn role_labels_may_not_touch_the_selector() {
+    let extra = "{spec: {strategy: {canary: {canaryMetadata: {labels: {app: canary}}}}}}";
+    let e = errors(with(common::rollout(STEPS), extra));
+    assert!(
+        e.contains("spec.strategy.canary.canaryMetadata.labels.app: a selector label"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// maxSurge / maxUnavailable: a canary without traffic routing
+
+fn basic(surge: &str, unavailable: &str, steps: &str) -> Simulation {
+    let extra = format!(
+        "{{spec: {{replicas: 4, strategy: {{canary: {{trafficRouting: null, maxSurge: {surge}, maxUnavailable: {unavailable}}}}}}}}}"
+    );
+    deployed(steps, &extra)
+}
+
+/// Runs to a settled state, checking the bounds after every reconcile.
+fn settle_within(sim: &mut Simulation, surge: i32, unavailable: i32) {
+    for _ in 0..100 {
+        let before = sim.rollout.status.clone();
+        let actions = step(sim);
+        let total: i32 = sim.world.replica_sets.iter().map(|r| r.replicas).sum();
+        let available: i32 = sim.world.replica_sets.iter().map(|r| r.available).sum();
+        assert!(
+            total <= 4 + surge.max(1),
+            "{total} pods: {:#?}",
+            sim.world.replica_sets
+        );
+        assert!(
+            available >= 4 - unavailable,
+            "{available} available: {:#?}",
+            sim.world.replica_sets
+        );
+        if actions.is_empty() && sim.rollout.status == before {
+            return;
+        }
+    }
+    panic!("did not settle: {:#?}", sim.rollout.status);
+}
+
+#[test]
+fn a_basic_canary_moves_pods_within_max_surge_and_max_unavailable() {
+    for (surge, unavailable, s, u) in [("1", "0", 1, 0), ("0", "1", 0, 1), ("'50%'", "'25%'", 2, 1)]
+    {
+        let mut sim = basic(surge, unavailable, "[{setWeight: 50}, {pause: {}}]");
+        let stable = sim.hash();
+        release(&mut sim, "backend:2");
+        let canary = sim.hash();
+        settle_within(&mut sim, s, u);
+        assert_eq!(
+            sim.phase(),
+            Some(Phase::Paused),
+            "{surge}/{unavailable}: {}",
+            message(&sim)
+        );
+        assert_eq!(
+            (sim.replicas(&canary), sim.replicas(&stable)),
+            (2, 2),
+            "the weight is a share of the pods"
+        );
+        sim.promote();
+        settle_within(&mut sim, s, u);
+        sim.advance(SignedDuration::from_secs(60));
+        settle_within(&mut sim, s, u);
+        assert_eq!(sim.phase(), Some(Phase::Healthy), "{surge}/{unavailable}");
+        assert_eq!((sim.replicas(&canary), sim.replicas(&stable)), (4, 0));
+    }
+}
+
+#[test]
+fn max_surge_and_max_unavailable_cannot_both_be_zero() {
+    let extra = "{spec: {strategy: {canary: {maxSurge: 0, maxUnavailable: '0%'}}}}";
+    let e = errors(with(common::rollout(STEPS), extra));
+    assert!(
+        e.contains("maxSurge and maxUnavailable cannot both be 0"),
+        "{e}"
+    );
+    let extra = "{spec: {strategy: {canary: {maxSurge: 'lots'}}}}";
+    let e = errors(with(common::rollout(STEPS), extra));
+    assert!(
+        e.contains("spec.strategy.canary.maxSurge: expected a number of pods or a percentage"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// workloadRef
+
+fn referencing(scale_down: &str) -> Simulation {
+    let base = common::rollout(STEPS);
+    let mut rollout = with(
+        base.clone(),
+        &format!(
+            "{{spec: {{template: null, selector: null, workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: backend, scaleDown: {scale_down}}}}}}}"
+        ),
+    );
+    rollout.spec.template = Default::default();
+    let mut sim = Simulation::new(rollout);
+    sim.world.workload = Some(WorkloadView {
+        name: "backend".into(),
+        replicas: 5,
+        selector: base.spec.selector.clone(),
+        template: base.spec.template.clone(),
+    });
+    sim
+}
+
+fn deployment_replicas(sim: &Simulation) -> i32 {
+    sim.world.workload.as_ref().unwrap().replicas
+}
+
+#[test]
+fn progressively_scales_the_deployment_down_as_the_rollout_comes_up() {
+    let mut sim = referencing("progressively");
+    sim.kubelet = false;
+    step(&mut sim);
+    let hash = sim.hash();
+    assert_eq!(deployment_replicas(&sim), 5, "nothing available yet");
+    sim.world.replica_sets[0].available = 2;
+    step(&mut sim);
+    assert_eq!(deployment_replicas(&sim), 3);
+    sim.kubelet = true;
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(deployment_replicas(&sim), 0);
+    assert_eq!(
+        sim.status().unwrap().selector.as_deref(),
+        Some("app=backend")
+    );
+    // A new template in the Deployment is a canary of the Rollout.
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_ne!(sim.hash(), hash);
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    assert_eq!(sim.canary_weight(), Some(20));
+    assert_eq!(
+        deployment_replicas(&sim),
+        0,
+        "never scaled up for a later release"
+    );
+}
+
+#[test]
+fn progressively_scales_the_deployment_back_up_when_the_migration_fails() {
+    let mut sim = referencing("progressively");
+    sim.rollout.spec.progress_deadline_seconds = Some(60);
+    sim.kubelet = false;
+    step(&mut sim);
+    sim.world.replica_sets[0].available = 4;
+    step(&mut sim);
+    assert_eq!(deployment_replicas(&sim), 1);
+    sim.world.replica_sets[0].available = 0;
+    sim.advance(SignedDuration::from_secs(61));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert_eq!(deployment_replicas(&sim), 5);
+}
+
+#[test]
+fn onsuccess_waits_for_healthy_and_never_leaves_the_deployment_alone() {
+    let mut sim = referencing("onsuccess");
+    sim.kubelet = false;
+    step(&mut sim);
+    sim.world.replica_sets[0].available = 4;
+    step(&mut sim);
+    assert_eq!(deployment_replicas(&sim), 5);
+    sim.kubelet = true;
+    settle(&mut sim);
+    assert_eq!(deployment_replicas(&sim), 0);
+
+    let mut sim = referencing("never");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    assert_eq!(deployment_replicas(&sim), 5);
+}
+
+#[test]
+fn a_missing_deployment_is_reported_and_nothing_is_created() {
+    let mut sim = referencing("never");
+    sim.world.workload = None;
+    let actions = step(&mut sim);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert!(
+        message(&sim).contains("Deployment \"backend\" not found"),
+        "{}",
+        message(&sim)
+    );
+}
+
+#[test]
+fn workload_ref_is_a_deployment_instead_of_a_template() {
+    let extra = "{spec: {workloadRef: {apiVersion: apps/v1, kind: StatefulSet, name: db}}}";
+    let e = errors(with(common::rollout(STEPS), extra));
+    assert!(
+        e.contains("spec.template: give template or workloadRef, not both"),
+        "{e}"
+    );
+    assert!(
+        e.contains("only apiVersion apps/v1, kind Deployment"),
+        "{e}"
+    );
+    let e = errors(with(
+        common::rollout(STEPS),
+        "{spec: {template: null, selector: null}}",
+    ));
+    assert!(
+        e.contains("spec.template: required (or workloadRef)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("spec.selector: required (or workloadRef)"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// dryRun
+
+fn two_metrics(dry_run: &str) -> AnalysisTemplate {
+    serde_yaml::from_str(&format!(
+        r#"
+apiVersion: gantry.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: checks, namespace: shop}}
+spec:
+  dryRun: {dry_run}
+  metrics:
+  - name: error-rate
+    successCondition: result[0] < 0.05
+    provider: {{prometheus: {{address: "http://p:9090", query: errors}}}}
+  - name: latency
+    successCondition: result[0] < 0.3
+    provider: {{prometheus: {{address: "http://p:9090", query: latency}}}}
+"#
+    ))
+    .unwrap()
+}
+
+fn analysed(dry_run: &str, error_rate: f64, latency: f64) -> Simulation {
+    let mut sim = deployed(
+        "[{setWeight: 20}, {analysis: {templates: [{templateName: checks}]}}, {setWeight: 60}]",
+        "{}",
+    );
+    sim.world
+        .templates
+        .insert("checks".into(), two_metrics(dry_run).spec);
+    sim.prometheus
+        .insert("error-rate".into(), QueryValue::Vector(vec![error_rate]));
+    sim.prometheus
+        .insert("latency".into(), QueryValue::Vector(vec![latency]));
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    sim
+}
+
+#[test]
+fn a_failing_dry_run_metric_is_recorded_but_never_aborts() {
+    let sim = analysed("[{metricName: latency}]", 0.01, 0.9);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    let run = &sim.status().unwrap().analysis_runs[0];
+    assert_eq!(run.phase, AnalysisPhase::Successful);
+    let latency = run.metrics.iter().find(|m| m.name == "latency").unwrap();
+    assert!(latency.dry_run);
+    assert_eq!(latency.phase, AnalysisPhase::Failed);
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("dry run: metric \"latency\" assessed Failed")
+    );
+    // The metric that is not in dry run still judges.
+    let sim = analysed("[{metricName: latency}]", 0.5, 0.1);
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    // `.*`: every metric.
+    let sim = analysed("[{metricName: '.*'}]", 0.5, 0.9);
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+}
+
+#[test]
+fn a_bad_dry_run_pattern_is_reported_at_its_path() {
+    let sim = analysed("[{metricName: '('}]", 0.01, 0.1);
+    assert_eq!(sim.phase(), Some(Phase::Degraded));
+    assert!(
+        message(&sim).contains(
+            "AnalysisTemplate checks: spec.dryRun[0].metricName: not a regular expression"
+        ),
+        "{}",
+        message(&sim)
+    );
+}
+
+#[test]
+fn a_retry_after_a_deadline_abort_gets_a_fresh_deadline() {
+    let extra = "{spec: {progressDeadlineSeconds: 60, progressDeadlineAbort: true}}";
+    let mut sim = deployed(STEPS, extra);
+    sim.kubelet = false;
+    release(&mut sim, "backend:2");
+    step(&mut sim);
+    step(&mut sim);
+    sim.advance(SignedDuration::from_secs(61));
+    step(&mut sim);
+    step(&mut sim);
+    assert!(
+        sim.status().unwrap().aborted_at.is_some(),
+        "{}",
+        message(&sim)
+    );
+    sim.operate(rollout_core::ops::Op::Retry).unwrap();
+    step(&mut sim);
+    sim.advance(SignedDuration::from_secs(30));
+    step(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Progressing), "{}", message(&sim));
+    assert!(!sim.status().unwrap().abort);
+}

@@ -1,0 +1,145 @@
+//! A Rollout's ReplicaSets and their pods as the glue writes them: a new
+//! ReplicaSet from the pod template, and a role's metadata
+//! (`canaryMetadata` / `stableMetadata`) moved onto a ReplicaSet's
+//! template and its running pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Map, Value, json};
+
+use rollout_core::hash::selector_string;
+use rollout_core::types::{POD_TEMPLATE_HASH, PodMetadata, Rollout};
+
+/// The role metadata a ReplicaSet's pods carry, as JSON, so the next role
+/// change knows which keys to take off again.
+pub const POD_METADATA: &str = "gantry.dev/pod-metadata";
+
+/// What a ReplicaSet records as its role metadata.
+pub fn recorded_metadata(annotations: &BTreeMap<String, String>) -> PodMetadata {
+    annotations
+        .get(POD_METADATA)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}
+
+/// `<rollout>-<hash>`: the template plus the hash label (and the role's
+/// metadata) on the ReplicaSet, its selector and its pods; owned by the
+/// Rollout for garbage collection.
+pub fn new_replica_set(
+    rollout: &Rollout,
+    template: &PodTemplateSpec,
+    selector: &LabelSelector,
+    hash: &str,
+    replicas: i32,
+    role: &PodMetadata,
+) -> ReplicaSet {
+    let mut template = template.clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let mut labels = meta.labels.clone().unwrap_or_default();
+    labels.insert(POD_TEMPLATE_HASH.into(), hash.into());
+    let mut pod_labels = labels.clone();
+    pod_labels.extend(role.labels.clone());
+    meta.labels = Some(pod_labels);
+    if !role.annotations.is_empty() {
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .extend(role.annotations.clone());
+    }
+    let mut selector = selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH.into(), hash.into());
+    let recorded =
+        (!role.is_empty()).then(|| BTreeMap::from([(POD_METADATA.to_string(), record(role))]));
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{hash}", rollout.name_any())),
+            namespace: rollout.namespace(),
+            labels: Some(labels),
+            annotations: recorded,
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            selector,
+            template: Some(template),
+            min_ready_seconds: rollout.spec.min_ready_seconds,
+        }),
+        status: None,
+    }
+}
+
+fn record(role: &PodMetadata) -> String {
+    serde_json::to_string(role).expect("string maps serialize")
+}
+
+/// A merge patch taking `from`'s keys off and putting `to`'s on.
+fn metadata_patch(from: &PodMetadata, to: &PodMetadata) -> Value {
+    let map = |from: &BTreeMap<String, String>, to: &BTreeMap<String, String>| {
+        let mut m: Map<String, Value> = from.keys().map(|k| (k.clone(), Value::Null)).collect();
+        m.extend(
+            to.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+        );
+        Value::Object(m)
+    };
+    json!({
+        "labels": map(&from.labels, &to.labels),
+        "annotations": map(&from.annotations, &to.annotations),
+    })
+}
+
+/// Moves ReplicaSet `name` (revision `hash`) from role metadata `from` to
+/// `to`: its template first (pods it creates from now on), then the pods
+/// it runs. A pod gone meanwhile is not an error.
+pub async fn move_pod_metadata(
+    client: &Client,
+    rollout: &Rollout,
+    selector: &LabelSelector,
+    ns: &str,
+    (name, hash): (&str, &str),
+    (from, to): (&PodMetadata, &PodMetadata),
+) -> Result<(), kube::Error> {
+    let params = PatchParams::default();
+    let pod_patch = metadata_patch(from, to);
+    let recorded = if to.is_empty() {
+        Value::Null
+    } else {
+        Value::String(record(to))
+    };
+    let rs_patch = json!({
+        "metadata": { "annotations": { POD_METADATA: recorded } },
+        "spec": { "template": { "metadata": pod_patch.clone() } },
+    });
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    replica_sets
+        .patch(name, &params, &Patch::Merge(&rs_patch))
+        .await?;
+    let mut labels = selector_string(selector).unwrap_or_default();
+    if !labels.is_empty() {
+        labels.push(',');
+    }
+    labels.push_str(&format!("{POD_TEMPLATE_HASH}={hash}"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let patch = json!({ "metadata": pod_patch });
+    for pod in pods.list(&ListParams::default().labels(&labels)).await? {
+        match pods
+            .patch(&pod.name_any(), &params, &Patch::Merge(&patch))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    tracing::info!(rollout = %rollout.name_any(), replica_set = %name, "role metadata moved");
+    Ok(())
+}
