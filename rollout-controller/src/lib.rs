@@ -7,7 +7,7 @@
 //! rate-limited API client), `leader` (Lease election), `metrics`,
 //! `server` (health and metrics endpoints), `events`; `elbv2` is the AWS
 //! client.
-//! Measurements come from `rollout-prometheus`, shared with the CLI.
+//! Measurements come from `rollout-metrics`, shared with the CLI.
 
 pub mod cache;
 pub mod client;

@@ -49,7 +49,7 @@ pub struct Context {
     pub client: Client,
     /// The watch caches reconcile reads.
     pub caches: Caches,
-    pub prometheus: rollout_prometheus::Client,
+    pub prometheus: rollout_metrics::Client,
     /// The ELBv2 API (direct mode, and verification when `verify_alb`).
     pub elbv2: Option<Elbv2>,
     pub verify_alb: bool,
@@ -63,7 +63,7 @@ impl Context {
         client: Client,
         caches: Caches,
         metrics: Metrics,
-        prometheus: rollout_prometheus::Client,
+        prometheus: rollout_metrics::Client,
     ) -> Context {
         Context {
             client,
@@ -381,7 +381,7 @@ async fn measure(
     let taken = futures::future::join_all(due.map(|(run, metric)| {
         let name = &name;
         async move {
-            let (measurement, _) = rollout_prometheus::measure(&ctx.prometheus, metric).await;
+            let (measurement, _) = rollout_metrics::measure(&ctx.prometheus, metric).await;
             tracing::info!(
                 rollout = %name,
                 run = %run,

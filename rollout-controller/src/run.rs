@@ -111,7 +111,7 @@ async fn manage(
     readiness: Readiness,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let prometheus = rollout_prometheus::Client::new()?;
+    let prometheus = rollout_metrics::Client::new()?;
     let (caches, writers) = cache::stores();
     let mut ctx = Context::new(client.clone(), caches, metrics, prometheus);
     let elbv2 = Elbv2::from_env();

@@ -163,7 +163,7 @@ pub fn test_context(leader: bool, cached: Cached) -> (Arc<Context>, ApiServerVer
         client,
         cached.into_caches(),
         Metrics::default(),
-        rollout_prometheus::Client::new().expect("an HTTP client"),
+        rollout_metrics::Client::new().expect("an HTTP client"),
     );
     ctx.leader.store(leader, Ordering::Relaxed);
     (Arc::new(ctx), verifier)

@@ -78,6 +78,23 @@ pub fn run(cmd: &mut Command) -> Run {
     cmd.output().expect("spawn").into()
 }
 
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `gantry analysis run -f FILE --arg A…`.
+pub fn analysis_run(file: &Path, args: &[&str]) -> Run {
+    let mut cmd = gantry();
+    cmd.args(["analysis", "run", "-f"]).arg(file);
+    for a in args {
+        cmd.args(["--arg", a]);
+    }
+    run(&mut cmd)
+}
+
 /// Runs git in `dir` and returns stdout without trailing white space;
 /// panics with stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {

@@ -1,14 +1,13 @@
 //! Analysis against a real Prometheus: `gantry analysis run` end to end, and
 //! the controller's measure-and-assess loop over several measurements.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gantry_tests::prom::{Exporter, Front, Prometheus, T0, gauge_series};
-use gantry_tests::{Run, free_port, gantry, run};
+use gantry_tests::{analysis_run, free_port, gantry, run, write};
 use rollout_core::analysis::{self, ArgContext, Metric};
 use rollout_core::types::{AnalysisPhase, AnalysisTemplate, MetricResult};
-use rollout_prometheus as prometheus;
+use rollout_metrics as prometheus;
 
 const LIVE: &str = r#"
 apiVersion: gantry.dev/v1alpha1
@@ -54,21 +53,6 @@ spec:
         address: "{{args.prometheus}}"
         query: error_ratio{service="{{args.service}}"} @ {{args.at}}
 "#;
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn analysis_run(file: &Path, args: &[&str]) -> Run {
-    let mut cmd = gantry();
-    cmd.args(["analysis", "run", "-f"]).arg(file);
-    for a in args {
-        cmd.args(["--arg", a]);
-    }
-    run(&mut cmd)
-}
 
 #[test]
 fn prometheus_flag_stands_in_for_a_missing_address() {
@@ -158,6 +142,24 @@ fn backfilled_values_pass_fail_and_are_inconclusive_when_empty_or_nan() {
     let r = analysis_run(&file, &[&address, &at(900)]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("value:   [0.2]"), "{}", r.stdout);
+
+    // In dry run the same failure is shown, and does not fail the analysis.
+    let dry = write(
+        dir.path(),
+        "dry.yaml",
+        &AT.replace(
+            "  metrics:",
+            "  dryRun: [{metricName: error-ratio}]\n  metrics:",
+        ),
+    );
+    let r = analysis_run(&dry, &[&address, &at(900)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("verdict: Failed (dry run: never fails the analysis)"),
+        "{}",
+        r.stdout
+    );
 
     let r = analysis_run(&file, &[&address, &at(1500)]);
     assert_eq!(r.code, 3, "NaN is Inconclusive: {}{}", r.stdout, r.stderr);

@@ -38,7 +38,7 @@ async fn reconcile_once(api: &FakeApi) -> Vec<(Method, String)> {
         api.client(),
         Cached::of(objects).into_caches(),
         Metrics::default(),
-        rollout_prometheus::Client::new().unwrap(),
+        rollout_metrics::Client::new().unwrap(),
     );
     ctx.leader.store(true, Ordering::Relaxed);
     api.take_requests();

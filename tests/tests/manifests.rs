@@ -12,7 +12,7 @@ use std::process::Command;
 use gantry_tests::{binary, gantry, kustomize, repo, run, which};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use rollout_core::analysis::{ArgContext, resolve_plan};
+use rollout_core::analysis::{ArgContext, Provider, resolve_plan};
 use rollout_core::types::{AnalysisTemplate, Rollout};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -274,16 +274,15 @@ fn the_controller_accepts_the_rollouts_and_resolves_their_analysis() {
         assert_eq!(runs.len(), 2, "{overlay}: two analysis steps");
         for metrics in runs.values() {
             for m in metrics {
+                let Provider::Prometheus(p) = &m.provider else {
+                    panic!("{overlay}: {} is not a Prometheus metric", m.name);
+                };
                 assert!(
-                    m.prometheus
-                        .query
-                        .contains(&format!("namespace=\"webapp-{overlay}\""))
-                        && m.prometheus
-                            .query
-                            .contains("rollouts_pod_template_hash=\"7f6d5c4b3\""),
+                    p.query.contains(&format!("namespace=\"webapp-{overlay}\""))
+                        && p.query.contains("rollouts_pod_template_hash=\"7f6d5c4b3\""),
                     "{overlay}: {} measures the canary's pods only: {}",
                     m.name,
-                    m.prometheus.query
+                    p.query
                 );
             }
         }

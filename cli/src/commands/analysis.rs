@@ -11,16 +11,16 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::types::{AnalysisPhase, AnalysisTemplate};
-use rollout_prometheus as prometheus;
+use rollout_metrics as prometheus;
 
-/// Try AnalysisTemplates against Prometheus.
+/// Try AnalysisTemplates against their providers (Prometheus, web).
 #[derive(Subcommand)]
 pub enum Command {
     /// Measure a template's metrics once and print each query, value and verdict.
     ///
     /// Arguments are substituted and conditions judged exactly as the
     /// rollout controller does. Exit status: 0 Successful, 2 Failed,
-    /// 3 Inconclusive, 1 for an error (bad template, Prometheus unreachable).
+    /// 3 Inconclusive, 1 for an error (bad template, provider unreachable).
     Run(RunArgs),
 }
 
@@ -51,7 +51,7 @@ pub fn exec(command: Command) -> Result<ExitCode> {
 }
 
 /// The overall verdict: the worst of the metrics' (Failed, then Error,
-/// then Inconclusive, then Successful).
+/// then Inconclusive, then Successful); dry-run metrics are shown only.
 fn run(opts: &RunArgs) -> Result<AnalysisPhase> {
     let path = opts.file.display();
     let text =
@@ -111,7 +111,12 @@ fn run(opts: &RunArgs) -> Result<AnalysisPhase> {
                 writeln!(out, "  {field}: {c}")?;
             }
         }
-        writeln!(out, "  verdict: {:?}", measurement.phase)?;
+        let dry_run = if metric.dry_run {
+            " (dry run: never fails the analysis)"
+        } else {
+            ""
+        };
+        writeln!(out, "  verdict: {:?}{dry_run}", measurement.phase)?;
         if let Some(m) = &measurement.message {
             writeln!(out, "  message: {m}")?;
         }
@@ -122,7 +127,12 @@ fn run(opts: &RunArgs) -> Result<AnalysisPhase> {
         AnalysisPhase::Inconclusive,
     ]
     .into_iter()
-    .find(|p| results.iter().any(|(m, _)| m.phase == *p))
+    .find(|p| {
+        metrics
+            .iter()
+            .zip(&results)
+            .any(|(metric, (m, _))| !metric.dry_run && m.phase == *p)
+    })
     .unwrap_or(AnalysisPhase::Successful);
     Ok(worst)
 }

@@ -723,7 +723,10 @@ pub struct Metric {
 pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusMetric>,
-    /// Every other Argo provider (web, datadog, job, …): rejected by name.
+    /// Any HTTP endpoint answering JSON (Argo's `web` provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebMetric>,
+    /// Every other Argo provider (datadog, job, …): rejected by name.
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: std::collections::BTreeMap<String, Value>,
@@ -744,6 +747,39 @@ pub struct PrometheusMetric {
     /// Extra request headers, e.g. `Authorization: Bearer {{args.token}}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<Header>,
+    /// Skip TLS certificate verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque")]
+    pub authentication: Option<Value>,
+}
+
+/// `provider.web`: the measurement is the JSON the URL answers, or the
+/// part of it `jsonPath` selects; `{{args.NAME}}` is replaced in the URL,
+/// headers and body.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebMetric {
+    pub url: String,
+    /// `GET` (default), `POST` or `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<Header>,
+    /// The request body as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The request body as JSON (sent with `Content-Type: application/json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque")]
+    pub json_body: Option<Value>,
+    /// Seconds to wait for the answer (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+    /// What of the answer to judge, e.g. `{$.data.errorRate}` (default: all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
     /// Skip TLS certificate verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,

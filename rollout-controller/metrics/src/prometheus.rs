@@ -1,15 +1,14 @@
-//! Takes measurements: instant queries against Prometheus's HTTP API.
+//! Instant queries against Prometheus's HTTP API.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use k8s_openapi::jiff::Timestamp;
-
-use rollout_core::analysis::{Metric, Prometheus, QueryValue, Verdict, evaluate};
+use rollout_core::analysis::{Prometheus, QueryValue};
 use rollout_core::error_chain::error_chain;
-use rollout_core::types::{AnalysisPhase, Measurement};
+
+use crate::Client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -23,37 +22,11 @@ pub enum QueryError {
     Protocol { address: String, reason: String },
 }
 
-/// One HTTP client per TLS mode, shared by every query.
-#[derive(Clone)]
-pub struct Client {
-    verified: reqwest::Client,
-    insecure: reqwest::Client,
-}
-
 impl Client {
-    pub fn new() -> Result<Client, reqwest::Error> {
-        // reqwest is built without a bundled crypto provider; ring is the one
-        // kube already links (a no-op when the process has chosen one).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(10))
-        };
-        Ok(Client {
-            verified: builder().build()?,
-            insecure: builder().tls_danger_accept_invalid_certs(true).build()?,
-        })
-    }
-
     /// Runs an instant query and returns its value.
     pub async fn query(&self, p: &Prometheus) -> Result<QueryValue, QueryError> {
         let address = p.address.trim_end_matches('/').to_string();
-        let http = if p.insecure {
-            &self.insecure
-        } else {
-            &self.verified
-        };
+        let http = self.http(p.insecure);
         let timeout = p.timeout;
         // Prometheus stops evaluating at its own timeout too, so a slow query
         // does not keep running after we gave up on it.
@@ -106,32 +79,6 @@ impl Client {
             reason,
         })
     }
-}
-
-/// Queries the metric once and judges the value: the measurement, and the
-/// value when there was one.
-pub async fn measure(client: &Client, metric: &Metric) -> (Measurement, Option<QueryValue>) {
-    let started_at = Timestamp::now().to_string();
-    let result = client.query(&metric.prometheus).await;
-    let finished_at = Timestamp::now().to_string();
-    let (verdict, value) = match result {
-        Ok(value) => (evaluate(metric, &value), Some(value)),
-        Err(e) => (
-            Verdict {
-                phase: AnalysisPhase::Error,
-                message: Some(e.to_string()),
-            },
-            None,
-        ),
-    };
-    let measurement = Measurement {
-        phase: verdict.phase,
-        value: value.as_ref().map(ToString::to_string),
-        started_at,
-        finished_at,
-        message: verdict.message,
-    };
-    (measurement, value)
 }
 
 #[derive(Deserialize)]

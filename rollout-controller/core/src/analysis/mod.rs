@@ -16,6 +16,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use regex::Regex;
 
+mod provider;
+pub use provider::{Prometheus, Provider, Web};
+
 use crate::types::{
     AnalysisArg, AnalysisPhase, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec,
     DryRun, Measurement, MetricResult, RolloutAnalysis, SecretKeyRef,
@@ -26,7 +29,6 @@ use crate::validate::{Plan, parse_duration};
 const DEFAULT_FAILURE_LIMIT: i32 = 0;
 const DEFAULT_INCONCLUSIVE_LIMIT: i32 = 0;
 const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i32 = 4;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How soon a measurement that errored is retried (Argo's default).
 const ERROR_RETRY: Duration = Duration::from_secs(10);
 /// Measurements kept per metric (Argo's default retention).
@@ -51,31 +53,10 @@ pub struct Metric {
     pub consecutive_error_limit: i32,
     /// Measured and recorded, never failing the run (`dryRun`).
     pub dry_run: bool,
-    pub prometheus: Prometheus,
-    /// The query with secret-backed arguments masked, for status and logs.
+    pub provider: Provider,
+    /// What is asked (query, or method and URL), secret-backed arguments
+    /// masked, for status and logs.
     pub display_query: String,
-}
-
-#[derive(Clone, PartialEq)]
-pub struct Prometheus {
-    pub address: String,
-    pub query: String,
-    pub timeout: Duration,
-    pub headers: Vec<(String, String)>,
-    pub insecure: bool,
-}
-
-impl fmt::Debug for Prometheus {
-    // Header values carry credentials.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: Vec<_> = self.headers.iter().map(|(k, _)| (k, MASK)).collect();
-        f.debug_struct("Prometheus")
-            .field("address", &self.address)
-            .field("timeout", &self.timeout)
-            .field("headers", &headers)
-            .field("insecure", &self.insecure)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Where argument values come from besides literals.
@@ -92,7 +73,7 @@ pub struct ArgContext<'a> {
 
 /// An argument's value, and whether it is a secret.
 #[derive(Debug, Clone)]
-struct ArgValue {
+pub(crate) struct ArgValue {
     value: String,
     secret: bool,
 }
@@ -393,31 +374,6 @@ fn resolve_metric(
         &m.consecutive_error_limit,
         &mut sub,
     );
-    let prometheus = m.provider.prometheus.as_ref().map(|p| {
-        let headers: Vec<(String, String)> = p
-            .headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                (
-                    h.key.clone(),
-                    sub(
-                        &format!("provider.prometheus.headers[{i}].value"),
-                        &h.value,
-                        false,
-                    ),
-                )
-            })
-            .collect();
-        Substituted {
-            address: sub("provider.prometheus.address", &p.address, false),
-            query: sub("provider.prometheus.query", &p.query, false),
-            // Same text, so any error is already reported just above.
-            display_query: substitute(&p.query, args, true).unwrap_or_default(),
-            headers,
-        }
-    });
-
     if m.name.is_empty() {
         errors.push(format!("{mpath}.name: required"));
     }
@@ -462,11 +418,11 @@ fn resolve_metric(
             errors.push(format!("{mpath}.{field}: {e}"));
         }
     }
-    let provider = prometheus_provider(mpath, m, prometheus, errors);
+    let provider = provider::resolve(mpath, &m.provider, args, errors);
     if errors.len() > before {
         return None;
     }
-    let (prometheus, display_query) = provider?;
+    let (provider, display_query) = provider?;
     Some(Metric {
         name: m.name.clone(),
         // Argo: no interval and no count measures once.
@@ -479,93 +435,14 @@ fn resolve_metric(
         inconclusive_limit: inconclusive_limit.unwrap_or(DEFAULT_INCONCLUSIVE_LIMIT),
         consecutive_error_limit: consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
         dry_run: false,
-        prometheus,
+        provider,
         display_query,
     })
 }
 
-/// A Prometheus provider's texts with the arguments substituted.
-struct Substituted {
-    address: String,
-    query: String,
-    /// The query with secret-backed values masked.
-    display_query: String,
-    headers: Vec<(String, String)>,
-}
-
-/// The metric's provider: Prometheus only.
-fn prometheus_provider(
-    mpath: &str,
-    m: &crate::types::Metric,
-    resolved: Option<Substituted>,
-    errors: &mut Vec<String>,
-) -> Option<(Prometheus, String)> {
-    let others: Vec<&String> = m.provider.other.keys().collect();
-    if !others.is_empty() {
-        errors.push(format!(
-            "{mpath}.provider: {} is not supported by gantry (only prometheus)",
-            others
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let (
-        Some(prom),
-        Some(Substituted {
-            address,
-            query,
-            display_query,
-            headers,
-        }),
-    ) = (m.provider.prometheus.as_ref(), resolved)
-    else {
-        if others.is_empty() {
-            errors.push(format!("{mpath}.provider.prometheus: required"));
-        }
-        return None;
-    };
-    if prom.authentication.is_some() {
-        errors.push(format!(
-            "{mpath}.provider.prometheus.authentication: not supported by gantry (use headers)"
-        ));
-    }
-    if address.is_empty() {
-        errors.push(format!(
-            "{mpath}.provider.prometheus.address: required (Prometheus' URL, e.g. http://prometheus.monitoring:9090)"
-        ));
-    } else if !(address.starts_with("http://") || address.starts_with("https://")) {
-        errors.push(format!(
-            "{mpath}.provider.prometheus.address: expected an http:// or https:// URL, got {address:?}"
-        ));
-    }
-    if prom.query.trim().is_empty() {
-        errors.push(format!("{mpath}.provider.prometheus.query: required"));
-    }
-    let timeout = match prom.timeout {
-        None => DEFAULT_TIMEOUT,
-        Some(s) if s > 0 => Duration::from_secs(s as u64),
-        Some(s) => {
-            errors.push(format!(
-                "{mpath}.provider.prometheus.timeout: expected seconds > 0, got {s}"
-            ));
-            DEFAULT_TIMEOUT
-        }
-    };
-    let prometheus = Prometheus {
-        address,
-        query,
-        timeout,
-        headers,
-        insecure: prom.insecure.unwrap_or(false),
-    };
-    Some((prometheus, display_query))
-}
-
 /// Replaces `{{args.NAME}}` (spaces inside the braces allowed); `masked`
 /// writes secret-backed values as the mask.
-fn substitute(
+pub(crate) fn substitute(
     text: &str,
     args: &BTreeMap<String, ArgValue>,
     masked: bool,
@@ -608,6 +485,8 @@ pub enum QueryValue {
     /// One list of values per series.
     Matrix(Vec<Vec<f64>>),
     String(String),
+    /// A web metric's answer (what its jsonPath selects).
+    Json(serde_json::Value),
 }
 
 impl QueryValue {
@@ -624,6 +503,9 @@ impl QueryValue {
                 Some("the query returned no data (empty matrix)")
             }
             QueryValue::Matrix(m) if m.iter().any(|s| nan(s)) => Some("the query returned NaN"),
+            QueryValue::Json(serde_json::Value::Null) => {
+                Some("the answer has no value there (null or nothing at jsonPath)")
+            }
             _ => None,
         }
     }
@@ -636,6 +518,7 @@ impl QueryValue {
             QueryValue::Vector(v) => floats(v),
             QueryValue::Matrix(m) => expr::Value::Array(m.iter().map(|s| floats(s)).collect()),
             QueryValue::String(s) => expr::Value::String(s.clone()),
+            QueryValue::Json(v) => serde_json::from_value(v.clone()).unwrap_or_default(),
         }
     }
 }
@@ -655,6 +538,7 @@ impl fmt::Display for QueryValue {
                 write!(f, "[{}]", series.join(","))
             }
             QueryValue::String(s) => f.write_str(s),
+            QueryValue::Json(v) => write!(f, "{v}"),
         }
     }
 }
@@ -962,13 +846,13 @@ mod tests {
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
             dry_run: false,
-            prometheus: Prometheus {
+            provider: Provider::Prometheus(Prometheus {
                 address: "http://p".into(),
                 query: "q".into(),
-                timeout: DEFAULT_TIMEOUT,
+                timeout: Duration::from_secs(30),
                 headers: vec![],
                 insecure: false,
-            },
+            }),
             display_query: "q".into(),
         }
     }

@@ -1,0 +1,263 @@
+//! Metric providers: what a measurement asks, with the arguments
+//! substituted and every field checked (Prometheus, and `web` for any HTTP
+//! endpoint answering JSON). Asking is the glue's job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::{ArgValue, MASK, substitute};
+use crate::types::{Header, MetricProvider, PrometheusMetric, WebMetric};
+
+const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Argo's default for `web`.
+const WEB_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    Prometheus(Prometheus),
+    Web(Web),
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Prometheus {
+    pub address: String,
+    pub query: String,
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
+    pub insecure: bool,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Web {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    /// With whether it is JSON (`jsonBody`).
+    pub body: Option<(String, bool)>,
+    pub timeout: Duration,
+    /// A JSONPath (`$.data.value`); `$` is the whole answer.
+    pub json_path: String,
+    pub insecure: bool,
+}
+
+// Header values (and bodies) carry credentials.
+fn masked(headers: &[(String, String)]) -> Vec<(&String, &str)> {
+    headers.iter().map(|(k, _)| (k, MASK)).collect()
+}
+
+impl fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prometheus")
+            .field("address", &self.address)
+            .field("timeout", &self.timeout)
+            .field("headers", &masked(&self.headers))
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Web {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Web")
+            .field("method", &self.method)
+            .field("timeout", &self.timeout)
+            .field("headers", &masked(&self.headers))
+            .field("json_path", &self.json_path)
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Substitutes arguments into provider fields, each error with its path.
+struct Fields<'a> {
+    mpath: &'a str,
+    args: &'a BTreeMap<String, ArgValue>,
+    errors: &'a mut Vec<String>,
+}
+
+impl Fields<'_> {
+    fn sub(&mut self, field: &str, text: &str) -> String {
+        substitute(text, self.args, false).unwrap_or_else(|e| {
+            self.errors.push(format!("{}.{field}: {e}", self.mpath));
+            String::new()
+        })
+    }
+
+    /// For status and logs: secret-backed values masked (any error is
+    /// reported by `sub` on the same text).
+    fn shown(&self, text: &str) -> String {
+        substitute(text, self.args, true).unwrap_or_default()
+    }
+
+    fn headers(&mut self, provider: &str, headers: &[Header]) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let field = format!("provider.{provider}.headers[{i}].value");
+                (h.key.clone(), self.sub(&field, &h.value))
+            })
+            .collect()
+    }
+
+    fn error(&mut self, field: &str, what: String) {
+        self.errors
+            .push(format!("{}.provider.{field}: {what}", self.mpath));
+    }
+
+    fn url(&mut self, field: &str, url: &str, example: &str) {
+        if url.is_empty() {
+            self.error(field, format!("required ({example})"));
+        } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.error(
+                field,
+                format!("expected an http:// or https:// URL, got {url:?}"),
+            );
+        }
+    }
+
+    fn timeout(&mut self, field: &str, seconds: Option<i64>, default: Duration) -> Duration {
+        match seconds {
+            None => default,
+            Some(s) if s > 0 => Duration::from_secs(s as u64),
+            Some(s) => {
+                self.error(field, format!("expected seconds > 0, got {s}"));
+                default
+            }
+        }
+    }
+}
+
+/// The metric's one provider with its arguments substituted, and what it
+/// asks for status and logs; `None` with the problems in `errors`.
+pub(super) fn resolve(
+    mpath: &str,
+    provider: &MetricProvider,
+    args: &BTreeMap<String, ArgValue>,
+    errors: &mut Vec<String>,
+) -> Option<(Provider, String)> {
+    let others: Vec<&str> = provider.other.keys().map(String::as_str).collect();
+    if !others.is_empty() {
+        errors.push(format!(
+            "{mpath}.provider: {} is not supported by gantry (prometheus or web)",
+            others.join(", ")
+        ));
+    }
+    let mut fields = Fields {
+        mpath,
+        args,
+        errors,
+    };
+    match (&provider.prometheus, &provider.web) {
+        (Some(p), None) => prometheus(&mut fields, p),
+        (None, Some(w)) => web(&mut fields, w),
+        (Some(_), Some(_)) => {
+            let both = format!("{mpath}.provider: give one of prometheus or web");
+            fields.errors.push(both);
+            None
+        }
+        (None, None) => {
+            if others.is_empty() {
+                fields
+                    .errors
+                    .push(format!("{mpath}.provider: required (prometheus or web)"));
+            }
+            None
+        }
+    }
+}
+
+fn prometheus(f: &mut Fields, p: &PrometheusMetric) -> Option<(Provider, String)> {
+    let address = f.sub("provider.prometheus.address", &p.address);
+    let query = f.sub("provider.prometheus.query", &p.query);
+    let headers = f.headers("prometheus", &p.headers);
+    if p.authentication.is_some() {
+        f.error(
+            "prometheus.authentication",
+            "not supported by gantry (use headers)".into(),
+        );
+    }
+    f.url(
+        "prometheus.address",
+        &address,
+        "Prometheus' URL, e.g. http://prometheus.monitoring:9090",
+    );
+    if p.query.trim().is_empty() {
+        f.error("prometheus.query", "required".into());
+    }
+    let timeout = f.timeout("prometheus.timeout", p.timeout, PROMETHEUS_TIMEOUT);
+    let shown = f.shown(&p.query);
+    let prometheus = Prometheus {
+        address,
+        query,
+        timeout,
+        headers,
+        insecure: p.insecure.unwrap_or(false),
+    };
+    Some((Provider::Prometheus(prometheus), shown))
+}
+
+fn web(f: &mut Fields, w: &WebMetric) -> Option<(Provider, String)> {
+    let url = f.sub("provider.web.url", &w.url);
+    f.url("web.url", &url, "the endpoint answering JSON");
+    let headers = f.headers("web", &w.headers);
+    let method = w.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    if !matches!(method.as_str(), "GET" | "POST" | "PUT") {
+        f.error(
+            "web.method",
+            format!("expected GET, POST or PUT, got {method:?}"),
+        );
+    }
+    let body = match (&w.body, &w.json_body) {
+        (Some(_), Some(_)) => {
+            f.error("web", "give body or jsonBody, not both".into());
+            None
+        }
+        (Some(text), None) => Some((f.sub("provider.web.body", text), false)),
+        (None, Some(json)) => {
+            let text = serde_json::to_string(json).expect("JSON serializes");
+            Some((f.sub("provider.web.jsonBody", &text), true))
+        }
+        (None, None) => None,
+    };
+    if body.is_some() && method == "GET" {
+        f.error("web.method", "a body needs POST or PUT".into());
+    }
+    if w.authentication.is_some() {
+        f.error(
+            "web.authentication",
+            "not supported by gantry (use headers)".into(),
+        );
+    }
+    let json_path = json_path(w.json_path.as_deref().unwrap_or("{$}"));
+    if let Err(e) = jsonpath_rust::parser::parse_json_path(&json_path) {
+        let text = w.json_path.as_deref().unwrap_or_default();
+        f.error(
+            "web.jsonPath",
+            format!("{text:?} is not a JSONPath like {{$.data.value}}: {e}"),
+        );
+    }
+    let timeout = f.timeout("web.timeoutSeconds", w.timeout_seconds, WEB_TIMEOUT);
+    let shown = format!("{method} {} {json_path}", f.shown(&w.url));
+    let web = Web {
+        url,
+        method,
+        headers,
+        body,
+        timeout,
+        json_path,
+        insecure: w.insecure.unwrap_or(false),
+    };
+    Some((Provider::Web(web), shown))
+}
+
+/// Argo writes Kubernetes' template form, `{$.data}`; the braces go.
+fn json_path(text: &str) -> String {
+    let t = text.trim();
+    t.strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(t)
+        .trim()
+        .to_string()
+}
