@@ -363,6 +363,7 @@ async fn measure(
         stable_hash: status.stable_rs.as_deref(),
         latest_hash: Some(hash),
         secrets: Some(&secrets),
+        alb: world.alb.as_ref().and_then(|a| a.as_ref().ok()),
     };
     // An invalid analysis is reported by `decide`; nothing to measure.
     let Ok(metrics) = analysis::resolve_plan(plan, &world.templates, &args) else {

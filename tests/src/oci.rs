@@ -313,11 +313,16 @@ impl Moto {
     /// Runs a Python script with a boto3 ECR client `c` bound to this moto and
     /// parses what it prints as JSON: a client independent of gantry's.
     pub fn boto3(&self, script: &str) -> serde_json::Value {
+        self.boto3_for("ecr", script)
+    }
+
+    /// Like `boto3`, with a client `c` for another AWS service.
+    pub fn boto3_for(&self, service: &str, script: &str) -> serde_json::Value {
         let python = moto_server().with_file_name("python");
         let out = Command::new(python)
             .arg("-c")
             .arg(format!(
-                "import boto3, json\nc = boto3.client('ecr', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{script}",
+                "import boto3, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{script}",
                 self.endpoint()
             ))
             .output()

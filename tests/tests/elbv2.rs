@@ -64,7 +64,7 @@ impl Env {
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("t", "t", None, None, "test"))
             .endpoint_url(proxy.endpoint())
-            .http_client(rollout_controller::elbv2::http_client())
+            .http_client(rollout_metrics::aws_http_client())
             // What aws_config::defaults gives the controller.
             .retry_config(RetryConfig::standard())
             .build();
@@ -301,7 +301,7 @@ impl Env {
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("t", "t", None, None, "test"))
             .endpoint_url(env.proxy.endpoint())
-            .http_client(rollout_controller::elbv2::http_client())
+            .http_client(rollout_metrics::aws_http_client())
             // What aws_config::defaults gives the controller.
             .retry_config(RetryConfig::standard())
             .build();

@@ -267,7 +267,7 @@ fn the_controller_accepts_the_rollouts_and_resolves_their_analysis() {
             rollout: Some(&rollout.metadata),
             stable_hash: Some("5b8c7d9f4"),
             latest_hash: Some("7f6d5c4b3"),
-            secrets: None,
+            ..Default::default()
         };
         let runs = resolve_plan(&plan, &templates, &ctx)
             .unwrap_or_else(|e| panic!("{overlay}: analysis does not resolve: {e:?}"));

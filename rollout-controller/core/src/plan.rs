@@ -16,7 +16,7 @@ use crate::decide::{INCONCLUSIVE_REASON, canary_replicas, stable_replicas, weigh
 use crate::simulate::Simulation;
 use crate::types::{AnalysisPhase, AnalysisTemplateSpec, Phase, Rollout, WorkloadScaleDown};
 use crate::validate::{Plan, StepKind, validate};
-use crate::world::WorkloadView;
+use crate::world::{Observed, WorkloadView};
 
 /// Where the simulation gives up: a rollout that does not finish within a
 /// year of simulated time, or within this many reconciles, is stuck.
@@ -96,11 +96,13 @@ pub fn plan(
     templates: &BTreeMap<String, AnalysisTemplateSpec>,
 ) -> Result<Timeline, Vec<String>> {
     let spec_plan = validate(&rollout.spec)?;
+    let alb = Observed::placeholder();
     let ctx = ArgContext {
         rollout: Some(&rollout.metadata),
         stable_hash: Some(STABLE_HASH),
         latest_hash: Some(CANARY_HASH),
         secrets: None,
+        alb: Some(&alb),
     };
     let resolved = analysis::resolve_plan(&spec_plan, templates, &ctx)?;
 

@@ -289,6 +289,11 @@ pub struct ValueFrom {
     /// A key of a Secret in the Rollout's namespace (template args only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
+    /// `CanaryTargetGroup`, `StableTargetGroup` or `LoadBalancer`: the
+    /// CloudWatch dimension value (`targetgroup/…`, `app/…`) of the ALB
+    /// resources the controller found through ELBv2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_dimension: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -726,6 +731,9 @@ pub struct MetricProvider {
     /// Any HTTP endpoint answering JSON (Argo's `web` provider).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebMetric>,
+    /// CloudWatch's GetMetricData (Argo's `cloudWatch` provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_watch: Option<CloudWatchMetric>,
     /// Every other Argo provider (datadog, job, …): rejected by name.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -786,6 +794,66 @@ pub struct WebMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub authentication: Option<Value>,
+}
+
+/// `provider.cloudWatch`: GetMetricData over the last `interval`;
+/// `result` is the list of its MetricDataResults (`result[0].Values`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudWatchMetric {
+    /// How far back to read (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    pub metric_data_queries: Vec<MetricDataQuery>,
+}
+
+/// A GetMetricData query as the API takes it (field names in camelCase).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricDataQuery {
+    pub id: String,
+    /// Metric math over other queries' ids (give this or metricStat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_stat: Option<MetricStat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Seconds per datapoint of an expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<i32>,
+    /// Whether the result carries this query (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_data: Option<bool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStat {
+    pub metric: CloudWatchMetricName,
+    /// Seconds per datapoint (60 or a multiple of it; 1, 5, 10, 30 for
+    /// high-resolution metrics).
+    pub period: i32,
+    /// `Sum`, `Average`, `Maximum`, `p99`, …
+    pub stat: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudWatchMetricName {
+    pub namespace: String,
+    pub metric_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dimensions: Vec<Dimension>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dimension {
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -128,3 +128,22 @@ pub struct Observed {
     /// `(canary, stable)` as configured on that rule.
     pub weights: Option<(i32, i32)>,
 }
+
+impl Observed {
+    /// Stands in for an ALB that is watched but could not be read just now
+    /// (or, in `rollout plan`, that no cluster shows): arguments naming its
+    /// resources resolve to these placeholders rather than failing.
+    pub fn placeholder() -> Observed {
+        let arn = |kind: &str, name: &str| AwsResource {
+            name: name.into(),
+            arn: format!("arn:aws:elasticloadbalancing:<region>:<account>:{kind}/{name}/<id>"),
+        };
+        Observed {
+            load_balancer: Some(arn("loadbalancer", "app/<load-balancer>")),
+            stable: Some(arn("targetgroup", "<stable-target-group>")),
+            canary: Some(arn("targetgroup", "<canary-target-group>")),
+            rule: None,
+            weights: None,
+        }
+    }
+}

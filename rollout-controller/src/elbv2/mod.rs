@@ -119,7 +119,7 @@ impl Elbv2 {
         self.sdk
             .get_or_init(|| {
                 aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http_client())
+                    .http_client(rollout_metrics::aws_http_client())
                     .load()
             })
             .await
@@ -199,16 +199,6 @@ impl Elbv2 {
             .unwrap()
             .retain(|(k, _), _| k != key);
     }
-}
-
-/// The SDK's HTTPS client on ring, kube's crypto provider (the default
-/// one would build aws-lc-rs).
-pub fn http_client() -> aws_sdk_elasticloadbalancingv2::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
 }
 
 fn normalise_hostname(hostname: &str) -> String {

@@ -97,11 +97,7 @@ impl Ecr {
     /// A client on the standard credential chain; `region` wins over the
     /// configured one when the repository URI names it.
     pub async fn new(region: Option<&str>) -> Ecr {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = rollout_metrics::aws_http_client();
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
         if let Some(region) = region {
             loader = loader.region(Region::new(region.to_owned()));

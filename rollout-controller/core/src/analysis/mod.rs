@@ -16,8 +16,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use regex::Regex;
 
+use crate::world::Observed;
+
 mod provider;
-pub use provider::{Prometheus, Provider, Web};
+pub use provider::{CloudWatch, Prometheus, Provider, Web};
 
 use crate::types::{
     AnalysisArg, AnalysisPhase, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec,
@@ -69,6 +71,8 @@ pub struct ArgContext<'a> {
     /// Secret values by reference; `None` masks every secret-backed argument
     /// (the decision never needs their values, only the query does).
     pub secrets: Option<&'a BTreeMap<SecretKeyRef, String>>,
+    /// The ALB as ELBv2 shows it, for `valueFrom.awsDimension`.
+    pub alb: Option<&'a Observed>,
 }
 
 /// An argument's value, and whether it is a secret.
@@ -287,6 +291,9 @@ fn arg_value(arg: &AnalysisArg, ctx: &ArgContext) -> Result<Option<ArgValue>, St
             .ok_or("valueFrom.fieldRef: only known inside a Rollout (give --arg)")?;
         return field_value(meta, &field.field_path).map(|v| plain(&v));
     }
+    if let Some(which) = &from.aws_dimension {
+        return aws_dimension(which, ctx.alb).map(|v| plain(&v));
+    }
     if let Some(key) = &from.secret_key_ref {
         let value = match ctx.secrets {
             None => MASK.to_string(),
@@ -302,7 +309,34 @@ fn arg_value(arg: &AnalysisArg, ctx: &ArgContext) -> Result<Option<ArgValue>, St
             secret: true,
         }));
     }
-    Err("valueFrom: give podTemplateHashValue, fieldRef or secretKeyRef".into())
+    Err("valueFrom: give podTemplateHashValue, fieldRef, awsDimension or secretKeyRef".into())
+}
+
+/// The CloudWatch dimension value of an ALB resource: the ARN's part after
+/// `targetgroup/` (kept) or `loadbalancer/` (dropped).
+fn aws_dimension(which: &str, alb: Option<&Observed>) -> Result<String, String> {
+    let alb = alb.ok_or(
+        "valueFrom.awsDimension: the ALB is not known here: the controller reads it through \
+         ELBv2 (--verify-alb-weights, or direct mode); elsewhere give --arg",
+    )?;
+    let (resource, marker, keep) = match which {
+        "CanaryTargetGroup" => (&alb.canary, "targetgroup/", true),
+        "StableTargetGroup" => (&alb.stable, "targetgroup/", true),
+        "LoadBalancer" => (&alb.load_balancer, "loadbalancer/", false),
+        other => {
+            return Err(format!(
+                "valueFrom.awsDimension: expected CanaryTargetGroup, StableTargetGroup or LoadBalancer, got {other:?}"
+            ));
+        }
+    };
+    let arn = &resource
+        .as_ref()
+        .ok_or_else(|| format!("valueFrom.awsDimension: {which} not found on the ALB yet"))?
+        .arn;
+    let at = arn
+        .find(marker)
+        .ok_or_else(|| format!("valueFrom.awsDimension: {arn:?} is not a {which} ARN"))?;
+    Ok(arn[if keep { at } else { at + marker.len() }..].to_string())
 }
 
 /// The fields of a Rollout an argument may read.
@@ -487,6 +521,21 @@ pub enum QueryValue {
     String(String),
     /// A web metric's answer (what its jsonPath selects).
     Json(serde_json::Value),
+    /// A CloudWatch metric's GetMetricData results.
+    MetricData(Vec<MetricDataResult>),
+}
+
+/// One GetMetricData result, with the field names Argo's conditions use
+/// (`result[0].Values`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetricDataResult {
+    pub id: String,
+    pub label: String,
+    /// RFC 3339, oldest first.
+    pub timestamps: Vec<String>,
+    pub values: Vec<f64>,
+    pub status_code: String,
 }
 
 impl QueryValue {
@@ -506,6 +555,12 @@ impl QueryValue {
             QueryValue::Json(serde_json::Value::Null) => {
                 Some("the answer has no value there (null or nothing at jsonPath)")
             }
+            QueryValue::MetricData(r) if r.iter().all(|x| x.values.is_empty()) => {
+                Some("CloudWatch returned no datapoints in the interval")
+            }
+            QueryValue::MetricData(r) if r.iter().any(|x| nan(&x.values)) => {
+                Some("CloudWatch returned NaN")
+            }
             _ => None,
         }
     }
@@ -519,6 +574,9 @@ impl QueryValue {
             QueryValue::Matrix(m) => expr::Value::Array(m.iter().map(|s| floats(s)).collect()),
             QueryValue::String(s) => expr::Value::String(s.clone()),
             QueryValue::Json(v) => serde_json::from_value(v.clone()).unwrap_or_default(),
+            QueryValue::MetricData(r) => serde_json::to_value(r)
+                .and_then(serde_json::from_value)
+                .unwrap_or_default(),
         }
     }
 }
@@ -539,6 +597,13 @@ impl fmt::Display for QueryValue {
             }
             QueryValue::String(s) => f.write_str(s),
             QueryValue::Json(v) => write!(f, "{v}"),
+            QueryValue::MetricData(r) => {
+                let each: Vec<String> = r
+                    .iter()
+                    .map(|x| format!("{}={}", x.id, list(&x.values)))
+                    .collect();
+                f.write_str(&each.join(" "))
+            }
         }
     }
 }

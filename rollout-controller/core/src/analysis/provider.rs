@@ -6,17 +6,33 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
 use super::{ArgValue, MASK, substitute};
-use crate::types::{Header, MetricProvider, PrometheusMetric, WebMetric};
+use crate::types::{
+    CloudWatchMetric, Header, MetricDataQuery, MetricProvider, PrometheusMetric, WebMetric,
+};
+use crate::validate::parse_duration;
 
 const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Argo's default for `web`.
 const WEB_TIMEOUT: Duration = Duration::from_secs(10);
+/// Argo's default window for `cloudWatch`.
+const CLOUDWATCH_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Provider {
     Prometheus(Prometheus),
     Web(Web),
+    CloudWatch(CloudWatch),
+}
+
+/// GetMetricData over the last `interval`, arguments substituted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudWatch {
+    pub interval: Duration,
+    pub queries: Vec<MetricDataQuery>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -90,6 +106,26 @@ impl Fields<'_> {
         substitute(text, self.args, true).unwrap_or_default()
     }
 
+    /// Every string in `value` substituted (or, `shown`, masked).
+    fn sub_json(&mut self, field: &str, value: &Value, shown: bool) -> Value {
+        match value {
+            Value::String(s) if shown => Value::String(self.shown(s)),
+            Value::String(s) => Value::String(self.sub(field, s)),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.sub_json(field, v, shown))
+                    .collect(),
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.sub_json(&format!("{field}.{k}"), v, shown)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     fn headers(&mut self, provider: &str, headers: &[Header]) -> Vec<(String, String)> {
         headers
             .iter()
@@ -140,7 +176,7 @@ pub(super) fn resolve(
     let others: Vec<&str> = provider.other.keys().map(String::as_str).collect();
     if !others.is_empty() {
         errors.push(format!(
-            "{mpath}.provider: {} is not supported by gantry (prometheus or web)",
+            "{mpath}.provider: {} is not supported by gantry (prometheus, web or cloudWatch)",
             others.join(", ")
         ));
     }
@@ -149,23 +185,30 @@ pub(super) fn resolve(
         args,
         errors,
     };
-    match (&provider.prometheus, &provider.web) {
-        (Some(p), None) => prometheus(&mut fields, p),
-        (None, Some(w)) => web(&mut fields, w),
-        (Some(_), Some(_)) => {
-            let both = format!("{mpath}.provider: give one of prometheus or web");
-            fields.errors.push(both);
-            None
-        }
-        (None, None) => {
-            if others.is_empty() {
-                fields
-                    .errors
-                    .push(format!("{mpath}.provider: required (prometheus or web)"));
-            }
-            None
-        }
+    let given = [
+        provider.prometheus.is_some(),
+        provider.web.is_some(),
+        provider.cloud_watch.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        let many = format!("{mpath}.provider: give one of prometheus, web or cloudWatch");
+        fields.errors.push(many);
+        return None;
     }
+    if let Some(p) = &provider.prometheus {
+        return prometheus(&mut fields, p);
+    }
+    if let Some(w) = &provider.web {
+        return web(&mut fields, w);
+    }
+    if let Some(c) = &provider.cloud_watch {
+        return cloud_watch(&mut fields, c);
+    }
+    if others.is_empty() {
+        let none = format!("{mpath}.provider: required (prometheus, web or cloudWatch)");
+        fields.errors.push(none);
+    }
+    None
 }
 
 fn prometheus(f: &mut Fields, p: &PrometheusMetric) -> Option<(Provider, String)> {
@@ -250,6 +293,120 @@ fn web(f: &mut Fields, w: &WebMetric) -> Option<(Provider, String)> {
         insecure: w.insecure.unwrap_or(false),
     };
     Some((Provider::Web(web), shown))
+}
+
+fn cloud_watch(f: &mut Fields, c: &CloudWatchMetric) -> Option<(Provider, String)> {
+    let interval = match &c.interval {
+        None => CLOUDWATCH_INTERVAL,
+        Some(text) => {
+            let text = f.sub("provider.cloudWatch.interval", text);
+            parse_duration(&IntOrString::String(text)).unwrap_or_else(|e| {
+                f.error("cloudWatch.interval", e);
+                CLOUDWATCH_INTERVAL
+            })
+        }
+    };
+    if c.metric_data_queries.is_empty() {
+        f.error(
+            "cloudWatch.metricDataQueries",
+            "at least one query is required".into(),
+        );
+    }
+    let mut queries = Vec::new();
+    let mut shown = Vec::new();
+    for (i, q) in c.metric_data_queries.iter().enumerate() {
+        let field = format!("cloudWatch.metricDataQueries[{i}]");
+        let json = serde_json::to_value(q).expect("a query serializes");
+        let substituted = f.sub_json(&format!("provider.{field}"), &json, false);
+        let masked = f.sub_json("", &json, true);
+        // Strings were replaced by strings: the shape is the same.
+        let q: MetricDataQuery = serde_json::from_value(substituted).expect("same shape");
+        let masked: MetricDataQuery = serde_json::from_value(masked).expect("same shape");
+        check_query(f, &field, &q, &queries);
+        shown.push(describe(&masked));
+        queries.push(q);
+    }
+    if !queries.is_empty() && queries.iter().all(|q| q.return_data == Some(false)) {
+        f.error(
+            "cloudWatch.metricDataQueries",
+            "every query has returnData: false: nothing would be judged".into(),
+        );
+    }
+    let text = format!(
+        "GetMetricData over {}s: {}",
+        interval.as_secs(),
+        shown.join("; ")
+    );
+    Some((Provider::CloudWatch(CloudWatch { interval, queries }), text))
+}
+
+/// One query as GetMetricData would check it (`earlier`: the ones before).
+fn check_query(f: &mut Fields, field: &str, q: &MetricDataQuery, earlier: &[MetricDataQuery]) {
+    let mut chars = q.id.chars();
+    let id_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !id_ok {
+        f.error(
+            &format!("{field}.id"),
+            format!(
+                "expected a name starting with a lowercase letter (letters, digits, _), got {:?}",
+                q.id
+            ),
+        );
+    } else if earlier.iter().any(|e| e.id == q.id) {
+        f.error(
+            &format!("{field}.id"),
+            format!("{:?} is used by another query", q.id),
+        );
+    }
+    match (&q.expression, &q.metric_stat) {
+        (Some(_), None) | (None, Some(_)) => {}
+        _ => f.error(field, "give exactly one of expression or metricStat".into()),
+    }
+    if let Some(s) = &q.metric_stat {
+        for (name, value) in [
+            ("metric.namespace", &s.metric.namespace),
+            ("metric.metricName", &s.metric.metric_name),
+            ("stat", &s.stat),
+        ] {
+            if value.is_empty() {
+                f.error(&format!("{field}.metricStat.{name}"), "required".into());
+            }
+        }
+        if !(s.period > 0 && (s.period % 60 == 0 || [1, 5, 10, 30].contains(&s.period))) {
+            f.error(
+                &format!("{field}.metricStat.period"),
+                format!(
+                    "expected seconds: 1, 5, 10, 30 or a multiple of 60, got {}",
+                    s.period
+                ),
+            );
+        }
+    }
+    if q.period.is_some_and(|p| p <= 0) {
+        f.error(&format!("{field}.period"), "expected seconds > 0".into());
+    }
+}
+
+/// `rate = errors / requests`, `errors = Sum(AWS/ApplicationELB
+/// HTTPCode_Target_5XX_Count TargetGroup=…) per 60s`.
+fn describe(q: &MetricDataQuery) -> String {
+    match (&q.expression, &q.metric_stat) {
+        (Some(e), _) => format!("{} = {e}", q.id),
+        (None, Some(s)) => {
+            let dims: String = s
+                .metric
+                .dimensions
+                .iter()
+                .map(|d| format!(" {}={}", d.name, d.value))
+                .collect();
+            format!(
+                "{} = {}({} {}{dims}) per {}s",
+                q.id, s.stat, s.metric.namespace, s.metric.metric_name, s.period
+            )
+        }
+        (None, None) => q.id.clone(),
+    }
 }
 
 /// Argo writes Kubernetes' template form, `{$.data}`; the braces go.

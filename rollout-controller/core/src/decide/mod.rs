@@ -55,7 +55,7 @@ mod status;
 mod steps;
 mod traffic;
 mod workload;
-use crate::world::{PodView, ReplicaSetView, ServiceView, World};
+use crate::world::{Observed, PodView, ReplicaSetView, ServiceView, World};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -252,11 +252,20 @@ impl Decider<'_> {
                     return;
                 }
                 // Analyses judge a canary; a bad template stops it before it starts.
+                // A watched ALB that could not be read just now holds the
+                // measurements (the glue resolves for real), not the rollout.
+                let unread = Observed::placeholder();
+                let alb = match &self.world.alb {
+                    Some(Ok(observed)) => Some(observed),
+                    Some(Err(_)) => Some(&unread),
+                    None => None,
+                };
                 let ctx = ArgContext {
                     rollout: Some(self.meta),
                     stable_hash: Some(&stable),
                     latest_hash: Some(hash),
                     secrets: None,
+                    alb,
                 };
                 match analysis::resolve_plan(plan, &self.world.templates, &ctx) {
                     Ok(metrics) => self.metrics = metrics,

@@ -48,6 +48,7 @@ impl Simulation {
             stable_hash: status.stable_rs.as_deref(),
             latest_hash: status.current_pod_hash.as_deref(),
             secrets: None,
+            alb: self.world.alb.as_ref().and_then(|a| a.as_ref().ok()),
         };
         let Ok(metrics) = analysis::resolve_plan(&plan, &self.world.templates, &ctx) else {
             return Vec::new();
