@@ -32,6 +32,7 @@ spec:
   metrics:
   - name: target-5xx
     interval: 1m
+    count: 3
     successCondition: all(result[0].Values, {# < 5})
     provider:
       cloudWatch:
@@ -58,6 +59,25 @@ spec:
               - {name: LoadBalancer, value: "{{args.load-balancer}}"}
             period: 60
             stat: Average
+"#;
+
+/// A canary judged by the template at its second step.
+const ROLLOUT: &str = r#"
+apiVersion: gantry.dev/v1alpha1
+kind: Rollout
+metadata: {name: shop, namespace: shop, generation: 1}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec: {containers: [{name: shop, image: "shop:1"}]}
+  strategy:
+    canary:
+      canaryService: shop-canary
+      stableService: shop
+      trafficRouting: {alb: {ingress: shop, servicePort: 80}}
+      steps: [{setWeight: 20}, {analysis: {templates: [{templateName: alb-5xx}]}}]
 "#;
 
 /// Publishes per-minute sums over the last minutes, as the ALB does.
@@ -210,26 +230,7 @@ fn a_canary_judged_by_alb_metrics_needs_the_alb_watched() {
     use rollout_core::simulate::Simulation;
     use rollout_core::types::{Phase, Rollout};
 
-    let rollout: Rollout = serde_yaml::from_str(
-        r#"
-apiVersion: gantry.dev/v1alpha1
-kind: Rollout
-metadata: {name: shop, namespace: shop, generation: 1}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: shop}}
-  template:
-    metadata: {labels: {app: shop}}
-    spec: {containers: [{name: shop, image: "shop:1"}]}
-  strategy:
-    canary:
-      canaryService: shop-canary
-      stableService: shop
-      trafficRouting: {alb: {ingress: shop, servicePort: 80}}
-      steps: [{setWeight: 20}, {analysis: {templates: [{templateName: alb-5xx}]}}]
-"#,
-    )
-    .unwrap();
+    let rollout: Rollout = serde_yaml::from_str(ROLLOUT).unwrap();
     let template: AnalysisTemplate = serde_yaml::from_str(TEMPLATE).unwrap();
     let release = |alb: Option<Result<Observed, String>>| {
         let mut sim = Simulation::new(rollout.clone());
@@ -262,5 +263,23 @@ spec:
         status.current_pod_hash,
         Some(unreadable.hash()),
         "the canary started"
+    );
+}
+
+/// `rollout plan` runs such a canary with the ALB watched and shows where
+/// the dimensions will come from.
+#[test]
+fn the_plan_shows_the_query_with_the_dimensions_to_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "shop.yaml", &format!("{ROLLOUT}---{TEMPLATE}"));
+    let r = run(gantry().args(["rollout", "plan", "-f"]).arg(&file));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "| GetMetricData over 600s: errors = Sum(AWS/ApplicationELB HTTPCode_Target_5XX_Count \
+             TargetGroup=targetgroup/<canary-target-group>/<id> LoadBalancer=app/<load-balancer>/<id>) per 60s"
+        ),
+        "{}",
+        r.stdout
     );
 }

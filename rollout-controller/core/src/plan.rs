@@ -241,6 +241,16 @@ fn deployed(
         selector: rollout.spec.selector.clone(),
         template: Default::default(),
     });
+    // An analysis reading the ALB's dimensions runs with the ALB watched
+    // (the simulated LB controller applies the weights).
+    let reads_alb = templates.values().flat_map(|t| &t.args).any(|a| {
+        a.value_from
+            .as_ref()
+            .is_some_and(|f| f.aws_dimension.is_some())
+    });
+    if reads_alb {
+        sim.world.alb = Some(Ok(Observed::placeholder()));
+    }
     sim.verdict = Some(AnalysisPhase::Successful);
     sim.settle()
         .ok_or_else(|| vec!["the first deploy does not settle".to_string()])?;

@@ -582,3 +582,37 @@ fn a_retry_after_a_deadline_abort_gets_a_fresh_deadline() {
     assert_eq!(sim.phase(), Some(Phase::Progressing), "{}", message(&sim));
     assert!(!sim.status().unwrap().abort);
 }
+
+#[test]
+fn a_step_analysis_longer_than_the_deadline_is_not_a_stuck_rollout() {
+    let mut sim = deployed(
+        "[{setWeight: 20}, {analysis: {templates: [{templateName: slow}]}}, {setWeight: 60}]",
+        "{spec: {progressDeadlineSeconds: 60}}",
+    );
+    let template: AnalysisTemplate = serde_yaml::from_str(
+        r#"
+apiVersion: gantry.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: slow, namespace: shop}
+spec:
+  metrics:
+  - name: errors
+    interval: 1m
+    count: 5
+    successCondition: result[0] < 0.05
+    provider: {prometheus: {address: "http://p:9090", query: errors}}
+"#,
+    )
+    .unwrap();
+    sim.world.templates.insert("slow".into(), template.spec);
+    sim.prometheus
+        .insert("errors".into(), QueryValue::Vector(vec![0.01]));
+    release(&mut sim, "backend:2");
+    for _ in 0..12 {
+        step(&mut sim);
+        assert_ne!(sim.phase(), Some(Phase::Degraded), "{}", message(&sim));
+        sim.advance(SignedDuration::from_secs(30));
+    }
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+}

@@ -1,7 +1,8 @@
 //! The progress deadline (Argo's `progressDeadlineSeconds`): an update
 //! that makes no progress for that long is Degraded, and a canary is
-//! aborted when `progressDeadlineAbort` asks. Time spent paused does not
-//! count. The time of the last progress is the `Progressing` condition's
+//! aborted when `progressDeadlineAbort` asks. Time spent paused, or at a
+//! step analysis still measuring, does not count (as in Argo, where the
+//! deadline is about pods). The time of the last progress is the `Progressing` condition's
 //! `lastUpdateTime`, so a restarted controller keeps counting.
 
 use super::*;
@@ -37,7 +38,7 @@ impl Decider<'_> {
     /// Restarts the clock on progress; marks the rollout Degraded (and a
     /// canary aborted, if asked) once it ran out; wakes up when it will.
     pub(super) fn track_progress(&mut self, plan: &Plan, before: &RolloutStatus) {
-        if self.status.phase != Some(Phase::Progressing) {
+        if self.status.phase != Some(Phase::Progressing) || self.analysing {
             return;
         }
         let now = self.world.now;

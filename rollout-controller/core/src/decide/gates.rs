@@ -100,6 +100,7 @@ impl Decider<'_> {
         match self.gate(&format!("step-{index}"), hash) {
             Gate::Passed => true,
             Gate::Running => {
+                self.analysing = true;
                 self.condition("Paused", false, "Progressing", "");
                 self.progressing(&format!("running analysis step-{index}"));
                 false

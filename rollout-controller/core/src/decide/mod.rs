@@ -167,6 +167,7 @@ pub fn decide(rollout: &Rollout, world: &World) -> Decision {
         requeue: None,
         events: Vec::new(),
         metrics: BTreeMap::new(),
+        analysing: false,
     };
     d.status.observed_generation = rollout.metadata.generation;
     match validate(&rollout.spec) {
@@ -218,6 +219,8 @@ struct Decider<'a> {
     events: Vec<Note>,
     /// Resolved metrics by analysis run name.
     metrics: BTreeMap<String, Vec<Metric>>,
+    /// Held at a step analysis still measuring (no progress deadline then).
+    analysing: bool,
 }
 
 /// Where an analysis gate stands.
