@@ -257,10 +257,13 @@ impl Decider<'_> {
                 // Analyses judge a canary; a bad template stops it before it starts.
                 // A watched ALB that could not be read just now holds the
                 // measurements (the glue resolves for real), not the rollout.
-                let unread = Observed::placeholder();
+                let unread;
                 let alb = match &self.world.alb {
                     Some(Ok(observed)) => Some(observed),
-                    Some(Err(_)) => Some(&unread),
+                    Some(Err(_)) => {
+                        unread = Observed::placeholder();
+                        Some(&unread)
+                    }
                     None => None,
                 };
                 let ctx = ArgContext {
