@@ -41,7 +41,7 @@ pub enum Error {
     NoNamespace,
     #[error("{0}")]
     Aws(#[from] crate::elbv2::AwsError),
-    #[error("cannot read the cached Rollout back: {0}")]
+    #[error("cannot read a cached Rollout or Deployment back: {0}")]
     Cache(#[from] serde_json::Error),
 }
 
