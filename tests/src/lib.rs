@@ -6,6 +6,7 @@
 //! fails the test with a message saying so, never skips it.
 
 pub mod aws;
+pub mod browser;
 pub mod fixtures;
 pub mod github;
 pub mod kube_fake;

@@ -1,5 +1,5 @@
 //! `gantry rollout …`: `plan` and `convert` read files (no cluster); `list`, `status`,
-//! `get` read and watch the cluster; `promote`, `abort`, `retry`, `pause`,
+//! `get` read and watch the cluster; `dashboard` serves them live in a browser; `promote`, `abort`, `retry`, `pause`,
 //! `resume`, `restart` send the patches of `rollout_core::ops`.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use rollout_core::ops::{Op, State};
 
-use crate::rollout::{cluster, convert, plan};
+use crate::rollout::{cluster, convert, dashboard, plan};
 
 /// Work with gantry.dev Rollouts.
 #[derive(Subcommand)]
@@ -75,6 +75,16 @@ pub enum Command {
         output: Output,
     },
 
+    /// Serve a live web page of the Rollouts, with buttons for the operations.
+    ///
+    /// Runs locally with your kubeconfig (nothing is installed in the
+    /// cluster): every Rollout with its phase, step, traffic, images and
+    /// ReplicaSets; one Rollout's steps, canary weight and analysis
+    /// measurements over time, events, and promote / abort / retry / pause /
+    /// resume / restart, sent with your credentials. One watch per kind is
+    /// shared by every open page.
+    Dashboard(DashboardArgs),
+
     /// End the current pause (`--full`: skip every remaining step).
     Promote {
         #[command(flatten)]
@@ -124,6 +134,26 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     output: Output,
+}
+
+#[derive(Args)]
+pub struct DashboardArgs {
+    /// The namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Every namespace.
+    #[arg(long, short = 'A')]
+    all_namespaces: bool,
+    /// The port to listen on (0: any free one).
+    #[arg(long, default_value_t = 3100)]
+    port: u16,
+    /// The address to listen on. Anything but loopback lets others act
+    /// on the cluster with your credentials (a warning is printed).
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    open: bool,
 }
 
 #[derive(Args)]
@@ -185,6 +215,15 @@ pub fn exec(command: Command) -> Result<ExitCode> {
             let out = &mut std::io::stdout();
             let json = output == Output::Json;
             cluster::get_view(client, &ns, &target.name, watch, json, out).await
+        })?,
+        Command::Dashboard(args) => in_cluster(args.namespace, async |client, ns| {
+            let options = dashboard::Options {
+                address: args.address,
+                port: args.port,
+                namespace: (!args.all_namespaces).then_some(ns),
+                open: args.open,
+            };
+            dashboard::serve(client, options).await
         })?,
         Command::Promote { target, full } => act(target, Op::Promote { full })?,
         Command::Abort(target) => act(target, Op::Abort)?,

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use rollout_core::plan::describe;
-use rollout_core::types::{POD_TEMPLATE_HASH, Phase, Rollout};
+use rollout_core::types::{POD_TEMPLATE_HASH, Phase, Rollout, RolloutStatus};
 use rollout_core::validate::validate;
 use serde_json::{Value, json};
 
@@ -76,7 +76,7 @@ impl View {
             .collect();
         field(&mut out, "Images", &images.join(", "));
 
-        self.steps(&mut out, &status);
+        self.steps(&mut out);
         self.replica_sets(&mut out, &status);
         for run in &status.analysis_runs {
             let _ = writeln!(out, "\nAnalysis {} ({:?}):", run.name, run.phase);
@@ -126,30 +126,21 @@ impl View {
 /// The sections of `text`.
 impl View {
     /// Every step: done (✔), current (►) or pending (·).
-    fn steps(&self, out: &mut String, status: &rollout_core::types::RolloutStatus) {
-        let plan = match validate(&self.rollout.spec) {
-            Ok(plan) => plan,
+    fn steps(&self, out: &mut String) {
+        match steps(&self.rollout) {
             Err(errors) => {
                 let _ = writeln!(out, "\nInvalid spec:\n  {}", errors.join("\n  "));
-                return;
             }
-        };
-        let _ = writeln!(out, "\nSteps:");
-        let current = status.current_step_index.unwrap_or(0).max(0) as usize;
-        let settled = matches!(status.phase, Some(Phase::Healthy));
-        for (i, step) in plan.steps.iter().enumerate() {
-            let mark = if i < current || settled {
-                "✔"
-            } else if i == current {
-                "►"
-            } else {
-                "·"
-            };
-            let _ = writeln!(out, "  {mark} {}. {}", i + 1, describe(step));
+            Ok(steps) => {
+                let _ = writeln!(out, "\nSteps:");
+                for (i, (mark, step)) in steps.iter().enumerate() {
+                    let _ = writeln!(out, "  {mark} {}. {step}", i + 1);
+                }
+            }
         }
     }
 
-    fn replica_sets(&self, out: &mut String, status: &rollout_core::types::RolloutStatus) {
+    fn replica_sets(&self, out: &mut String, status: &RolloutStatus) {
         if self.replica_sets.is_empty() {
             return;
         }
@@ -162,19 +153,7 @@ impl View {
         let mut sets: Vec<&ReplicaSet> = self.replica_sets.iter().collect();
         sets.sort_by_key(|rs| std::cmp::Reverse(rs.metadata.creation_timestamp.clone()));
         for rs in sets {
-            let hash = rs
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(POD_TEMPLATE_HASH))
-                .cloned();
-            let role = if hash.is_some() && hash == status.stable_rs {
-                "stable"
-            } else if hash.is_some() && hash == status.current_pod_hash {
-                "canary"
-            } else {
-                "old"
-            };
+            let role = role(rs, status);
             let s = rs.status.clone().unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -189,7 +168,48 @@ impl View {
     }
 }
 
-fn event_time(e: &Event) -> Option<Timestamp> {
+/// Each step with its mark: done (✔), current (►) or pending (·); or
+/// why the spec is invalid.
+pub fn steps(rollout: &Rollout) -> Result<Vec<(char, String)>, Vec<String>> {
+    let plan = validate(&rollout.spec)?;
+    let status = rollout.status.clone().unwrap_or_default();
+    let current = status.current_step_index.unwrap_or(0).max(0) as usize;
+    let settled = matches!(status.phase, Some(Phase::Healthy));
+    Ok(plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let mark = if i < current || settled {
+                '✔'
+            } else if i == current {
+                '►'
+            } else {
+                '·'
+            };
+            (mark, describe(step))
+        })
+        .collect())
+}
+
+/// A ReplicaSet's part in its Rollout: `stable`, `canary` or `old`.
+pub fn role(rs: &ReplicaSet, status: &RolloutStatus) -> &'static str {
+    let hash = rs
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(POD_TEMPLATE_HASH))
+        .cloned();
+    if hash.is_some() && hash == status.stable_rs {
+        "stable"
+    } else if hash.is_some() && hash == status.current_pod_hash {
+        "canary"
+    } else {
+        "old"
+    }
+}
+
+pub fn event_time(e: &Event) -> Option<Timestamp> {
     e.series
         .as_ref()
         .map(|s| s.last_observed_time.0)
@@ -198,7 +218,7 @@ fn event_time(e: &Event) -> Option<Timestamp> {
 }
 
 /// `45s ago`, `3m ago`, `2h ago`.
-fn ago(rfc3339: &str, now: Timestamp) -> String {
+pub fn ago(rfc3339: &str, now: Timestamp) -> String {
     let Ok(t) = rfc3339.parse::<Timestamp>() else {
         return "-".into();
     };

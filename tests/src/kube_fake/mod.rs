@@ -67,6 +67,8 @@ pub fn start_with(options: Options) -> (FakeApi, tokio::runtime::Runtime) {
         store: Mutex::new(store),
         grew: watch::Sender::new(0),
         requests: Mutex::new(Vec::new()),
+        writes: Mutex::new(Vec::new()),
+        forbid_patches: Mutex::new(None),
     });
     let app = Router::new()
         .fallback(server::handle)
@@ -122,10 +124,19 @@ impl FakeApi {
 
     /// Merge-patches an object, as a client's PATCH would.
     pub fn merge_patch(&self, collection: &str, ns: &str, name: &str, patch: &Value) -> Value {
+        self.patch(collection, ns, name, false, patch)
+    }
+
+    /// Merge-patches an object's status subresource, as the controller would.
+    pub fn patch_status(&self, collection: &str, ns: &str, name: &str, patch: &Value) -> Value {
+        self.patch(collection, ns, name, true, patch)
+    }
+
+    fn patch(&self, collection: &str, ns: &str, name: &str, status: bool, patch: &Value) -> Value {
         let key = (collection.to_string(), ns.to_string(), name.to_string());
         let mut store = self.shared.store.lock().unwrap();
         let patched = store
-            .patch(key, false, "application/merge-patch+json", patch)
+            .patch(key, status, "application/merge-patch+json", patch)
             .unwrap_or_else(|(code, message, _)| panic!("patch: {code} {message}"));
         self.shared.grew.send_replace(store.resource_version);
         patched
@@ -159,6 +170,16 @@ impl FakeApi {
 
     pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
         self.get("apis/coordination.k8s.io/v1/leases", namespace, name)
+    }
+
+    /// The writes received since the last call: method, path with query, body.
+    pub fn take_writes(&self) -> Vec<(Method, String, Value)> {
+        std::mem::take(&mut *self.shared.writes.lock().unwrap())
+    }
+
+    /// Refuses every PATCH from now on with 403 and `message`, as RBAC would.
+    pub fn forbid_patches(&self, message: &str) {
+        *self.shared.forbid_patches.lock().unwrap() = Some(message.to_string());
     }
 
     /// The requests received since the last call: method and path with query.

@@ -20,6 +20,10 @@ pub struct Shared {
     pub grew: watch::Sender<u64>,
     /// Every request: method and path with query.
     pub requests: Mutex<Vec<(Method, String)>>,
+    /// Every write: method, path with query, body.
+    pub writes: Mutex<Vec<(Method, String, Value)>>,
+    /// When set, every PATCH is refused with 403 and this message (RBAC).
+    pub forbid_patches: Mutex<Option<String>>,
 }
 
 /// Where a request points: a collection, perhaps one object and a subresource.
@@ -75,6 +79,14 @@ pub async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/json");
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if method != Method::GET {
+                let write = (method.clone(), uri.to_string(), body.clone());
+                shared.writes.lock().unwrap().push(write);
+            }
+            let forbidden = shared.forbid_patches.lock().unwrap().clone();
+            if let Some(message) = forbidden.filter(|_| method == Method::PATCH) {
+                return status((403, message, json!({})));
+            }
             let result = write(&shared, &method, target, content_type, body);
             match result {
                 Ok((code, object)) => reply(code, &object),
@@ -266,6 +278,7 @@ fn discovery(installed: bool) -> Response {
 fn status((code, message, details): Refusal) -> Response {
     let reason = match code {
         404 => "NotFound",
+        403 => "Forbidden",
         409 => "Conflict",
         _ => "BadRequest",
     };
