@@ -5,8 +5,8 @@
 //! Rollouts name which objects; `replica_sets` what is written to
 //! ReplicaSets and their pods; `run` wires the controller, `client` (the
 //! rate-limited API client), `leader` (Lease election), `metrics`,
-//! `server` (health and metrics endpoints), `events`; `elbv2` is the AWS
-//! client.
+//! `server` (health and metrics endpoints), `events`, `notifications`
+//! (destinations and background delivery); `elbv2` is the AWS client.
 //! Measurements come from `rollout-metrics`, shared with the CLI.
 
 pub mod cache;
@@ -15,6 +15,7 @@ pub mod elbv2;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod notifications;
 pub mod reconcile;
 pub mod references;
 pub mod replica_sets;

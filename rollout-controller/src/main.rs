@@ -52,6 +52,20 @@ struct Cli {
     /// Requests to the Kubernetes API that may go at once after a quiet spell.
     #[arg(long, default_value_t = NonZeroU32::new(80).unwrap())]
     kube_api_burst: NonZeroU32,
+
+    /// The ConfigMap (and Secret) of notification destinations, in the
+    /// controller's namespace (--lease-namespace); "" turns notifications off.
+    #[arg(
+        long,
+        default_value = "gantry-notifications",
+        env = "NOTIFICATIONS_CONFIG_MAP"
+    )]
+    notifications_config_map: String,
+
+    /// Notifications pending delivery at once; beyond that new ones are
+    /// dropped (and counted in /metrics).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    notifications_capacity: u16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,6 +116,13 @@ async fn main() -> anyhow::Result<()> {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let notifications = (!cli.notifications_config_map.is_empty()).then(|| {
+        rollout_controller::notifications::Settings {
+            namespace: cli.lease_namespace.clone(),
+            name: cli.notifications_config_map,
+            capacity: cli.notifications_capacity.into(),
+        }
+    });
     run(Settings {
         namespace: cli.namespace,
         listen: cli.listen,
@@ -118,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             qps: cli.kube_api_qps,
             burst: cli.kube_api_burst,
         },
+        notifications,
     })
     .await
 }

@@ -33,6 +33,19 @@ struct RolloutPhaseLabels {
     phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    destination: String,
+    trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DroppedLabels {
+    destination: String,
+    /// `queue_full`, `failed` (retries exhausted), `misconfigured`.
+    reason: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -43,6 +56,9 @@ pub struct Metrics {
     phase: Family<RolloutPhaseLabels, Gauge>,
     canary_weight: Family<RolloutLabels, Gauge>,
     phases: Arc<Mutex<HashMap<(String, String), Phase>>>,
+    notifications_sent: Family<NotificationLabels, Counter>,
+    notifications_dropped: Family<DroppedLabels, Counter>,
+    notification_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -81,8 +97,30 @@ impl Default for Metrics {
             "Percent of traffic sent to the canary",
             canary_weight.clone(),
         );
+        let notifications_sent = Family::<NotificationLabels, Counter>::default();
+        let notifications_dropped = Family::<DroppedLabels, Counter>::default();
+        // 10 ms to 10 min: retries with backoff can take minutes.
+        let notification_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "notifications_sent",
+            "Notifications a destination accepted",
+            notifications_sent.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Notifications not delivered: queue full, retries exhausted, or a destination misconfigured",
+            notifications_dropped.clone(),
+        );
+        registry.register(
+            "notification_delivery_seconds",
+            "From the reconcile that saw an occurrence to the destination accepting it",
+            notification_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            notifications_sent,
+            notifications_dropped,
+            notification_seconds,
             reconcile_seconds,
             decide_seconds,
             reconcile_errors,
@@ -162,6 +200,23 @@ impl Metrics {
                 })
                 .set(n as i64);
         }
+    }
+
+    pub fn notification_sent(&self, destination: &str, trigger: &str, took: Duration) {
+        let labels = NotificationLabels {
+            destination: destination.to_string(),
+            trigger: trigger.to_string(),
+        };
+        self.notifications_sent.get_or_create(&labels).inc();
+        self.notification_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn notification_dropped(&self, destination: &str, reason: &str) {
+        let labels = DroppedLabels {
+            destination: destination.to_string(),
+            reason: reason.to_string(),
+        };
+        self.notifications_dropped.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition.

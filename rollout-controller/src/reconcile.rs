@@ -20,6 +20,7 @@ use crate::cache::{CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
 use crate::metrics::Metrics;
+use crate::notifications::Notifier;
 use crate::replica_sets::{move_pod_metadata, new_replica_set, recorded_metadata};
 use rollout_core::alb::{self, ForwardWeights};
 use rollout_core::analysis::{self, ArgContext};
@@ -54,6 +55,8 @@ pub struct Context {
     pub elbv2: Option<Elbv2>,
     pub verify_alb: bool,
     pub metrics: Metrics,
+    /// Sends notifications (`None`: off).
+    pub notifier: Option<Arc<Notifier>>,
     /// Only the leader writes; the others keep their caches warm.
     pub leader: AtomicBool,
 }
@@ -72,6 +75,7 @@ impl Context {
             elbv2: None,
             verify_alb: false,
             metrics,
+            notifier: None,
             leader: AtomicBool::new(false),
         }
     }
@@ -127,9 +131,14 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         world.measurements = measure(rollout, plan, &ns, &world, ctx).await?;
     }
     let deciding = Instant::now();
-    let decision = decide(rollout, &world);
+    let mut decision = decide(rollout, &world);
     own += deciding.elapsed();
     ctx.metrics.observe_decide(own);
+    // Recorded in the status written below; sent once that write succeeded.
+    let notices = match &ctx.notifier {
+        Some(notifier) => notifier.due(rollout, &mut decision.status),
+        None => Vec::new(),
+    };
     for action in &decision.actions {
         tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
         execute(rollout, plan, &world, action, ctx).await?;
@@ -142,6 +151,9 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
             &Patch::Merge(&patch),
         )
         .await?;
+    }
+    if let Some(notifier) = &ctx.notifier {
+        notifier.send(notices);
     }
     for (reason, note) in decision.events {
         if let Err(e) = events::publish(&ctx.client, rollout, &reason, &note).await {

@@ -24,6 +24,7 @@ use crate::client::Limits;
 use crate::elbv2::Elbv2;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
+use crate::notifications::Notifier;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::references::{Kind, References};
 use crate::server::Readiness;
@@ -49,6 +50,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// The Kubernetes API client's request rate.
     pub api_limits: Limits,
+    /// Where notification destinations are read from (`None`: off).
+    pub notifications: Option<crate::notifications::Settings>,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -105,7 +108,7 @@ fn watch_signals(stop: CancellationToken) -> anyhow::Result<()> {
 
 /// Everything between startup and shutdown, each phase ending early on `stop`.
 async fn manage(
-    settings: Settings,
+    mut settings: Settings,
     client: Client,
     metrics: Metrics,
     readiness: Readiness,
@@ -120,6 +123,10 @@ async fn manage(
         _ = stop.cancelled() => return Ok(()),
     };
     ctx.elbv2 = Some(elbv2);
+    if let Some(notifications) = settings.notifications.take() {
+        let metrics = ctx.metrics.clone();
+        ctx.notifier = Some(Notifier::start(client.clone(), notifications, metrics).await?);
+    }
     if !wait_for_crds(&client, &readiness, &stop).await {
         return Ok(());
     }

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod browser;
+pub mod controller;
 pub mod fixtures;
 pub mod github;
 pub mod kube_fake;

@@ -43,7 +43,7 @@ fn status(index: i32, weight: i32, measurements: Vec<Value>) -> Value {
     json!({
         "phase": "Paused", "message": "waiting for promote", "currentStepIndex": index,
         "observedGeneration": 1,
-        "stepDisplay": format!("{}/4", index + 1), "stableRS": "aaa", "currentPodHash": "bbb",
+        "stepDisplay": format!("{index}/4"), "stableRS": "aaa", "currentPodHash": "bbb",
         "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": ago(5)}],
         "canary": {"weights": {"canary": {"weight": weight, "serviceName": "backend-canary"},
                                "stable": {"weight": 100 - weight, "serviceName": "backend-stable"},
@@ -198,7 +198,7 @@ fn the_page_follows_a_canary_and_promotes_it() {
         browser.goto(&format!("{}/rollouts/shop/backend", dashboard.url)).await.unwrap();
         until_text(&browser, "#connection", "live").await;
         assert_eq!(text(&browser, "#phase").await, "Paused");
-        assert_eq!(text(&browser, "#step").await, "2/4");
+        assert_eq!(text(&browser, "#step").await, "1/4");
         assert!(text(&browser, "#traffic").await.contains("canary 20% / stable 80% applied by the ALB"));
         assert_eq!(text(&browser, "#steps li.current").await, "► 2. pause until promoted");
         assert_eq!(count(&browser, "#chart-weight circle").await, 1);
@@ -212,7 +212,7 @@ fn the_page_follows_a_canary_and_promotes_it() {
         // The controller moves it on: the page follows without a reload.
         fake.patch_status(ROLLOUTS, "shop", "backend", &json!({"status": status(3, 50,
             vec![measurement("0.01", 60), measurement("0.02", 30), measurement("0.08", 2)])}));
-        until_text(&browser, "#step", "4/4").await;
+        until_text(&browser, "#step", "3/4").await;
         assert!(text(&browser, "#traffic").await.contains("canary 50% / stable 50%"));
         assert_eq!(count(&browser, "#chart-weight circle").await, 2);
         assert_eq!(count(&browser, "figure[data-metric='error-rate'] circle").await, 3);

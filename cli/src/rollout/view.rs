@@ -66,15 +66,7 @@ impl View {
         if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
             field(&mut out, "ALB", alb);
         }
-        let images: Vec<&str> = r
-            .spec
-            .template
-            .spec
-            .iter()
-            .flat_map(|s| &s.containers)
-            .filter_map(|c| c.image.as_deref())
-            .collect();
-        field(&mut out, "Images", &images.join(", "));
+        field(&mut out, "Images", &r.images().join(", "));
 
         self.steps(&mut out);
         self.replica_sets(&mut out, &status);

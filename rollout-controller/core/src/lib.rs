@@ -8,6 +8,8 @@
 //!   `status_patch`: how a decided status is written.
 //! - `analysis`: templates, arguments, conditions, limits, scheduling;
 //!   `alb`: the AWS Load Balancer Controller's action annotation.
+//! - `notify`: which notifications a status calls for, once each, and
+//!   their destinations and bodies.
 //! - `ops`: what a human's promote/abort/… patches; `simulate`: a cluster
 //!   in memory running the decision; `plan`: the timeline from it.
 //! - `error_chain`: an error and its causes on one line (every crate's).
@@ -18,6 +20,7 @@ pub mod argocd;
 pub mod decide;
 pub mod error_chain;
 pub mod hash;
+pub mod notify;
 pub mod ops;
 pub mod plan;
 pub mod simulate;

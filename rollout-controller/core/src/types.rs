@@ -453,6 +453,24 @@ pub struct RolloutStatus {
     /// The AWS resources the weights were verified on (or set on, in direct mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alb: Option<AlbStatus>,
+    /// The notifications already sent for the current revision
+    /// (`<trigger>/<pod template hash>/…`), so each goes out once, across
+    /// reconciles and controller restarts. Absent while nothing subscribes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<Vec<String>>,
+}
+
+impl Rollout {
+    /// Its containers' images, as its template names them.
+    pub fn images(&self) -> Vec<&str> {
+        self.spec
+            .template
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .filter_map(|c| c.image.as_deref())
+            .collect()
+    }
 }
 
 impl RolloutStatus {
@@ -487,6 +505,8 @@ impl RolloutStatus {
             selector: _,
             conditions: _,
             alb: _,
+            // Pruned by `notify` when the revision changes.
+            notified: _,
         } = self;
         *current_pod_hash = Some(hash.to_string());
         *current_step_index = Some(step_index);

@@ -49,16 +49,6 @@ fn problems(problems: &[String]) -> Markup {
     }
 }
 
-fn images(r: &Rollout) -> Vec<&str> {
-    r.spec
-        .template
-        .spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .filter_map(|c| c.image.as_deref())
-        .collect()
-}
-
 fn phase(status: &RolloutStatus) -> String {
     status.phase.map_or("Pending".into(), |p| format!("{p:?}"))
 }
@@ -102,7 +92,7 @@ pub fn index(
                             td { span.phase.(phase(&status)) { (phase(&status)) } }
                             td { (status.step_display.as_deref().unwrap_or("–")) }
                             td { (traffic(&status)) }
-                            td { @for image in images(r) { code { (image) } br; } }
+                            td { @for image in r.images() { code { (image) } br; } }
                             td {
                                 @for rs in owned(r, replica_sets) {
                                     @let s = rs.status.clone().unwrap_or_default();
@@ -164,7 +154,7 @@ pub fn rollout(d: &Detail) -> Markup {
             @if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
                 dt { "ALB" } dd { (alb) }
             }
-            dt { "Images" } dd { @for image in images(r) { code { (image) } " " } }
+            dt { "Images" } dd { @for image in r.images() { code { (image) } " " } }
         }
         (actions(r, ns, name, d.now))
         div.columns {

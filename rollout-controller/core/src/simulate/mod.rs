@@ -39,6 +39,10 @@ pub struct Simulation {
     pub lb_controller: bool,
     /// Broken safety invariants, in the order they happened.
     pub violations: Vec<String>,
+    /// When `Some`, someone subscribes to notifications: every reconcile
+    /// records them in the status as the glue does, and those due are
+    /// appended here.
+    pub notifications: Option<Vec<crate::notify::Occurrence>>,
     created: i64,
 }
 
@@ -78,6 +82,7 @@ impl Simulation {
             verdict: None,
             lb_controller: true,
             violations: Vec::new(),
+            notifications: None,
             created: 0,
         }
     }
@@ -92,7 +97,14 @@ impl Simulation {
     pub fn step_racing(&mut self, meanwhile: impl FnOnce(&mut Simulation)) -> Decision {
         self.world.measurements = self.measure();
         let read = self.rollout.status.clone();
-        let d = decide(&self.rollout, &self.world);
+        let mut d = decide(&self.rollout, &self.world);
+        if let Some(sent) = &mut self.notifications {
+            sent.extend(crate::notify::due(
+                &self.rollout,
+                &mut d.status,
+                self.world.now,
+            ));
+        }
         self.world.measurements.clear();
         meanwhile(self);
         let raced = self.rollout.status != read;

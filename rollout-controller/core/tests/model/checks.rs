@@ -5,6 +5,44 @@
 use super::*;
 
 impl Model {
+    /// Sent once per revision; every pause, abort and completion the
+    /// status shows has been sent.
+    pub(super) fn check_notifications(
+        &mut self,
+        before: &RolloutStatus,
+        status: &RolloutStatus,
+    ) -> Result<(), String> {
+        let hash = self.sim.hash();
+        if before.current_pod_hash.as_deref() != Some(hash.as_str()) {
+            self.notified.clear();
+        }
+        let sent = std::mem::take(self.sim.notifications.as_mut().expect("subscribed"));
+        for o in sent {
+            if !self.notified.insert(o.key.clone()) {
+                return Err(format!("{} sent twice", o.key));
+            }
+        }
+        let canary = status.stable_rs.as_deref().is_some_and(|s| s != hash);
+        let index = status.current_step_index.unwrap_or(0) + 1;
+        let mut due = Vec::new();
+        if canary && !status.pause_conditions.is_empty() && !status.abort {
+            due.push(format!("paused/{hash}/{index}"));
+        }
+        if status.abort {
+            due.push(format!(
+                "aborted/{hash}/{}",
+                status.aborted_at.clone().unwrap_or_default()
+            ));
+        }
+        if status.phase == Some(Phase::Healthy) && !canary {
+            due.push(format!("completed/{hash}"));
+        }
+        match due.into_iter().find(|key| !self.notified.contains(key)) {
+            Some(missing) => Err(format!("{missing} never sent: sent {:?}", self.notified)),
+            None => Ok(()),
+        }
+    }
+
     /// Steps are passed in order, each only once it allows it.
     pub(super) fn check_steps(
         &mut self,

@@ -20,6 +20,8 @@
 //!   leftovers and no stale message) and the server holds what was decided;
 //! - a basic canary keeps its pods within maxSurge, and each role's pods
 //!   carry that role's metadata;
+//! - each notification goes out once per revision, and every pause,
+//!   abort and completion the status shows has been notified;
 //! - a restarted controller decides exactly what it would have decided;
 //! - and at the end every release can still complete.
 
@@ -139,7 +141,9 @@ spec:
         .templates
         .insert("error-rate".into(), template.spec);
     sim.verdict = Some(AnalysisPhase::Successful);
+    sim.notifications = Some(Vec::new());
     sim.settle().expect("the first deploy settles");
+    sim.notifications = Some(Vec::new());
     sim
 }
 
@@ -160,6 +164,8 @@ struct Model {
     /// (step, hold reason) a human promoted past.
     released: BTreeSet<(i32, String)>,
     full: bool,
+    /// Notification ids sent for the current revision.
+    notified: BTreeSet<String>,
 }
 
 impl Model {
@@ -176,6 +182,12 @@ impl Model {
             reached: BTreeMap::new(),
             released: BTreeSet::new(),
             full: false,
+            notified: sim
+                .status()
+                .and_then(|s| s.notified.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             sim,
         }
     }
@@ -221,6 +233,7 @@ impl Model {
         self.check_traffic(&status, &seen, weight_seen)?;
         self.check_pods(&status, &seen)?;
         check_consistent(&status, self.plan.steps.len() as i32, spec_paused)?;
+        self.check_notifications(&before, &status)?;
         // The decision was made without the racing op; it counts from now.
         if let Some(op) = racing.filter(|_| accepted) {
             self.note(op, &before);
