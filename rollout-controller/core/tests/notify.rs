@@ -2,7 +2,8 @@
 //! occurrence of three releases once and in order (a pause of the next
 //! release is not taken for one already sent), nothing again on later
 //! reconciles or after a restart (the record is the status), an abort and
-//! Degraded, and a Rollout subscribed mid-canary not told its past.
+//! Degraded, a retry told again from its start, and a Rollout subscribed
+//! mid-canary not told its past.
 
 use k8s_openapi::jiff::SignedDuration;
 use rollout_core::notify::{Occurrence, Trigger, due, occurrences};
@@ -108,7 +109,7 @@ fn a_restarted_controller_sends_nothing_twice() {
 }
 
 #[test]
-fn an_abort_is_aborted_and_degraded_once() {
+fn an_abort_is_aborted_and_degraded_once_and_a_retry_starts_again() {
     let mut sim = Simulation::new(common::rollout(STEPS));
     sim.notifications = Some(Vec::new());
     settle(&mut sim);
@@ -124,6 +125,13 @@ fn an_abort_is_aborted_and_degraded_once() {
     assert!(aborted.iter().any(|k| k.starts_with("aborted/")));
     sim.step();
     assert!(sent(&mut sim).is_empty());
+    // A retry is a new attempt: told again from its start.
+    sim.operate(Op::Retry).unwrap();
+    settle(&mut sim);
+    assert_eq!(
+        sent(&mut sim),
+        ["rollout-started/H", "step-completed/H/1", "paused/H/2"]
+    );
 }
 
 #[test]

@@ -199,16 +199,20 @@ pub fn occurrences(rollout: &Rollout, status: &RolloutStatus, at: Timestamp) -> 
 
 /// The occurrences in `after` (the status about to be written) not sent
 /// yet; records them in `after.notified`, which keeps only the current
-/// revision's keys. A Rollout reconciled before anything subscribed (a
-/// status without `notified`) starts from what it shows now, so
-/// subscribing mid-canary does not replay its past.
+/// revision's keys (the current attempt's, after a retry). A Rollout
+/// reconciled before anything subscribed (a status without `notified`)
+/// starts from what it shows now, so subscribing mid-canary does not
+/// replay its past.
 pub fn due(rollout: &Rollout, after: &mut RolloutStatus, at: Timestamp) -> Vec<Occurrence> {
     let now = occurrences(rollout, after, at);
     let before = rollout.status.as_ref();
     let baseline = before.is_some_and(|b| b.notified.is_none() && b.observed_generation.is_some());
     let hash = after.current_pod_hash.clone().unwrap_or_default();
+    // A retry (the abort's time cleared) starts the canary again: its
+    // start, steps and pauses are new occurrences.
+    let retried = before.is_some_and(|b| b.aborted_at.is_some()) && after.aborted_at.is_none();
     let notified = after.notified.get_or_insert_with(Vec::new);
-    notified.retain(|key| key.split('/').nth(1) == Some(hash.as_str()));
+    notified.retain(|key| !retried && key.split('/').nth(1) == Some(hash.as_str()));
     let new: Vec<Occurrence> = now
         .into_iter()
         .filter(|o| !notified.contains(&o.key))

@@ -13,7 +13,9 @@ impl Model {
         status: &RolloutStatus,
     ) -> Result<(), String> {
         let hash = self.sim.hash();
-        if before.current_pod_hash.as_deref() != Some(hash.as_str()) {
+        // A new revision, or a retry (its abort cleared): a new occurrence of everything.
+        let retried = before.aborted_at.is_some() && status.aborted_at.is_none();
+        if retried || before.current_pod_hash.as_deref() != Some(hash.as_str()) {
             self.notified.clear();
         }
         let sent = std::mem::take(self.sim.notifications.as_mut().expect("subscribed"));
