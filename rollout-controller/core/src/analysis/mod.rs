@@ -180,7 +180,7 @@ pub fn resolve(
         for (j, m) in spec.metrics.iter().enumerate() {
             let mpath = format!("{tpath}: spec.metrics[{j}]");
             if let Some(mut metric) = resolve_metric(&mpath, m, &args, &mut errors) {
-                metric.dry_run = dry_run.iter().any(|re| re.is_match(&metric.name));
+                metric.dry_run = dry_run.iter().any(|p| p.matches(&metric.name));
                 if metrics.iter().any(|o| o.name == metric.name) {
                     errors.push(format!(
                         "{mpath}.name: {:?} is used by another metric of this analysis",
@@ -198,18 +198,51 @@ pub fn resolve(
     }
 }
 
-/// `dryRun[].metricName` as regular expressions matching a whole metric
-/// name (Argo's `.*` for every metric); a bad one is reported at its path.
-fn dry_run_patterns(path: &str, dry_run: &[DryRun], errors: &mut Vec<String>) -> Vec<Regex> {
+/// A `dryRun[].metricName`: Argo reads it as a regular expression over
+/// the whole metric name. Most are `.*` or a plain name; only the others
+/// are compiled (this runs at every reconcile of a Rollout with analysis).
+#[derive(Clone)]
+enum DryRunPattern {
+    All,
+    Name(String),
+    Regex(Regex),
+}
+
+impl DryRunPattern {
+    fn matches(&self, metric: &str) -> bool {
+        match self {
+            DryRunPattern::All => true,
+            DryRunPattern::Name(name) => name == metric,
+            DryRunPattern::Regex(re) => re.is_match(metric),
+        }
+    }
+}
+
+/// `dryRun[].metricName`s as patterns; a bad one is reported at its path.
+fn dry_run_patterns(
+    path: &str,
+    dry_run: &[DryRun],
+    errors: &mut Vec<String>,
+) -> Vec<DryRunPattern> {
     dry_run
         .iter()
         .enumerate()
         .filter_map(|(i, d)| {
-            if d.metric_name.is_empty() {
+            let name = &d.metric_name;
+            if name.is_empty() {
                 errors.push(format!("{path}[{i}].metricName: required"));
                 return None;
             }
-            Regex::new(&format!("^(?:{})$", d.metric_name))
+            if name == ".*" {
+                return Some(DryRunPattern::All);
+            }
+            // Without these, a pattern matches only itself (`-` is
+            // special only inside a class).
+            if !name.contains(|c| r"\.+*?()|[]{}^$".contains(c)) {
+                return Some(DryRunPattern::Name(name.clone()));
+            }
+            Regex::new(&format!("^(?:{name})$"))
+                .map(DryRunPattern::Regex)
                 .map_err(|e| {
                     errors.push(format!(
                         "{path}[{i}].metricName: not a regular expression: {}",
@@ -898,6 +931,33 @@ pub fn due<'m>(run: &AnalysisRunStatus, metrics: &'m [Metric], now: Timestamp) -
 mod tests {
     use super::*;
     use crate::types::{FieldRef, ValueFrom};
+
+    #[test]
+    fn dry_run_patterns_match_whole_names_compiling_only_real_regexes() {
+        let given: Vec<DryRun> = [".*", "error-rate", "lat.*", "p(50|99)"]
+            .iter()
+            .map(|n| DryRun {
+                metric_name: n.to_string(),
+            })
+            .collect();
+        let mut errors = Vec::new();
+        let patterns = dry_run_patterns("dryRun", &given, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let kinds: Vec<&str> = patterns
+            .iter()
+            .map(|p| match p {
+                DryRunPattern::All => "all",
+                DryRunPattern::Name(_) => "name",
+                DryRunPattern::Regex(_) => "regex",
+            })
+            .collect();
+        assert_eq!(kinds, ["all", "name", "regex", "regex"]);
+        let matched = |i: usize, metric: &str| patterns[i].matches(metric);
+        assert!(matched(0, "anything"));
+        assert!(matched(1, "error-rate") && !matched(1, "error-rates"));
+        assert!(matched(2, "latency") && !matched(2, "p-latency"));
+        assert!(matched(3, "p99") && !matched(3, "p999"));
+    }
 
     fn metric(success: Option<&str>, failure: Option<&str>) -> Metric {
         Metric {
