@@ -136,7 +136,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     ctx.metrics.observe_decide(own);
     // Recorded in the status written below; sent once that write succeeded.
     let notices = match &ctx.notifier {
-        Some(notifier) => notifier.due(rollout, &mut decision.status),
+        Some(notifier) => notifier.due(rollout, plan, &mut decision.status),
         None => Vec::new(),
     };
     for action in &decision.actions {

@@ -49,11 +49,7 @@ impl View {
         );
         field(&mut out, "Status", &state(r).1);
         if let Some(w) = &status.canary.weights {
-            let proof = match w.verified {
-                Some(true) => "applied by the ALB (verified on AWS)",
-                Some(false) => "not yet applied by the ALB",
-                None => "set on the Ingress",
-            };
+            let proof = proof(w.verified);
             field(
                 &mut out,
                 "Traffic",
@@ -157,6 +153,15 @@ impl View {
                 s.available_replicas.unwrap_or(0)
             );
         }
+    }
+}
+
+/// Whether the load balancer was seen to apply the weights, in words.
+pub fn proof(verified: Option<bool>) -> &'static str {
+    match verified {
+        Some(true) => "applied by the ALB (verified on AWS)",
+        Some(false) => "not yet applied by the ALB",
+        None => "set on the Ingress",
     }
 }
 

@@ -10,6 +10,7 @@ use rollout_core::notify::{Occurrence, Trigger, due, occurrences};
 use rollout_core::ops::Op;
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{AnalysisPhase, AnalysisRunStatus, MetricResult, Rollout};
+use rollout_core::validate::validate;
 
 mod common;
 
@@ -178,7 +179,8 @@ fn a_failed_analysis_names_its_failing_metrics() {
     }];
     sim.rollout.status = Some(status.clone());
     let now = sim.world.now;
-    let found: Vec<Occurrence> = due(&sim.rollout, &mut status, now)
+    let plan = validate(&sim.rollout.spec).ok();
+    let found: Vec<Occurrence> = due(&sim.rollout, plan.as_ref(), &mut status, now)
         .into_iter()
         .filter(|o| o.trigger == Trigger::AnalysisFailed)
         .collect();
@@ -191,7 +193,7 @@ fn a_failed_analysis_names_its_failing_metrics() {
         found[0].summary
     );
     assert_eq!(
-        occurrences(&sim.rollout, &status, now).len(),
+        occurrences(&sim.rollout, plan.as_ref(), &status, now).len(),
         4,
         "started, step 1, paused, failed"
     );

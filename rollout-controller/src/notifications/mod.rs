@@ -19,6 +19,7 @@ use kube::{Client, ResourceExt as _};
 use rollout_core::notify::config::{self, Destination};
 use rollout_core::notify::{self, Occurrence};
 use rollout_core::types::{Rollout, RolloutStatus};
+use rollout_core::validate::Plan;
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
@@ -150,7 +151,12 @@ impl Notifier {
 
     /// The notifications `after` (the status about to be written) calls
     /// for, recorded in it. A Rollout nobody subscribes to is left alone.
-    pub fn due(&self, rollout: &Rollout, after: &mut RolloutStatus) -> Vec<Notice> {
+    pub fn due(
+        &self,
+        rollout: &Rollout,
+        plan: Option<&Plan>,
+        after: &mut RolloutStatus,
+    ) -> Vec<Notice> {
         let loaded = self.loaded();
         if loaded.destinations.is_empty() {
             return Vec::new();
@@ -169,7 +175,7 @@ impl Notifier {
             return Vec::new();
         }
         let seen = Instant::now();
-        notify::due(rollout, after, Timestamp::now())
+        notify::due(rollout, plan, after, Timestamp::now())
             .into_iter()
             .flat_map(|occurrence| {
                 subscribed

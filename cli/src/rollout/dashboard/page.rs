@@ -14,7 +14,7 @@ use rollout_core::types::{AnalysisTemplate, Rollout, RolloutStatus};
 use super::actions::ACTIONS;
 use super::chart;
 use super::history::Series;
-use crate::rollout::view::{ago, event_time, role, steps};
+use crate::rollout::view::{ago, event_time, proof, role, steps};
 
 /// The page around a fragment: styles, script, the CSRF token for actions,
 /// and where the fragment's updates come from.
@@ -58,14 +58,14 @@ fn traffic(status: &RolloutStatus) -> Markup {
     let Some(w) = &status.canary.weights else {
         return html! { "–" };
     };
-    let (class, proof) = match w.verified {
-        Some(true) => ("ok", "applied by the ALB (verified on AWS)"),
-        Some(false) => ("warn", "not yet applied by the ALB"),
-        None => ("", "set on the Ingress"),
+    let class = match w.verified {
+        Some(true) => "ok",
+        Some(false) => "warn",
+        None => "",
     };
     html! {
         span.weight { "canary " (w.canary.weight) "% / stable " (w.stable.weight) "%" }
-        " " small.(class) { (proof) }
+        " " small.(class) { (proof(w.verified)) }
     }
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::plan::describe;
 use crate::types::{AnalysisPhase, Phase, Rollout, RolloutStatus};
-use crate::validate::validate;
+use crate::validate::Plan;
 
 /// What a destination can be told about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,12 +85,18 @@ pub struct Occurrence {
     pub at: Timestamp,
 }
 
-/// What `status` shows, each occurrence with its key (old ones included).
-pub fn occurrences(rollout: &Rollout, status: &RolloutStatus, at: Timestamp) -> Vec<Occurrence> {
+/// What `status` shows, each occurrence with its key (old ones included);
+/// `plan` is the Rollout's validated spec (`None`: invalid, no steps).
+pub fn occurrences(
+    rollout: &Rollout,
+    plan: Option<&Plan>,
+    status: &RolloutStatus,
+    at: Timestamp,
+) -> Vec<Occurrence> {
     let Some(hash) = status.current_pod_hash.clone() else {
         return Vec::new();
     };
-    let steps: Vec<String> = validate(&rollout.spec)
+    let steps: Vec<String> = plan
         .map(|plan| plan.steps.iter().map(describe).collect())
         .unwrap_or_default();
     let canary = status.stable_rs.is_some() && status.stable_rs.as_ref() != Some(&hash);
@@ -203,8 +209,13 @@ pub fn occurrences(rollout: &Rollout, status: &RolloutStatus, at: Timestamp) -> 
 /// reconciled before anything subscribed (a status without `notified`)
 /// starts from what it shows now, so subscribing mid-canary does not
 /// replay its past.
-pub fn due(rollout: &Rollout, after: &mut RolloutStatus, at: Timestamp) -> Vec<Occurrence> {
-    let now = occurrences(rollout, after, at);
+pub fn due(
+    rollout: &Rollout,
+    plan: Option<&Plan>,
+    after: &mut RolloutStatus,
+    at: Timestamp,
+) -> Vec<Occurrence> {
+    let now = occurrences(rollout, plan, after, at);
     let before = rollout.status.as_ref();
     let baseline = before.is_some_and(|b| b.notified.is_none() && b.observed_generation.is_some());
     let hash = after.current_pod_hash.clone().unwrap_or_default();

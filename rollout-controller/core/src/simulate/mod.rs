@@ -99,10 +99,13 @@ impl Simulation {
         let read = self.rollout.status.clone();
         let mut d = decide(&self.rollout, &self.world);
         if let Some(sent) = &mut self.notifications {
+            let plan = crate::validate::validate(&self.rollout.spec).ok();
+            let now = self.world.now;
             sent.extend(crate::notify::due(
                 &self.rollout,
+                plan.as_ref(),
                 &mut d.status,
-                self.world.now,
+                now,
             ));
         }
         self.world.measurements.clear();
