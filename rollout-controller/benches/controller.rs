@@ -66,10 +66,12 @@ fn decision_cost() {
         ],
         stable_service: Some(ServiceView {
             name: "svc-0".into(),
+            endpoints: Vec::new(),
             hash: Some("stable".into()),
         }),
         canary_service: Some(ServiceView {
             name: "svc-0-canary".into(),
+            endpoints: Vec::new(),
             hash: Some(hash.clone()),
         }),
         ingress: Some(IngressView {

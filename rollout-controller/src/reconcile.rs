@@ -232,6 +232,7 @@ pub async fn observe(
         Some(ServiceView {
             name: name.clone(),
             hash,
+            endpoints: caches.endpoints.of(ns, name),
         })
     };
     let stable_service = service(plan.map(|p| &p.stable_service));

@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{
-    self, CachedDeployment, CachedIngress, CachedReplicaSet, CachedRollout, CachedService, Writers,
+    self, CachedDeployment, CachedEndpointSlice, CachedIngress, CachedReplicaSet, CachedRollout,
+    CachedService, Writers,
 };
 use crate::client::Limits;
 use crate::elbv2::Elbv2;
@@ -268,8 +269,18 @@ async fn control(
         .default_backoff()
         .reflect(writers.deployments)
         .touched_objects();
+    let endpoints = ctx.caches.endpoints.clone();
+    let endpoint_slices = watcher(
+        scoped::<CachedEndpointSlice>(&client, ns),
+        list_in_pages().labels(cache::SERVICE_NAME),
+    )
+    .default_backoff()
+    .modify(cache::trim_endpoint_slice)
+    .inspect_ok(move |event| endpoints.observe(event))
+    .touched_objects();
 
-    let (by_service, by_ingress, by_template, by_deployment) = (
+    let (by_service, by_ingress, by_template, by_deployment, by_slice) = (
+        references.clone(),
         references.clone(),
         references.clone(),
         references.clone(),
@@ -299,6 +310,12 @@ async fn control(
         .watches_stream(deployments, move |d: CachedDeployment| {
             let ns = d.namespace().unwrap_or_default();
             by_deployment.of(Kind::Deployment, &ns, &d.name_any())
+        })
+        // A Service's pods becoming ready or leaving: its Rollouts' gates.
+        .watches_stream(endpoint_slices, move |s: CachedEndpointSlice| {
+            let ns = s.namespace().unwrap_or_default();
+            let service = s.service().cloned().unwrap_or_default();
+            by_slice.of(Kind::Service, &ns, &service)
         })
         .reconcile_all_on(trigger_rx)
         .graceful_shutdown_on(stop.cancelled_owned())

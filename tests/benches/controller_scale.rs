@@ -419,7 +419,9 @@ fn rollout(i: usize) -> Value {
                     "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
                     "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}]}},
             "strategy": {"canary": {"canaryService": format!("{app}-canary"), "stableService": app,
-                "trafficRouting": {"alb": {"ingress": app, "servicePort": 80}},
+                // No ALB here: ready pods count as served at once.
+                "trafficRouting": {"alb": {"ingress": app, "servicePort": 80,
+                    "targetHealth": {"settleSeconds": 0, "drainSeconds": 0}}},
                 "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "5m"}}]}}}
     }))
 }

@@ -211,6 +211,12 @@ impl Cached {
                 "Ingress" => apply(&mut writers.ingresses, object, cache::trim_ingress),
                 "AnalysisTemplate" => apply(&mut writers.templates, object, cache::trim_template),
                 "Deployment" => apply(&mut writers.deployments, object, |_| {}),
+                "EndpointSlice" => {
+                    let mut slice: cache::CachedEndpointSlice =
+                        serde_json::from_value(object).expect("a valid EndpointSlice");
+                    cache::trim_endpoint_slice(&mut slice);
+                    caches.endpoints.observe(&watcher::Event::Apply(slice));
+                }
                 other => panic!("no cache for kind {other:?}"),
             }
         }
@@ -424,6 +430,12 @@ pub trait TestRollout {
     fn cached(self) -> Arc<CachedRollout>;
 }
 
+/// `trafficRouting.alb.targetHealth` where no ALB exists (a fake or a bare
+/// cluster): ready pods count as served at once, and nothing drains.
+pub fn no_alb_timing() -> serde_json::Value {
+    json!({"settleSeconds": 0, "drainSeconds": 0})
+}
+
 impl TestRollout for Rollout {
     fn test() -> Rollout {
         serde_json::from_value(json!({
@@ -438,7 +450,7 @@ impl TestRollout for Rollout {
                              "spec": {"containers": [{"name": "api", "image": "backend:1"}]}},
                 "strategy": {"canary": {
                     "canaryService": "backend-service-canary", "stableService": "backend-service",
-                    "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
+                    "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80, "targetHealth": no_alb_timing()}},
                     "steps": [{"setWeight": 20}, {"pause": {}}]}}
             }
         }))

@@ -26,7 +26,8 @@ fn rollout() -> Rollout {
             "template": {"metadata": {"labels": {"app": "backend"}},
                          "spec": {"containers": [{"name": "api", "image": "backend:1"}]}},
             "strategy": {"canary": {"canaryService": "backend-canary", "stableService": "backend",
-                "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
+                "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80,
+                    "targetHealth": {"settleSeconds": 0, "drainSeconds": 0}}},
                 "steps": [{"setWeight": 25}, {"pause": {}},
                           {"analysis": {"templates": [{"templateName": "errors"}]}},
                           {"setWeight": 50}, {"pause": {"duration": "1m"}}]}}}

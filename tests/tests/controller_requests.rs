@@ -18,11 +18,12 @@ use rollout_core::types::{Phase, Rollout};
 use serde_json::json;
 
 const ROLLOUTS: &str = "apis/gantry.dev/v1alpha1/rollouts";
-const CACHED: [&str; 4] = [
+const CACHED: [&str; 5] = [
     "apis/apps/v1/replicasets",
     "api/v1/services",
     "apis/networking.k8s.io/v1/ingresses",
     "apis/gantry.dev/v1alpha1/analysistemplates",
+    "apis/discovery.k8s.io/v1/endpointslices",
 ];
 const STATUS: &str = "/apis/gantry.dev/v1alpha1/namespaces/shop/rollouts/backend/status?";
 

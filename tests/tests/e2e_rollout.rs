@@ -157,7 +157,8 @@ impl Cluster {
                              "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.9"}]}},
                 "strategy": {"canary": {"canaryService": "backend-service-canary", "stableService": "backend-service",
                     "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
-                    "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80}},
+                    "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80,
+                        "targetHealth": {"settleSeconds": 0, "drainSeconds": 0}}},
                     "steps": [{"setWeight": 25}, {"pause": {"duration": "5s"}},
                               {"setWeight": 50}, {"pause": {}}]}}}
         });
@@ -277,10 +278,12 @@ impl Cluster {
     }
 }
 
-/// What a kubelet reports for a pod that started: Ready (a strategic merge
-/// keeps the other conditions). The ReplicaSet controller derives its
-/// ready and available counts from exactly this; patching ReplicaSet status
-/// instead is overwritten by it.
+/// What a kubelet reports for a pod that started: an IP and Ready (a
+/// strategic merge keeps the other conditions). The ReplicaSet controller
+/// derives its ready and available counts from exactly this (patching
+/// ReplicaSet status instead is overwritten by it), and the EndpointSlice
+/// controller lists the pod behind the Services selecting it, which the
+/// controller's traffic gates read.
 async fn play_kubelet(pods: Api<Pod>) {
     loop {
         let listed = pods.list(&ListParams::default()).await;
@@ -294,7 +297,8 @@ async fn play_kubelet(pods: Api<Pod>) {
                 continue;
             }
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let status = json!({"status": {"conditions": [
+            let ip = pod_ip(&pod.name_any());
+            let status = json!({"status": {"podIP": ip, "podIPs": [{"ip": ip}], "conditions": [
                 {"type": "Ready", "status": "True", "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
             let _ = pods
@@ -307,4 +311,12 @@ async fn play_kubelet(pods: Api<Pod>) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// A pod IP derived from the pod's name (no network plugin runs).
+fn pod_ip(name: &str) -> String {
+    let h = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("10.244.{}.{}", (h >> 8) & 0xff, (h & 0xfd) + 1)
 }

@@ -10,6 +10,7 @@ use gantry_tests::aws::AwsProxy;
 use gantry_tests::oci::Moto;
 use rollout_controller::elbv2::{AwsError, Elbv2, IngressTarget};
 use rollout_core::types::AlbDirect;
+use rollout_core::world::TargetState;
 use serde_json::Value;
 
 /// A VPC, an ALB, 25 target groups tagged like the LB controller's (two of
@@ -172,9 +173,42 @@ fn ingress_mode_reads_the_weights_the_lb_controller_applied() {
         .collect();
     assert_eq!(
         actions,
-        ["DescribeListeners", "DescribeRules"],
-        "the load balancer and target groups are cached"
+        [
+            "DescribeTargetHealth",
+            "DescribeTargetHealth",
+            "DescribeListeners",
+            "DescribeRules"
+        ],
+        "the load balancer and target groups are cached; target health is read afresh"
     );
+
+    // Pods registered in the canary's group show with their health.
+    python(
+        &env.moto,
+        &format!(
+            "lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n\
+             lb.register_targets(TargetGroupArn='{}', Targets=[{{'Id': '10.0.0.7', 'Port': 8080}}, {{'Id': '10.0.1.9', 'Port': 8080}}])\nprint('{{}}')",
+            env.id("canary")
+        ),
+    );
+    let observed = env.observe().unwrap();
+    let mut canary: Vec<(String, TargetState)> = observed
+        .canary_targets
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.state))
+        .collect();
+    canary.sort_by(|a, b| a.0.cmp(&b.0));
+    // moto reports a registered target healthy at once (AWS: initial first).
+    assert_eq!(
+        canary,
+        [
+            ("10.0.0.7".to_string(), TargetState::Healthy),
+            ("10.0.1.9".to_string(), TargetState::Healthy)
+        ]
+    );
+    assert_eq!(observed.stable_targets, Some(Vec::new()));
+    env.proxy.take_calls();
 
     // An unknown hostname is a clear error, not a guess.
     let (_, mut target) = env.target();

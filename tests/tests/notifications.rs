@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use gantry_tests::controller::Controller;
+use gantry_tests::fixtures::no_alb_timing;
 use gantry_tests::kube_fake::{self, FakeApi};
 use gantry_tests::{free_port, http_get, serve};
 use k8s_openapi::jiff::Timestamp;
@@ -179,7 +180,7 @@ fn cluster(receiver: &Receiver, audit_triggers: &str, annotations: Value) -> Fak
             "template": {"metadata": {"labels": {"app": "backend"}},
                          "spec": {"containers": [{"name": "api", "image": "shop/backend:1.0.0"}]}},
             "strategy": {"canary": {"canaryService": "backend-canary", "stableService": "backend",
-                "trafficRouting": {"alb": {"ingress": "backend", "servicePort": 80}},
+                "trafficRouting": {"alb": {"ingress": "backend", "servicePort": 80, "targetHealth": no_alb_timing()}},
                 "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}}
     }));
     for name in ["backend", "backend-canary"] {

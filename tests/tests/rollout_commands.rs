@@ -383,6 +383,40 @@ Events:
     );
 }
 
+#[test]
+fn get_shows_what_traffic_waits_for_at_the_alb() {
+    let (mut r, _, _) = canary_world();
+    let gate = "1 of 2 pods of backend-bbb healthy in c's target group";
+    r["status"]["phase"] = json!("Progressing");
+    r["status"]["message"] = json!(format!("canary at step 3/3: waiting for the ALB: {gate}"));
+    r["status"]["trafficGates"] = json!([
+        {"kind": "TargetsHealthy", "target": "c", "podTemplateHash": "bbb",
+         "since": "2026-01-01T00:09:48Z", "message": gate},
+        {"kind": "TargetsDrained", "target": "backend-old", "podTemplateHash": "old",
+         "since": "2026-01-01T00:08:00Z",
+         "message": "backend-old waits to scale down: 2 target(s) still registered or draining in s's target group"}]);
+    let view = gantry::rollout::view::View {
+        rollout: serde_json::from_value(r).unwrap(),
+        replica_sets: Vec::new(),
+        events: Vec::new(),
+    };
+    let text = view.text("2026-01-01T00:10:00Z".parse().unwrap());
+    let head: Vec<&str> = text.lines().take(6).collect();
+    assert_eq!(
+        head,
+        [
+            "Name:       backend",
+            "Namespace:  shop",
+            &format!(
+                "Status:     Progressing at step 2/3: canary at step 3/3: waiting for the ALB: {gate}"
+            ),
+            "Traffic:    canary 20% / stable 80%, applied by the ALB (verified on AWS)",
+            &format!("Waiting:    {gate} (for 12s)"),
+            "Waiting:    backend-old waits to scale down: 2 target(s) still registered or draining in s's target group (for 2m)",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn get_reads_the_rollout_its_replica_sets_and_events() {
     let (r, rs, events) = canary_world();

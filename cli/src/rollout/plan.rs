@@ -1,5 +1,6 @@
-//! `gantry rollout plan`'s input and output: Rollouts and AnalysisTemplates
-//! read from files or a rendered stream, and the timeline as text or JSON.
+//! `gantry rollout plan`'s input and output: Rollouts, AnalysisTemplates
+//! and Ingresses read from files or a rendered stream, and the timeline as
+//! text or JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +24,9 @@ pub struct Options {
 struct Objects {
     rollouts: Vec<(String, Rollout)>,
     templates: BTreeMap<String, AnalysisTemplateSpec>,
+    /// Each Ingress's annotations by namespace and name (the traffic
+    /// gates' timing defaults from them).
+    ingresses: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
 
 /// Each Rollout's plan, rendered; an error names the file, document and
@@ -52,7 +56,19 @@ pub fn plans(opts: &Options) -> Result<String> {
     let mut plans = Vec::new();
     for (origin, rollout) in &objects.rollouts {
         let name = rollout.metadata.name.as_deref().unwrap_or("(unnamed)");
-        let timeline = plan(rollout, &objects.templates).map_err(|errors| {
+        let ingress = rollout
+            .spec
+            .strategy
+            .canary
+            .as_ref()
+            .and_then(|c| c.traffic_routing.as_ref()?.alb.as_ref())
+            .and_then(|alb| {
+                let ns = rollout.metadata.namespace.clone().unwrap_or_default();
+                objects.ingresses.get(&(ns, alb.ingress.clone()))
+            })
+            .cloned()
+            .unwrap_or_default();
+        let timeline = plan(rollout, &objects.templates, &ingress).map_err(|errors| {
             anyhow::anyhow!(
                 "{origin}: Rollout {name} is not valid:\n  {}",
                 errors.join("\n  ")
@@ -99,6 +115,24 @@ fn read_file(path: &Path, objects: &mut Objects) -> Result<()> {
             .get("apiVersion")
             .and_then(|k| k.as_str())
             .unwrap_or_default();
+        if kind == "Ingress" && api == "networking.k8s.io/v1" {
+            let meta = |k: &str| {
+                let v = value.get("metadata").and_then(|m| m.get(k));
+                v.and_then(|v| v.as_str()).unwrap_or("default").to_string()
+            };
+            let annotations = value
+                .get("metadata")
+                .and_then(|m| m.get("annotations"))
+                .cloned()
+                .map(serde_yaml::from_value::<BTreeMap<String, String>>)
+                .transpose()
+                .with_context(|| format!("{where_}: Ingress annotations must be strings"))?
+                .unwrap_or_default();
+            objects
+                .ingresses
+                .insert((meta("namespace"), meta("name")), annotations);
+            continue;
+        }
         if api != "gantry.dev/v1alpha1" {
             continue;
         }
@@ -147,9 +181,16 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
         } else {
             ""
         };
+        let gated = match s.traffic_gate_seconds {
+            0 => String::new(),
+            secs => format!(
+                "  ({} at traffic gates)",
+                human(std::time::Duration::from_secs(secs))
+            ),
+        };
         let _ = writeln!(
             out,
-            "  {:>4}  {:<34} {:>9}  {:>14}  {:>8}{promote}",
+            "  {:>4}  {:<34} {:>9}  {:>14}  {:>8}{promote}{gated}",
             format!("{}/{}", s.step, t.steps.len()),
             s.description,
             format!(
@@ -210,6 +251,13 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
     }
     for note in &t.notes {
         let _ = writeln!(out, "{note}");
+    }
+    if t.promotion_seconds > 0 {
+        let _ = writeln!(
+            out,
+            "Promotion after the last step: {} (all traffic to the canary, the stable Service switched, its targets healthy, the traffic back).",
+            human(std::time::Duration::from_secs(t.promotion_seconds))
+        );
     }
     let manual = match t.manual_promotions {
         0 => String::new(),

@@ -62,6 +62,11 @@ impl View {
         if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
             field(&mut out, "ALB", alb);
         }
+        // What traffic or a scale-down waits for at the ALB, and since when.
+        for g in &status.traffic_gates {
+            let since = ago(&g.since, now).replace(" ago", "");
+            field(&mut out, "Waiting", &format!("{} (for {since})", g.message));
+        }
         field(&mut out, "Images", &r.images().join(", "));
 
         self.steps(&mut out);

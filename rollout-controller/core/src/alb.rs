@@ -131,6 +131,7 @@ mod tests {
             root_service: "api".into(),
             annotation_prefix: "alb.ingress.kubernetes.io".into(),
             direct: None,
+            gates: Default::default(),
         };
         let existing =
             BTreeMap::from([(MANAGED_ACTIONS.to_string(), "other:x/actions.y".to_string())]);

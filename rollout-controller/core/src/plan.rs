@@ -3,7 +3,9 @@
 //! a deploy of a new template with every analysis passing (the minimum
 //! duration, each pause that waits for a person promoted at once), then,
 //! for each analysis gate, the same deploy with that gate failing (how long
-//! until the canary is aborted and all traffic is back on stable).
+//! until the canary is aborted and all traffic is back on stable). The
+//! traffic gates wait as the controller would without the ELBv2 API (the
+//! settle and drain times, from the Ingress when it is given).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,6 +37,9 @@ pub struct Timeline {
     pub min_duration_seconds: u64,
     /// Pauses that wait for `promote`.
     pub manual_promotions: usize,
+    /// From the last step to Healthy: all traffic to the canary, the stable
+    /// Service switched and its targets healthy, the traffic back.
+    pub promotion_seconds: u64,
     /// What else shapes the rollout: the progress deadline, pod arithmetic,
     /// role metadata, the Deployment the template comes from.
     pub notes: Vec<String>,
@@ -53,6 +58,9 @@ pub struct StepOutcome {
     pub canary_replicas: i32,
     pub stable_replicas: i32,
     pub waits_for_promote: bool,
+    /// Of the time before it completed, how much was spent at traffic
+    /// gates (waiting for the ALB to serve the pods).
+    pub traffic_gate_seconds: u64,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -91,9 +99,12 @@ const STABLE_HASH: &str = "<stable-hash>";
 
 /// Validates the Rollout and its templates exactly as the controller does,
 /// then simulates. Errors are the controller's own messages, with paths.
+/// `ingress`: the annotations of the Rollout's Ingress, when known (the
+/// traffic gates' timing defaults from them).
 pub fn plan(
     rollout: &Rollout,
     templates: &BTreeMap<String, AnalysisTemplateSpec>,
+    ingress: &BTreeMap<String, String>,
 ) -> Result<Timeline, Vec<String>> {
     let spec_plan = validate(&rollout.spec)?;
     let alb = Observed::placeholder();
@@ -106,7 +117,7 @@ pub fn plan(
     };
     let resolved = analysis::resolve_plan(&spec_plan, templates, &ctx)?;
 
-    let mut happy = deployed(rollout, templates)?;
+    let mut happy = deployed(rollout, templates, ingress)?;
     let run = walk(&mut happy, &spec_plan, None)?;
     let mut gates = Vec::new();
     for (name, _, analysis) in spec_plan.analyses() {
@@ -114,7 +125,7 @@ pub fn plan(
             Some(i) => i.parse::<usize>().map_err(|e| vec![e.to_string()])? + 1,
             None => analysis.starting_step.unwrap_or(0) as usize + 1,
         };
-        let mut failing = deployed(rollout, templates)?;
+        let mut failing = deployed(rollout, templates, ingress)?;
         let failed = walk(&mut failing, &spec_plan, Some(&name))?;
         gates.push(Gate {
             step,
@@ -123,18 +134,21 @@ pub fn plan(
             run: name,
         });
     }
+    let last_step = run.steps.last().map_or(0, |s| s.completed_after_seconds);
+    let promotion_seconds = run.duration.as_secs().saturating_sub(last_step);
     Ok(Timeline {
         replicas: spec_plan.replicas,
         steps: run.steps,
         gates,
         min_duration_seconds: run.duration.as_secs(),
         manual_promotions: run.promotions,
-        notes: notes(&spec_plan),
+        promotion_seconds,
+        notes: notes(&spec_plan, ingress),
     })
 }
 
 /// The settings besides the steps, as one line each.
-fn notes(plan: &Plan) -> Vec<String> {
+fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(w) = &plan.workload {
         let scale_down = match w.scale_down {
@@ -170,6 +184,18 @@ fn notes(plan: &Plan) -> Vec<String> {
         ),
         Some(_) => "Traffic routing: the stable keeps all its pods until the canary is promoted (maxSurge/maxUnavailable do not apply).".into(),
     });
+    if let Some(alb) = &plan.alb {
+        let (settle, drain) = (
+            alb.gates.settle(alb, ingress),
+            alb.gates.drain(alb, ingress),
+        );
+        notes.push(format!(
+            "Traffic gates: weight moves onto a target group only once its pods are healthy in it, and a Service's selector changes only while its group has no weight. With the ELBv2 API the controller asks DescribeTargetHealth; without (as timed here) it waits {} after the pods are ready and after weight left a group. Old pods are scaled down once they left every target group (without the ELBv2 API: {} after, settle + deregistration delay). A gate still waiting after {} aborts the canary.",
+            human(settle),
+            human(settle + drain),
+            human(alb.gates.timeout)
+        ));
+    }
     for (role, m) in [
         ("Canary", &plan.canary_metadata),
         ("Stable", &plan.stable_metadata),
@@ -228,12 +254,16 @@ pub fn human(d: Duration) -> String {
 fn deployed(
     rollout: &Rollout,
     templates: &BTreeMap<String, AnalysisTemplateSpec>,
+    ingress: &BTreeMap<String, String>,
 ) -> Result<Simulation, Vec<String>> {
     let mut r = rollout.clone();
     r.status = None;
     r.metadata.generation = Some(1);
     let mut sim = Simulation::new(r);
     sim.world.templates = templates.clone();
+    if let Some(i) = sim.world.ingress.as_mut() {
+        i.annotations = ingress.clone();
+    }
     // A stand-in for the Deployment: the plan is about its template changing.
     sim.world.workload = rollout.spec.workload_ref.as_ref().map(|w| WorkloadView {
         name: w.name.clone(),
@@ -289,8 +319,20 @@ fn walk(sim: &mut Simulation, plan: &Plan, failing: Option<&str>) -> Result<Walk
     };
     let mut failing_since = None;
     let mut completed = 0;
+    // Time at traffic gates since the last step completed.
+    let mut gated = Duration::ZERO;
+    let mut last = sim.world.now;
     for _ in 0..MAX_RECONCILES {
         let before = sim.rollout.status.clone();
+        let waiting = before.as_ref().is_some_and(|s| {
+            s.traffic_gates
+                .iter()
+                .any(|g| g.kind != crate::types::GateKind::TargetsDrained)
+        });
+        if waiting {
+            gated += Duration::try_from(sim.world.now.duration_since(last)).unwrap_or_default();
+        }
+        last = sim.world.now;
         let d = sim.step();
         if let Some(v) = sim.violations.first() {
             return Err(vec![format!(
@@ -312,6 +354,7 @@ fn walk(sim: &mut Simulation, plan: &Plan, failing: Option<&str>) -> Result<Walk
                 canary_replicas: canary_replicas(plan.replicas, weight),
                 stable_replicas: stable_replicas(plan, weight),
                 waits_for_promote: matches!(plan.steps[completed], StepKind::Pause(None)),
+                traffic_gate_seconds: std::mem::take(&mut gated).as_secs(),
             });
             completed += 1;
         }

@@ -361,6 +361,33 @@ pub struct AlbTrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub stickiness_config: Option<Value>,
+    /// Gantry's traffic-safety gates: weight moves onto a target group only
+    /// once its pods are healthy in it, and pods are scaled down only once
+    /// they have left every target group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_health: Option<TargetHealth>,
+}
+
+/// How long the traffic-safety gates wait, and (without the ELBv2 API, when
+/// the controller cannot see target health) how long they assume the ALB
+/// takes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetHealth {
+    /// A weight gate still waiting after this long aborts the canary, as a
+    /// failed analysis does (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
+    /// Without the ELBv2 API: how long after a target group's pods are ready
+    /// behind its Service before weight moves onto it (default: the
+    /// Ingress's health-check interval × healthy threshold, 15 s × 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_seconds: Option<i32>,
+    /// Without the ELBv2 API: how long pods that left a target group may
+    /// still receive requests, before they are scaled down (default: the
+    /// Ingress's `deregistration_delay.timeout_seconds`, else AWS's 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<i32>,
 }
 
 /// A listener's default action or a listener rule forwarding to two target
@@ -453,6 +480,10 @@ pub struct RolloutStatus {
     /// The AWS resources the weights were verified on (or set on, in direct mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alb: Option<AlbStatus>,
+    /// The traffic-safety gates being waited at: weight held until a target
+    /// group's pods are healthy in it, scale-downs held until pods drained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic_gates: Vec<TrafficGate>,
     /// The notifications already sent for the current revision
     /// (`<trigger>/<pod template hash>/…`), so each goes out once, across
     /// reconciles and controller restarts. Absent while nothing subscribes.
@@ -505,6 +536,7 @@ impl RolloutStatus {
             selector: _,
             conditions: _,
             alb: _,
+            traffic_gates: _,
             // Pruned by `notify` when the revision changes.
             notified: _,
         } = self;
@@ -545,6 +577,40 @@ pub struct AlbStatus {
     /// Why the weights could not be read, when they could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A traffic-safety gate being waited at.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficGate {
+    pub kind: GateKind,
+    /// The Service whose target group must serve (`TargetsHealthy`) or lose
+    /// its weight (`WeightsApplied`), or the ReplicaSet whose pods must
+    /// leave every target group (`TargetsDrained`).
+    pub target: String,
+    /// The pods concerned: those the Service selects, or the ReplicaSet's.
+    pub pod_template_hash: String,
+    /// When the wait started (RFC 3339): the timeout counts from here.
+    pub since: String,
+    /// Without the ELBv2 API: since when the pods have been ready behind the
+    /// Service (the settle delay counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<String>,
+    /// What is awaited, e.g. "3 of 4 new pods healthy in backend-stable's
+    /// target group".
+    pub message: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum GateKind {
+    /// Weight waits until the target group's pods are healthy in it.
+    #[default]
+    TargetsHealthy,
+    /// A scale-down waits until the pods have left every target group.
+    TargetsDrained,
+    /// Without the ELBv2 API: a Service's selector change waits until the
+    /// ALB has had time to apply the weight taken off its target group.
+    WeightsApplied,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -2,14 +2,15 @@
 //! into every reason it cannot be run. Unsupported Argo features are named,
 //! never ignored.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::types::{
-    AlbDirect, CanaryStrategy, POD_TEMPLATE_HASH, PodMetadata, RolloutAnalysis, RolloutSpec, Step,
-    TrafficRouting, WorkloadScaleDown,
+    AlbDirect, AlbTrafficRouting, CanaryStrategy, POD_TEMPLATE_HASH, PodMetadata, RolloutAnalysis,
+    RolloutSpec, Step, TrafficRouting, WorkloadScaleDown,
 };
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
@@ -98,6 +99,83 @@ pub struct Alb {
     pub root_service: String,
     pub annotation_prefix: String,
     pub direct: Option<AlbDirect>,
+    pub gates: Gates,
+}
+
+/// `alb.targetHealth`, validated: what the spec fixes; the rest defaults
+/// from the Ingress (`Gates::settle`, `Gates::drain`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gates {
+    pub timeout: Duration,
+    pub settle: Option<Duration>,
+    pub drain: Option<Duration>,
+}
+
+const DEFAULT_GATE_TIMEOUT: u64 = 300;
+/// The Ingress annotations (after the prefix) the gates' defaults read.
+pub const GATE_ANNOTATIONS: [&str; 3] = [
+    "/healthcheck-interval-seconds",
+    "/healthy-threshold-count",
+    "/target-group-attributes",
+];
+/// The LB controller's health-check defaults: every 15 s, healthy after 2.
+const DEFAULT_HEALTH_CHECK_INTERVAL: u64 = 15;
+const DEFAULT_HEALTHY_THRESHOLD: u64 = 2;
+/// AWS's default `deregistration_delay.timeout_seconds`.
+const DEFAULT_DEREGISTRATION_DELAY: u64 = 300;
+
+impl Default for Gates {
+    fn default() -> Gates {
+        Gates {
+            timeout: Duration::from_secs(DEFAULT_GATE_TIMEOUT),
+            settle: None,
+            drain: None,
+        }
+    }
+}
+
+impl Gates {
+    /// Without the ELBv2 API: how long after the pods are ready behind a
+    /// Service the ALB may take to find them healthy: the spec's, else the
+    /// Ingress's health-check interval × healthy threshold.
+    pub fn settle(&self, alb: &Alb, ingress: &BTreeMap<String, String>) -> Duration {
+        self.settle.unwrap_or_else(|| {
+            let number = |name: &str, default: u64| {
+                ingress
+                    .get(&format!("{}/{name}", alb.annotation_prefix))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(default)
+            };
+            Duration::from_secs(
+                number(
+                    "healthcheck-interval-seconds",
+                    DEFAULT_HEALTH_CHECK_INTERVAL,
+                ) * number("healthy-threshold-count", DEFAULT_HEALTHY_THRESHOLD),
+            )
+        })
+    }
+
+    /// Without the ELBv2 API: how long a pod that left a target group may
+    /// still get requests: the spec's, else the Ingress's
+    /// `deregistration_delay.timeout_seconds`, else AWS's default.
+    pub fn drain(&self, alb: &Alb, ingress: &BTreeMap<String, String>) -> Duration {
+        self.drain.unwrap_or_else(|| {
+            let attributes = ingress
+                .get(&format!(
+                    "{}/target-group-attributes",
+                    alb.annotation_prefix
+                ))
+                .map(String::as_str)
+                .unwrap_or_default();
+            let seconds = attributes
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim() == "deregistration_delay.timeout_seconds")
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_DEREGISTRATION_DELAY);
+            Duration::from_secs(seconds)
+        })
+    }
 }
 
 impl Alb {
@@ -504,7 +582,35 @@ fn traffic_routing(
             .clone()
             .unwrap_or_else(|| DEFAULT_ANNOTATION_PREFIX.to_string()),
         direct: alb.direct.clone(),
+        gates: gates(&format!("{t}.alb.targetHealth"), alb, errors),
     })
+}
+
+fn gates(path: &str, alb: &AlbTrafficRouting, errors: &mut Vec<String>) -> Gates {
+    let th = alb.target_health.clone().unwrap_or_default();
+    let mut seconds = |field: &str, v: Option<i32>| match v {
+        Some(s) if s < 0 => {
+            errors.push(format!(
+                "{path}.{field}: must be 0 or more seconds, got {s}"
+            ));
+            None
+        }
+        other => other.map(|s| Duration::from_secs(s as u64)),
+    };
+    let timeout = seconds("timeoutSeconds", th.timeout_seconds)
+        .unwrap_or(Duration::from_secs(DEFAULT_GATE_TIMEOUT));
+    let settle = seconds("settleSeconds", th.settle_seconds);
+    let drain = seconds("drainSeconds", th.drain_seconds);
+    if timeout.is_zero() {
+        errors.push(format!(
+            "{path}.timeoutSeconds: must be more than 0 (a gate that gives up at once would abort every canary)"
+        ));
+    }
+    Gates {
+        timeout,
+        settle,
+        drain,
+    }
 }
 
 /// The steps, each of exactly one kind (paths under `c`).

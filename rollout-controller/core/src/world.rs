@@ -31,6 +31,32 @@ pub struct ServiceView {
     pub name: String,
     /// The pod-template-hash in its selector, if any.
     pub hash: Option<String>,
+    /// The pods behind it, as its EndpointSlices list them (what the AWS
+    /// Load Balancer Controller registers in its target group).
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// One address of a Service's EndpointSlices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointView {
+    /// The pod IP (a target's id for `target-type: ip`).
+    pub ip: String,
+    /// The pod's name (`targetRef`), which starts with its ReplicaSet's.
+    pub pod: Option<String>,
+    /// The EndpointSlice's `ready` condition: the pod is Ready and not
+    /// terminating.
+    pub ready: bool,
+}
+
+impl EndpointView {
+    /// Whether the pod belongs to ReplicaSet `rs` (pods are named
+    /// `<replicaset>-<suffix>` by the ReplicaSet controller).
+    pub fn of(&self, rs: &str) -> bool {
+        self.pod
+            .as_deref()
+            .and_then(|p| p.strip_prefix(rs))
+            .is_some_and(|rest| rest.starts_with('-'))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +153,46 @@ pub struct Observed {
     pub rule: Option<String>,
     /// `(canary, stable)` as configured on that rule.
     pub weights: Option<(i32, i32)>,
+    /// Each target group's targets as DescribeTargetHealth shows them
+    /// (None: not read).
+    pub stable_targets: Option<Vec<TargetView>>,
+    pub canary_targets: Option<Vec<TargetView>>,
+}
+
+/// A registered target and its health, as ELBv2 shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetView {
+    /// A pod IP (`target-type: ip`) or an instance id.
+    pub id: String,
+    pub state: TargetState,
+}
+
+/// ELBv2's `TargetHealth.State`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    /// Registered, health checks not passed yet: gets no requests.
+    Initial,
+    Healthy,
+    Unhealthy,
+    /// Deregistered, finishing its requests for the deregistration delay.
+    Draining,
+    /// Its target group is not used by a listener rule.
+    Unused,
+    Unavailable,
+}
+
+impl TargetState {
+    /// ELBv2's spelling (`healthy`, `draining`, …); unknown ones are Unavailable.
+    pub fn parse(s: &str) -> TargetState {
+        match s {
+            "initial" => TargetState::Initial,
+            "healthy" => TargetState::Healthy,
+            "unhealthy" => TargetState::Unhealthy,
+            "draining" | "unhealthy.draining" => TargetState::Draining,
+            "unused" => TargetState::Unused,
+            _ => TargetState::Unavailable,
+        }
+    }
 }
 
 impl Observed {
@@ -144,6 +210,8 @@ impl Observed {
             canary: Some(arn("targetgroup", "<canary-target-group>")),
             rule: None,
             weights: None,
+            stable_targets: None,
+            canary_targets: None,
         }
     }
 }

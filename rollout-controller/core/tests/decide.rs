@@ -15,7 +15,7 @@ use rollout_core::validate::validate;
 use rollout_core::world::Observed;
 
 mod common;
-use common::rollout;
+use common::{alb_routing, rollout};
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 
@@ -851,6 +851,8 @@ fn aws(weights: Option<(i32, i32)>) -> Option<Result<Observed, String>> {
         canary: Some(resource("targetgroup/k8s-canary/3")),
         rule: Some("arn:rule".into()),
         weights,
+        stable_targets: None,
+        canary_targets: None,
     }))
 }
 
@@ -858,8 +860,28 @@ fn aws(weights: Option<(i32, i32)>) -> Option<Result<Observed, String>> {
 fn a_step_counts_only_once_the_alb_shows_its_weights() {
     let (mut sim, stable) = deployed(STEPS);
     sim.world.alb = aws(Some((0, 100)));
-    sim.lb_controller = false;
+    sim.settle();
+    // The LB controller takes 30 s to register targets and apply weights.
+    sim.lb.lag = SignedDuration::from_secs(30);
     sim.set_image("backend:2");
+    let canary = sim.hash();
+    sim.settle();
+    assert_eq!(
+        sim.canary_weight(),
+        Some(0),
+        "no weight before the canary's pods are healthy in its target group"
+    );
+    let status = sim.rollout.status.clone().unwrap();
+    assert_eq!(
+        status.traffic_gates[0].message,
+        format!("0 of 1 pods of backend-{canary} healthy in backend-service-canary's target group")
+    );
+    assert_eq!(
+        status.alb.unwrap().message,
+        Some(status.traffic_gates[0].message.clone())
+    );
+
+    sim.advance(30);
     let d = sim.settle();
     assert_eq!(
         sim.canary_weight(),
@@ -884,34 +906,39 @@ fn a_step_counts_only_once_the_alb_shows_its_weights() {
         "targetgroup/k8s-canary/3"
     );
 
-    // The LB controller catches up (after the next reconcile).
-    sim.lb_controller = true;
-    sim.step();
+    // The LB controller catches up.
+    sim.advance(30);
     sim.settle();
     assert_eq!(sim.step_index(), 1);
     assert_eq!(sim.phase(), Some(Phase::Paused));
     let status = sim.rollout.status.clone().unwrap();
     assert_eq!(status.canary.weights.unwrap().verified, Some(true));
     assert_eq!(status.alb.unwrap().message, None);
+    assert!(status.traffic_gates.is_empty());
 
-    // At the end, the old stable keeps its pods until AWS shows 0% canary
-    // traffic on the promoted version…
+    // To the end: the old stable keeps its pods until they have left
+    // both target groups.
     sim.promote();
-    sim.settle();
-    sim.promote();
-    sim.lb_controller = false;
-    sim.advance(30);
-    sim.settle();
+    for _ in 0..20 {
+        sim.settle();
+        if sim.phase() == Some(Phase::Healthy) {
+            break;
+        }
+        sim.advance(30);
+        sim.promote();
+    }
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
     assert_eq!(
         sim.replicas(&stable),
         5,
-        "not scaled down before verification"
+        "the old stable's pods may still be draining"
     );
-    assert_ne!(sim.phase(), Some(Phase::Healthy));
-    sim.lb_controller = true;
-    sim.step();
-    sim.settle();
-    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    for _ in 0..10 {
+        sim.advance(30);
+        sim.settle();
+    }
+    assert_eq!(sim.replicas(&stable), 0);
+    assert!(sim.rollout.status.clone().unwrap().traffic_gates.is_empty());
 }
 
 #[test]
@@ -921,31 +948,22 @@ fn an_unreadable_alb_holds_the_step_and_retries() {
     sim.set_image("backend:2");
     let d = sim.settle();
     assert_eq!(
-        sim.step_index(),
-        0,
-        "no step advances on unverified weights"
+        (sim.step_index(), sim.canary_weight()),
+        (0, Some(0)),
+        "no weight moves onto a target group whose health cannot be read"
     );
-    assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
     let status = sim.rollout.status.clone().unwrap();
-    assert_eq!(
-        status.alb.unwrap().message.as_deref(),
-        Some("cannot verify the ALB weights: ELBv2 DescribeRules: Throttling: Rate exceeded")
+    let message = status.alb.unwrap().message.unwrap();
+    assert!(
+        message
+            .contains("cannot read target health: ELBv2 DescribeRules: Throttling: Rate exceeded"),
+        "{message}"
     );
     assert_eq!(status.canary.weights.unwrap().verified, Some(false));
-    sim.world.alb = aws(Some((20, 80)));
+    sim.world.alb = aws(Some((0, 100)));
     sim.settle();
     assert_eq!(sim.step_index(), 1);
-}
-
-fn alb_routing(r: &mut Rollout) -> &mut rollout_core::types::AlbTrafficRouting {
-    let canary = r.spec.strategy.canary.as_mut().unwrap();
-    canary
-        .traffic_routing
-        .as_mut()
-        .unwrap()
-        .alb
-        .as_mut()
-        .unwrap()
 }
 
 #[test]

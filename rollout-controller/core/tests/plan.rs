@@ -36,7 +36,7 @@ const GATED: &str = "[{setWeight: 10}, {pause: {duration: 2m}}, {analysis: {temp
 
 #[test]
 fn the_timeline_of_a_gated_canary() {
-    let t = plan(&rollout(GATED), &templates()).unwrap();
+    let t = plan(&rollout(GATED), &templates(), &BTreeMap::new()).unwrap();
     let rows: Vec<(usize, &str, u64, i32, i32, bool)> = t
         .steps
         .iter()
@@ -83,7 +83,7 @@ fn limits_and_delays_change_the_timeline() {
     let metric = &mut templates.get_mut("errors").unwrap().metrics[0];
     metric.initial_delay = Some("1m".into());
     metric.failure_limit = Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(2));
-    let t = plan(&rollout(GATED), &templates).unwrap();
+    let t = plan(&rollout(GATED), &templates, &BTreeMap::new()).unwrap();
     // 2m pause + 1m delay + 3 × 30s between the four measurements.
     assert_eq!(t.steps[2].completed_after_seconds, 120 + 60 + 90);
     // From the gate's start: the 1m delay, then three failures 30s apart.
@@ -102,7 +102,7 @@ fn background_analysis_is_a_gate_from_its_starting_step() {
         )
         .unwrap(),
     );
-    let t = plan(&r, &templates()).unwrap();
+    let t = plan(&r, &templates(), &BTreeMap::new()).unwrap();
     assert_eq!(t.min_duration_seconds, 120);
     let gate = &t.gates[0];
     assert_eq!((gate.run.as_str(), gate.step), ("background", 3));
@@ -114,6 +114,7 @@ fn invalid_specs_and_missing_templates_get_the_controllers_messages() {
     let errors = plan(
         &rollout("[{setWeight: 120}, {pause: {duration: soon}}]"),
         &templates(),
+        &BTreeMap::new(),
     )
     .unwrap_err();
     assert_eq!(errors.len(), 2, "{errors:?}");
@@ -126,7 +127,7 @@ fn invalid_specs_and_missing_templates_get_the_controllers_messages() {
         "{errors:?}"
     );
 
-    let errors = plan(&rollout(GATED), &BTreeMap::new()).unwrap_err();
+    let errors = plan(&rollout(GATED), &BTreeMap::new(), &BTreeMap::new()).unwrap_err();
     assert_eq!(
         errors,
         [

@@ -11,6 +11,8 @@
 //!   watch deserializes straight into, so pod templates, Service ports and
 //!   Ingress specs are never allocated; then trimmed to the labels and
 //!   annotations the decision reads.
+//! - EndpointSlices (`endpoints.rs`): the pods behind each Service, kept in
+//!   an index by Service rather than a store.
 //!
 //! Services and Ingresses: every one in scope is watched and kept as a lean
 //! copy. Labelling the referenced objects instead would add writes to
@@ -18,6 +20,7 @@
 //! names a Service created after it; the lean copies cost less than that.
 
 mod deployment;
+mod endpoints;
 mod objects;
 mod rollout;
 
@@ -29,6 +32,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 
 pub use deployment::CachedDeployment;
+pub use endpoints::{CachedEndpointSlice, Endpoints, SERVICE_NAME, trim_endpoint_slice};
 pub use objects::{
     CachedIngress, CachedReplicaSet, CachedService, trim_ingress, trim_replica_set, trim_service,
 };
@@ -47,6 +51,8 @@ pub struct Caches {
     pub ingresses: Store<CachedIngress>,
     pub templates: Store<AnalysisTemplate>,
     pub deployments: Store<CachedDeployment>,
+    /// The pods behind each Service (EndpointSlices, indexed by Service).
+    pub endpoints: Endpoints,
 }
 
 /// What fills the stores: each moved into its watch's reflector.
@@ -74,6 +80,7 @@ pub fn stores() -> (Caches, Writers) {
         ingresses,
         templates,
         deployments,
+        endpoints: Endpoints::default(),
     };
     let writers = Writers {
         rollouts: rollouts_w,

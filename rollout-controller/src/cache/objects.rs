@@ -17,6 +17,7 @@ use crate::reconcile::SCALE_DOWN_AT;
 use crate::replica_sets::POD_METADATA;
 use rollout_core::alb::MANAGED_ACTIONS;
 use rollout_core::types::POD_TEMPLATE_HASH;
+use rollout_core::validate::GATE_ANNOTATIONS;
 
 /// A ReplicaSet: its metadata (name, owner, hash label, scale-down
 /// deadline), the replicas asked for, the pods ready and available.
@@ -133,8 +134,11 @@ impl CachedIngress {
 pub fn trim_ingress(ingress: &mut CachedIngress) {
     lean_meta(&mut ingress.metadata);
     ingress.metadata.labels = None;
+    // The weights, and the LB controller's timing the traffic gates read.
     keep_annotations(&mut ingress.metadata, |k| {
-        k == MANAGED_ACTIONS || k.contains("/actions.")
+        k == MANAGED_ACTIONS
+            || k.contains("/actions.")
+            || GATE_ANNOTATIONS.iter().any(|a| k.ends_with(a))
     });
     // Only the first load balancer's hostname is read.
     if let Some(lb) = &mut ingress.status.load_balancer {

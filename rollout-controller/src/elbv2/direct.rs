@@ -10,19 +10,23 @@ use rollout_core::world::Observed;
 use super::{AwsError, Elbv2, MAX_WEIGHT, api, weights_in};
 
 impl Elbv2 {
-    /// Direct mode: the weights on the configured listener or rule.
+    /// Direct mode: the weights on the configured listener or rule, and
+    /// the targets of its two groups.
     pub async fn observe_direct(&self, d: &AlbDirect) -> Result<Observed, AwsError> {
         let key = direct_key(d);
         self.guarded(&key, async {
             let (canary, stable) = self.direct_target_groups(&key, d).await?;
             let action = self.direct_action(d).await?;
-            Ok(Observed {
+            let mut observed = Observed {
                 load_balancer: None,
                 weights: weights_in(&action, &canary.arn, &stable.arn),
                 canary: Some(canary),
                 stable: Some(stable),
                 rule: Some(key.clone()),
-            })
+                ..Default::default()
+            };
+            self.read_targets(&mut observed).await?;
+            Ok(observed)
         })
         .await
     }

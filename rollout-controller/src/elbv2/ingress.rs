@@ -8,7 +8,8 @@ use rollout_core::world::Observed;
 use super::{AwsError, Elbv2, IngressTarget, api, normalise_hostname, weights_in};
 
 impl Elbv2 {
-    /// Ingress mode: the weights on the ALB the LB controller built for the Ingress.
+    /// Ingress mode: the weights on the ALB the LB controller built for the
+    /// Ingress, and the targets of its two groups.
     pub async fn observe_ingress(&self, t: &IngressTarget<'_>) -> Result<Observed, AwsError> {
         self.guarded(t.hostname, async {
             let lb = self.load_balancer(t.hostname).await?;
@@ -25,6 +26,7 @@ impl Elbv2 {
                 stable: stable.clone(),
                 ..Default::default()
             };
+            self.read_targets(&mut observed).await?;
             let (Some(canary), Some(stable)) = (canary, stable) else {
                 return Ok(observed);
             };

@@ -9,7 +9,8 @@
 //! spent) calls for that load balancer back off exponentially.
 //!
 //! Here: the client, its caches and the backoff; `ingress` and `direct`: the
-//! two modes; `target_groups`: which target groups carry the weights.
+//! two modes; `target_groups`: which target groups carry the weights;
+//! `health`: the targets in them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use tokio::sync::OnceCell;
 use rollout_core::types::AwsResource;
 
 mod direct;
+mod health;
 mod ingress;
 mod target_groups;
 

@@ -5,12 +5,14 @@
 //! subresource, generation bumped on spec changes), delete (finalizers
 //! honoured); discovery of the `gantry.dev` group with or without its
 //! CRDs; the API server's answer for a missing namespace. With `kubelet`,
-//! every ReplicaSet's pods are available as soon as it asks for them.
+//! every ReplicaSet's pods are available as soon as it asks for them, and
+//! each Service's EndpointSlice lists the pods it selects.
 //!
 //! What the controller process needs to start, elect and stop, and what
 //! the scale benchmark drives 10,000 Rollouts through. Every request is
 //! counted.
 
+mod endpoints;
 mod query;
 mod server;
 mod store;
@@ -32,7 +34,8 @@ pub struct Options {
     pub crds_installed: bool,
     /// The namespaces that exist; `None`: any.
     pub namespaces: Option<Vec<String>>,
-    /// Play kubelet: ReplicaSets' pods are available at once.
+    /// Play kubelet (and the EndpointSlice controller): ReplicaSets' pods
+    /// are available at once, and listed behind the Services selecting them.
     pub kubelet: bool,
     /// Record managedFields on every write, as the API server does.
     pub managed_fields: bool,

@@ -150,7 +150,7 @@ impl Store {
         Ok(self.write(key, marked, Change::Modified))
     }
 
-    fn write(&mut self, key: Key, mut object: Value, change: Change) -> Value {
+    pub(super) fn write(&mut self, key: Key, mut object: Value, change: Change) -> Value {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         if self.kubelet && key.0.ends_with("/replicasets") {
@@ -162,22 +162,28 @@ impl Store {
         self.objects.insert(key.clone(), object.clone());
         self.log.push(Logged {
             rv: self.resource_version,
-            key,
+            key: key.clone(),
             change,
             deleted: None,
         });
+        if self.kubelet {
+            self.sync_slices(&key, &object);
+        }
         object
     }
 
-    fn remove(&mut self, key: Key) -> Value {
+    pub(super) fn remove(&mut self, key: Key) -> Value {
         let object = self.objects.remove(&key).unwrap_or(Value::Null);
         self.resource_version += 1;
         self.log.push(Logged {
             rv: self.resource_version,
-            key,
+            key: key.clone(),
             change: Change::Deleted,
             deleted: Some(object.clone()),
         });
+        if self.kubelet {
+            self.sync_slices(&key, &object);
+        }
         object
     }
 }

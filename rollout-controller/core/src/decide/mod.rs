@@ -10,12 +10,16 @@
 //! - a ReplicaSet is scaled up before traffic moves to it, and traffic moves
 //!   away from it before it is scaled down;
 //! - a Service is pointed at a ReplicaSet only once that ReplicaSet is fully
-//!   available;
+//!   available, and re-pointed only while its target group carries no
+//!   weight (all of it is moved to the other group first);
+//! - weight moves onto a target group only once the pods its Service
+//!   selects are healthy in it (`targets`);
 //! - a step counts as reached only when the observed Ingress already carries
 //!   its weights — and, when AWS is watched, the ALB shows them too — so
 //!   nothing advances on a write that has not landed;
 //! - old ReplicaSets are scaled down only after the weights that route away
-//!   from them are observed, and after their scale-down delay;
+//!   from them are observed, after their scale-down delay, and once their
+//!   pods have left every target group;
 //! - an analysis gate passes only on a Successful run for this canary; a
 //!   failed one aborts, an inconclusive one pauses for a human.
 //!
@@ -25,7 +29,7 @@
 //! One `impl Decider` per concern: `revisions` (first deploy, settled,
 //! promoted, aborted), `steps` (walking a canary's steps), `pauses`,
 //! `services` (the stable and canary Services), `traffic` (weights),
-//! `gates` (analysis), `replica_sets` (scaling, scale-down, restarts),
+//! `gates` (analysis), `targets` (traffic safety at the ALB), `replica_sets` (scaling, scale-down, restarts),
 //! `status` (phase, message, conditions, requeues).
 
 use std::collections::BTreeMap;
@@ -39,7 +43,7 @@ use crate::alb::{self, ForwardWeights};
 use crate::analysis::{self, ArgContext, Metric};
 use crate::types::{
     AlbStatus, AnalysisPhase, CanaryStatus, Condition, PauseCondition, Phase, PodMetadata, Rollout,
-    RolloutStatus, TrafficWeights, WeightDestination,
+    RolloutStatus, TrafficGate, TrafficWeights, WeightDestination,
 };
 use crate::validate::{BACKGROUND, Plan, StepKind, validate};
 
@@ -53,6 +57,7 @@ mod revisions;
 mod services;
 mod status;
 mod steps;
+mod targets;
 mod traffic;
 mod workload;
 use crate::world::{Observed, PodView, ReplicaSetView, ServiceView, World};
@@ -125,6 +130,7 @@ pub struct Decision {
 
 const PAUSE_REASON: &str = "CanaryPauseStep";
 pub use deadline::DEADLINE_REASON;
+pub use targets::GATE_TIMEOUT_REASON;
 pub const INCONCLUSIVE_REASON: &str = "InconclusiveAnalysisRun";
 /// Floor for analysis requeues, so a clock skew cannot spin the loop.
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
@@ -158,11 +164,15 @@ pub fn pending_restart(
 /// The decision for one reconcile.
 pub fn decide(rollout: &Rollout, world: &World) -> Decision {
     let before = rollout.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    // Each gate is recorded afresh by the reconcile still waiting at it.
+    let gates_before = std::mem::take(&mut status.traffic_gates);
     let mut d = Decider {
         name: rollout.metadata.name.clone().unwrap_or_default(),
         meta: &rollout.metadata,
         world,
-        status: before.clone(),
+        status,
+        gates_before,
         actions: Vec::new(),
         requeue: None,
         events: Vec::new(),
@@ -214,6 +224,8 @@ struct Decider<'a> {
     meta: &'a ObjectMeta,
     world: &'a World,
     status: RolloutStatus,
+    /// The traffic gates the status showed (when each wait started).
+    gates_before: Vec<TrafficGate>,
     actions: Vec<Action>,
     requeue: Option<Duration>,
     events: Vec<Note>,

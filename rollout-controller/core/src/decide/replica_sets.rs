@@ -43,42 +43,49 @@ impl Decider<'_> {
     /// Schedules every ReplicaSet not in `keep` for scale-down after `delay`.
     pub(super) fn retire_others(&mut self, plan: &Plan, keep: &[&str], delay: Duration) {
         let due = self.world.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX);
-        self.retire_at(plan, keep, due, false);
+        self.retire_at(plan, keep, due);
     }
 
-    /// Scales down every ReplicaSet not in `keep` at `due`, except one that
-    /// still gets traffic (unless `force`), and prunes old history.
-    pub(super) fn retire_at(&mut self, plan: &Plan, keep: &[&str], due: Timestamp, force: bool) {
+    /// Scales down every ReplicaSet not in `keep` at `due` (or, when the
+    /// ALB cannot be asked per pod, once its drain time passed), except
+    /// one a Service still selects or whose pods have not left the target
+    /// groups; prunes old history.
+    pub(super) fn retire_at(&mut self, plan: &Plan, keep: &[&str], due: Timestamp) {
         let now = self.world.now;
-        let mut idle: Vec<&ReplicaSetView> = Vec::new();
-        for rs in &self.world.replica_sets {
-            if keep.contains(&rs.hash.as_str()) {
-                continue;
-            }
-            // Never scale down what still gets traffic: the stable Service's
-            // pods, or the canary Service's while it has weight.
-            let selects =
-                |service: &str| self.service_hash(service).as_deref() == Some(rs.hash.as_str());
-            // Unknown weights count as traffic; so does a weight AWS still shows.
-            let canary_traffic = plan.alb.is_none()
-                || self.canary_weight_now(plan).unwrap_or(100) > 0
-                || self.aws_weights().is_some_and(|(c, _)| c > 0);
-            let selected = !force
-                && (selects(&plan.stable_service)
-                    || (selects(&plan.canary_service) && canary_traffic));
+        let drained_by =
+            now + SignedDuration::try_from(self.drain_time(plan)).unwrap_or(SignedDuration::MAX);
+        let mut idle: Vec<ReplicaSetView> = Vec::new();
+        let candidates: Vec<ReplicaSetView> = self
+            .world
+            .replica_sets
+            .iter()
+            .filter(|rs| !keep.contains(&rs.hash.as_str()))
+            .cloned()
+            .collect();
+        for rs in candidates {
+            // Never scale down what a Service selects: its pods get traffic
+            // or are about to be registered.
+            let selected = [&plan.stable_service, &plan.canary_service]
+                .iter()
+                .any(|s| self.service_hash(s).as_deref() == Some(rs.hash.as_str()));
             if rs.replicas == 0 {
                 idle.push(rs);
                 continue;
             }
             if selected {
+                // Selected again: its drain starts afresh when it leaves.
+                self.cancel_scale_down(&rs.hash);
                 continue;
             }
             match rs.scale_down_at {
                 None => self.actions.push(Action::ScheduleScaleDown {
                     name: rs.name.clone(),
-                    at: Some(due),
+                    at: Some(due.max(drained_by)),
                 }),
                 Some(at) if at <= now => {
+                    if !self.drained(plan, &rs) {
+                        continue;
+                    }
                     self.actions.push(Action::ScaleReplicaSet {
                         name: rs.name.clone(),
                         replicas: 0,
@@ -93,7 +100,7 @@ impl Decider<'_> {
         }
         // Keep the newest `revisionHistoryLimit` scaled-down ReplicaSets.
         idle.sort_by_key(|r| std::cmp::Reverse(r.created));
-        for rs in idle.into_iter().skip(plan.revision_history_limit as usize) {
+        for rs in idle.iter().skip(plan.revision_history_limit as usize) {
             self.actions.push(Action::DeleteReplicaSet {
                 name: rs.name.clone(),
             });

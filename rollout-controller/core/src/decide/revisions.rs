@@ -37,18 +37,14 @@ impl Decider<'_> {
         self.no_progress(hash, n);
         self.ensure_replicas(plan, hash, plan.replicas);
         self.cancel_scale_down(hash);
-        if self.fully_available(hash, plan.replicas) {
-            self.point(&plan.stable_service, hash);
-            self.point(&plan.canary_service, hash);
-        }
-        let weights_done = self.ensure_weights(plan, 0);
-        if weights_done && self.service_hash(&plan.stable_service).as_deref() == Some(hash) {
+        let available = self.fully_available(hash, plan.replicas);
+        let stable_on = available && self.repoint(plan, &plan.stable_service, hash);
+        let weights_done = stable_on && self.ensure_weights(plan, 0);
+        let canary_on = weights_done && self.repoint(plan, &plan.canary_service, hash);
+        if weights_done {
             self.retire_others(plan, &[hash], plan.scale_down_delay);
         }
-        if self.fully_available(hash, plan.replicas)
-            && weights_done
-            && self.services_on(plan, hash, hash)
-        {
+        if canary_on {
             self.healthy();
         } else {
             self.progressing("moving everything back to the stable ReplicaSet");
@@ -71,16 +67,25 @@ impl Decider<'_> {
             self.progressing("scaling the canary up to full size before it becomes stable");
             return;
         }
-        self.point(&plan.canary_service, hash);
-        self.point(&plan.stable_service, hash);
-        if !self.services_on(plan, hash, hash) {
-            self.progressing("switching the stable Service to the new ReplicaSet");
+        // With traffic routing, the stable Service switches while its
+        // target group carries no weight: all of it goes to the canary's
+        // group first, and comes back once the new pods are healthy in the
+        // stable's (the ALB would otherwise send it to a group whose new
+        // targets are still registering).
+        if !self.repoint(plan, &plan.canary_service, hash) {
+            self.progressing("pointing the canary Service at the new ReplicaSet");
             return;
         }
-        // Both Services now select the new pods, so any weight split is safe;
-        // settle on 0/100 before anything old is scaled down.
+        if !self.repoint(plan, &plan.stable_service, hash) {
+            self.progressing(
+                "moving all traffic to the canary while the stable Service switches to the new ReplicaSet",
+            );
+            return;
+        }
         if !self.ensure_weights(plan, 0) {
-            self.progressing("resetting the weights to the stable Service");
+            self.progressing(
+                "moving the traffic back to the stable Service, now on the new ReplicaSet",
+            );
             return;
         }
         self.status.stable_rs = Some(hash.to_string());
@@ -116,18 +121,20 @@ impl Decider<'_> {
         self.status.pause_conditions.clear();
         self.terminate_runs("the rollout was aborted");
         // A basic canary's stable grows back first; a promotion cut short
-        // may have left the stable Service on the canary's full set of pods.
-        if self.fully_available(stable, plan.replicas) {
-            self.point(&plan.stable_service, stable);
-        }
-        let stable_serves = self.service_hash(&plan.stable_service).as_deref() == Some(stable);
-        if self.ensure_weights(plan, 0) && stable_serves {
+        // may have left the stable Service on the canary's pods. The canary
+        // Service goes back to the stable pods once its group carries no
+        // weight, and the canary leaves the target groups before it is
+        // scaled down.
+        let stable_serves = self.fully_available(stable, plan.replicas)
+            && self.repoint(plan, &plan.stable_service, stable);
+        if stable_serves
+            && self.ensure_weights(plan, 0)
+            && self.repoint(plan, &plan.canary_service, stable)
+        {
             let due = aborted_at
                 + SignedDuration::try_from(plan.abort_scale_down_delay)
                     .unwrap_or(SignedDuration::MAX);
-            // The canary Service may still select the canary, but no traffic
-            // reaches it any more.
-            self.retire_at(plan, &[stable], due, true);
+            self.retire_at(plan, &[stable], due);
         }
         self.status.phase = Some(Phase::Degraded);
         let failed = self

@@ -14,10 +14,15 @@ impl Decider<'_> {
         self.condition("Healthy", true, "Healthy", "");
     }
 
+    /// Progressing, saying what it waits for (a traffic gate's wait named).
     pub(super) fn progressing(&mut self, message: &str) {
+        let message = match self.weight_gate_message() {
+            Some(gate) => format!("{message}: waiting for the ALB: {gate}"),
+            None => message.to_string(),
+        };
         self.status.phase = Some(Phase::Progressing);
-        self.status.message = Some(message.to_string());
-        self.condition("Healthy", false, "Progressing", message);
+        self.condition("Healthy", false, "Progressing", &message);
+        self.status.message = Some(message);
     }
 
     pub(super) fn degraded(&mut self, reason: &str, message: &str) {

@@ -33,6 +33,9 @@ impl Decider<'_> {
             self.abort(plan, stable);
             return;
         }
+        // Back to a template scheduled for scale-down as an earlier canary
+        // (or aborted): its drain starts afresh when it leaves again.
+        self.cancel_scale_down(hash);
         if self.status.aborted_at.is_some() {
             // `retry` cleared abort: start the steps and the analyses again.
             self.status.start_revision(hash, 0);
@@ -40,6 +43,20 @@ impl Decider<'_> {
                 "RolloutRetried".into(),
                 "retrying the canary from the first step".into(),
             ));
+        }
+        // A promotion cut short by a new template may have left the stable
+        // Service on that earlier canary's pods: with traffic routing, it
+        // goes back first (the stable is kept at full size then).
+        let stable_elsewhere = plan.alb.is_some()
+            && self
+                .service_hash(&plan.stable_service)
+                .is_some_and(|h| h != hash && h != stable);
+        if stable_elsewhere
+            && !(self.fully_available(stable, plan.replicas)
+                && self.repoint(plan, &plan.stable_service, stable))
+        {
+            self.progressing("pointing the stable Service back at the stable ReplicaSet");
+            return;
         }
         // Any canary from an earlier template loses its traffic first.
         let weights_now = self.canary_weight_now(plan);
@@ -57,6 +74,20 @@ impl Decider<'_> {
             self.status.current_step_index = Some(n);
         }
         if plan.paused {
+            // A weight above the current step's (a promotion cut short and
+            // retried) still comes down, once the stable's group serves.
+            let index = self.status.current_step_index.unwrap_or(0).clamp(0, n) as usize;
+            let cap = plan.steps[..(index + 1).min(plan.steps.len())]
+                .iter()
+                .filter_map(|s| match s {
+                    StepKind::SetWeight(w) => Some(*w),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            if index < plan.steps.len() && self.canary_weight_now(plan).is_some_and(|w| w > cap) {
+                self.ensure_weights(plan, cap);
+            }
             self.status.phase = Some(Phase::Paused);
             self.status.message = Some("paused (spec.paused)".into());
             self.condition("Paused", true, "PausedBySpec", "spec.paused is true");
@@ -121,8 +152,8 @@ impl Decider<'_> {
         }
     }
 
-    /// Gives this revision `weight`% once it has the pods for it: scaled
-    /// up before traffic moves, down only after traffic left. Only this
+    /// Gives this revision `weight`% once it has the pods for it, scaled
+    /// up before traffic moves. Only this
     /// revision may receive the canary's share, so the canary Service
     /// selects it before any weight moves.
     pub(super) fn set_weight(&mut self, plan: &Plan, hash: &str, weight: i32) -> bool {
@@ -138,8 +169,11 @@ impl Decider<'_> {
             }
             return weight == 0 || self.service_hash(&plan.canary_service).as_deref() == Some(hash);
         }
-        let shrinking = self.rs(hash).is_some_and(|r| r.replicas > want);
-        if !shrinking {
+        // A canary with more pods than the weight needs (a lower setWeight,
+        // a retry after a promotion began) keeps them: the ReplicaSet
+        // controller would delete pods the ALB still sends requests to.
+        // They go when the canary is promoted or retired.
+        if self.rs(hash).is_none_or(|r| r.replicas < want) {
             self.ensure_replicas(plan, hash, want);
         }
         if !self
@@ -148,19 +182,9 @@ impl Decider<'_> {
         {
             return false;
         }
-        if weight > 0 {
-            self.point(&plan.canary_service, hash);
-            if self.service_hash(&plan.canary_service).as_deref() != Some(hash) {
-                return false;
-            }
-        }
-        if !self.ensure_weights(plan, weight) {
+        if weight > 0 && !self.repoint(plan, &plan.canary_service, hash) {
             return false;
         }
-        if shrinking {
-            self.ensure_replicas(plan, hash, want);
-            return false;
-        }
-        true
+        self.ensure_weights(plan, weight)
     }
 }

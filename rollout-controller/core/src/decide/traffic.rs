@@ -38,6 +38,9 @@ impl Decider<'_> {
         };
         let want = (canary, 100 - canary);
         if alb.direct.is_none() && self.annotated_canary_weight(plan) != Some(canary) {
+            if !self.may_move(plan, canary) {
+                return false;
+            }
             let ingress = self
                 .world
                 .ingress
@@ -61,6 +64,9 @@ impl Decider<'_> {
             None => return true,
             Some(Ok(o)) if o.weights == Some(want) => return true,
             Some(Ok(_)) if alb.direct.is_some() => {
+                if !self.may_move(plan, canary) {
+                    return false;
+                }
                 self.actions.push(Action::SetAlbWeights {
                     canary_weight: canary,
                 });
@@ -80,6 +86,17 @@ impl Decider<'_> {
         }
         self.requeue_in(VERIFY_INTERVAL);
         false
+    }
+
+    /// The weight gate for a move to `canary`%: weight may move onto a
+    /// target group only once it serves its pods. The first weights
+    /// written (none in force) move nothing.
+    fn may_move(&mut self, plan: &Plan, canary: i32) -> bool {
+        match self.canary_weight_now(plan) {
+            Some(now) if canary > now => self.weight_gate(plan, &plan.canary_service.clone()),
+            Some(now) if canary < now => self.weight_gate(plan, &plan.stable_service.clone()),
+            _ => true,
+        }
     }
 
     /// Records the weights in force, and what AWS shows, in the status.

@@ -100,9 +100,11 @@ impl Simulation {
     }
 
     /// What the ReplicaSet controller and the kubelet do: as many pods as
-    /// each ReplicaSet asks for (new ones created now), all available.
+    /// each ReplicaSet asks for (new ones created now), all available when
+    /// the kubelet runs them.
     pub(super) fn run_pods(&mut self) {
         let now = self.world.now;
+        let mut removed = Vec::new();
         for rs in &mut self.world.replica_sets {
             let mine = |p: &PodView| p.hash == rs.hash;
             let have = self.world.pods.iter().filter(|p| mine(p)).count() as i32;
@@ -119,10 +121,15 @@ impl Simulation {
             self.world.pods.retain(|p| {
                 let drop = mine(p) && extra > 0;
                 extra -= i32::from(drop);
+                if drop {
+                    removed.push(p.clone());
+                }
                 !drop
             });
-            rs.available = rs.replicas;
-            rs.ready = rs.replicas;
+            if self.kubelet {
+                rs.available = rs.replicas;
+                rs.ready = rs.replicas;
+            }
         }
         let hashes: Vec<String> = self
             .world
@@ -130,6 +137,15 @@ impl Simulation {
             .iter()
             .map(|r| r.hash.clone())
             .collect();
-        self.world.pods.retain(|p| hashes.contains(&p.hash));
+        self.world.pods.retain(|p| {
+            let keep = hashes.contains(&p.hash);
+            if !keep {
+                removed.push(p.clone());
+            }
+            keep
+        });
+        for pod in &removed {
+            self.check_pod_removal(pod);
+        }
     }
 }

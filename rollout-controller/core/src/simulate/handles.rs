@@ -19,16 +19,15 @@ impl Simulation {
         let plan = validate(&self.rollout.spec).ok()?;
         let alb = plan.alb.as_ref()?;
         if alb.direct.is_some() {
-            return self
-                .world
-                .alb
-                .as_ref()?
-                .as_ref()
-                .ok()?
-                .weights
-                .map(|(c, _)| c);
+            return self.aws_canary_weight();
         }
         annotated_canary_weight(&self.world, &plan)
+    }
+
+    /// The canary weight `world.alb` shows (what AWS applies).
+    pub(super) fn aws_canary_weight(&self) -> Option<i32> {
+        let observed = self.world.alb.as_ref()?.as_ref().ok()?;
+        observed.weights.map(|(c, _)| c)
     }
 
     /// The pod-template-hash of the Rollout's current template.
@@ -64,8 +63,21 @@ impl Simulation {
         self.rollout = serde_json::from_value(doc).expect("a merge patch of ours keeps the shape");
     }
 
+    /// Lets time pass, the LB controller and the ALB acting (and checked)
+    /// at every moment they change something.
     pub fn advance(&mut self, by: SignedDuration) {
-        self.world.now += by;
+        let end = self.world.now + by;
+        self.sync_endpoints();
+        self.sync_lb();
+        self.check_lb();
+        while let Some(at) = self.next_lb_change().filter(|at| *at <= end) {
+            self.world.now = at;
+            self.sync_lb();
+            self.check_lb();
+        }
+        self.world.now = end;
+        self.sync_lb();
+        self.check_lb();
     }
 
     pub fn status(&self) -> Option<&RolloutStatus> {

@@ -1,15 +1,19 @@
 //! A cluster in memory that runs the real decision: it applies each
 //! decided action to a simulated world (ReplicaSets, Services, the Ingress,
 //! the ALB), writes the status with the glue's merge patch, measures
-//! analysis through the real scheduling and judgement, and records any
-//! moment traffic could reach a Service without available pods, or a status
-//! write that left the server holding something other than the decision.
+//! analysis through the real scheduling and judgement, runs the AWS Load
+//! Balancer Controller and the ALB with AWS's timing, and records any
+//! moment traffic could reach a Service without available pods or a target
+//! group without healthy targets, any pod deleted while requests may still
+//! reach it, or a status write that left the server holding something
+//! other than the decision.
 //! The decision tests drive it step by step; `gantry rollout plan` drives it
 //! through a whole rollout to print the timeline.
 //!
 //! Here: the simulation and its reconcile loop; `cluster`: the world acting
-//! on a decision; `checks`: measurements and invariants; `handles`: what a
-//! test or human does and reads.
+//! on a decision; `alb`: the LB controller and the ALB; `checks`:
+//! measurements and invariants; `handles`: what a test or human does and
+//! reads.
 
 use std::collections::BTreeMap;
 
@@ -19,14 +23,17 @@ use crate::status_patch::status_patch;
 use crate::types::{AnalysisPhase, Rollout};
 use crate::world::{IngressView, ServiceView, World};
 
+mod alb;
 mod checks;
 mod cluster;
 mod handles;
 
+pub use alb::{Lb, pod_ip};
+
 pub struct Simulation {
     pub rollout: Rollout,
     pub world: World,
-    /// Pods become available as soon as they are asked for.
+    /// Pods become available as soon as they are created.
     pub kubelet: bool,
     /// API writes the decisions caused (actions and status changes).
     pub writes: usize,
@@ -34,9 +41,11 @@ pub struct Simulation {
     pub prometheus: BTreeMap<String, QueryValue>,
     /// Every measurement gets this verdict instead of evaluating a value.
     pub verdict: Option<AnalysisPhase>,
-    /// When AWS is watched: whether the simulated LB controller copies the
-    /// Ingress weights onto the ALB after each reconcile.
+    /// Whether the simulated AWS Load Balancer Controller runs (mirrors
+    /// endpoints and weights onto the ALB).
     pub lb_controller: bool,
+    /// The LB controller's and the ALB's timing and state.
+    pub lb: Lb,
     /// Broken safety invariants, in the order they happened.
     pub violations: Vec<String>,
     /// When `Some`, someone subscribes to notifications: every reconcile
@@ -55,6 +64,7 @@ impl Simulation {
             name.map(|n| ServiceView {
                 name: n.clone(),
                 hash: None,
+                endpoints: Vec::new(),
             })
         };
         let ingress = canary
@@ -81,6 +91,7 @@ impl Simulation {
             prometheus: BTreeMap::new(),
             verdict: None,
             lb_controller: true,
+            lb: Lb::default(),
             violations: Vec::new(),
             notifications: None,
             created: 0,
@@ -111,12 +122,6 @@ impl Simulation {
         self.world.measurements.clear();
         meanwhile(self);
         let raced = self.rollout.status != read;
-        if self.lb_controller
-            && let Some(weight) = self.canary_weight()
-            && let Some(Ok(observed)) = &mut self.world.alb
-        {
-            observed.weights = Some((weight, 100 - weight));
-        }
         for action in &d.actions {
             self.apply(action);
             self.writes += 1;
@@ -132,9 +137,10 @@ impl Simulation {
                 ));
             }
         }
-        if self.kubelet {
-            self.run_pods();
-        }
+        self.run_pods();
+        self.sync_endpoints();
+        self.sync_lb();
+        self.check_lb();
         self.check_traffic();
         d
     }

@@ -192,7 +192,20 @@ impl Model {
                 .find(|r| Some(&r.hash) == h.as_ref())
                 .is_some_and(|r| r.available > 0 && r.available >= need)
         };
-        if status.abort && weight != 0 {
+        // An abort sends all traffic back at once, unless the stable
+        // Service had already switched to the canary's pods (a promotion
+        // under way: it is pointed back only once its target group carries
+        // no weight, so all of it waits on the canary's group), or the
+        // stable's target group is not known to serve yet (its gate holds).
+        let stable_on_stable = selected(seen, true) == status.stable_rs;
+        let pointing_back = !stable_on_stable && (weight <= weight_seen || weight == 100);
+        // Weight waiting for the stable's target group to serve (its gate
+        // recorded) may stay where it was, never grow.
+        let gated = weight <= weight_seen
+            && status.traffic_gates.iter().any(|g| {
+                g.kind == GateKind::TargetsHealthy && g.target == self.plan.stable_service
+            });
+        if status.abort && weight != 0 && !pointing_back && !gated {
             return Err(format!("aborted with {weight}% still on the canary"));
         }
         let index = status.current_step_index.unwrap_or(0) as usize;
@@ -209,12 +222,22 @@ impl Model {
                 .unwrap_or(0)
         };
         let is_stable = canary == status.stable_rs;
-        if canary.as_deref() == Some(hash.as_str()) && !is_stable && weight > allowed {
+        if canary.as_deref() == Some(hash.as_str()) && !is_stable && weight > allowed && !gated {
             return Err(format!(
                 "{weight}% on the canary at step {index}, which allows {allowed}%"
             ));
         }
-        if canary.as_deref() != Some(hash.as_str()) && !is_stable && weight > weight_seen {
+        // The share of all traffic the pods of `h` get, through either Service.
+        let share = |w: &rollout_core::world::World, weight: i32, h: &Option<String>| {
+            let through = |stable: bool, part: i32| {
+                if selected(w, stable) == *h { part } else { 0 }
+            };
+            through(false, weight) + through(true, 100 - weight)
+        };
+        if canary.as_deref() != Some(hash.as_str())
+            && !is_stable
+            && share(world, weight, &canary) > share(seen, weight_seen, &canary)
+        {
             return Err(format!(
                 "traffic to the earlier canary {canary:?} grew from {weight_seen}% to {weight}% \
                  (current {hash}, stable {:?}, seen canary Service on {:?})",

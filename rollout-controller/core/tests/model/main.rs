@@ -33,10 +33,10 @@ use rollout_core::decide::{INCONCLUSIVE_REASON, canary_replicas, decide};
 use rollout_core::ops::Op;
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{
-    AnalysisPhase, AnalysisTemplate, Phase, Rollout, RolloutAnalysis, RolloutStatus,
+    AnalysisPhase, AnalysisTemplate, GateKind, Phase, Rollout, RolloutAnalysis, RolloutStatus,
 };
 use rollout_core::validate::{Plan, StepKind, validate};
-use rollout_core::world::ReplicaSetView;
+use rollout_core::world::{Observed, ReplicaSetView};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -106,10 +106,42 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
+/// How the simulated AWS Load Balancer Controller and ALB behave, and what
+/// the controller sees of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Alb {
+    /// The LB controller's lag (seconds); a drain takes 10 s.
+    lag: i64,
+    /// How long until a new target passes its health checks (seconds).
+    health: i64,
+    /// The controller reads target health through the ELBv2 API; else it
+    /// sees only EndpointSlices and waits settle and drain times.
+    aws: bool,
+}
+
+const HEALTH_CHECK: i64 = 5;
+const DEREGISTRATION: i64 = 10;
+
+fn alb() -> impl Strategy<Value = Alb> {
+    (prop_oneof![Just(0i64), Just(2), Just(10)], any::<bool>()).prop_map(|(lag, aws)| Alb {
+        lag,
+        health: HEALTH_CHECK,
+        aws,
+    })
+}
+
 /// The Rollout of variant `v` (a background analysis in the last one),
-/// deployed once on `backend:1`.
-fn deployed(v: usize) -> Simulation {
+/// deployed once on `backend:1` behind an ALB with `alb`'s timing.
+fn deployed(v: usize, alb: Alb) -> Simulation {
     let mut rollout: Rollout = common::rollout(&STEPS[v].replace("ANALYSIS", ANALYSIS));
+    // Without target health, the controller waits what the ALB takes.
+    let timing = format!(
+        "{{spec: {{strategy: {{canary: {{trafficRouting: {{alb: {{targetHealth: {{settleSeconds: {}, drainSeconds: {DEREGISTRATION}}}}}}}}}}}}}}}",
+        alb.lag + alb.health
+    );
+    let mut doc = serde_json::to_value(&rollout).unwrap();
+    json_patch::merge(&mut doc, &serde_yaml::from_str(&timing).unwrap());
+    rollout = serde_json::from_value(doc).unwrap();
     if v == 2 {
         let background: RolloutAnalysis =
             serde_yaml::from_str("{templates: [{templateName: error-rate}], startingStep: 2}")
@@ -122,6 +154,12 @@ fn deployed(v: usize) -> Simulation {
         rollout = serde_json::from_value(doc).unwrap();
     }
     let mut sim = Simulation::new(rollout);
+    sim.lb.lag = SignedDuration::from_secs(alb.lag);
+    sim.lb.health_check = SignedDuration::from_secs(alb.health);
+    sim.lb.deregistration = SignedDuration::from_secs(DEREGISTRATION);
+    if alb.aws {
+        sim.world.alb = Some(Ok(Observed::placeholder()));
+    }
     let template: AnalysisTemplate = serde_yaml::from_str(
         r#"
 apiVersion: gantry.dev/v1alpha1
@@ -142,7 +180,14 @@ spec:
         .insert("error-rate".into(), template.spec);
     sim.verdict = Some(AnalysisPhase::Successful);
     sim.notifications = Some(Vec::new());
-    sim.settle().expect("the first deploy settles");
+    for _ in 0..10 {
+        sim.settle().expect("the first deploy settles");
+        sim.advance(SignedDuration::from_secs(alb.lag + alb.health));
+    }
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{:#?}", sim.status());
+    // Until the first version's targets were healthy nothing was served,
+    // so nothing could be lost.
+    sim.violations.clear();
     sim.notifications = Some(Vec::new());
     sim
 }
@@ -169,8 +214,8 @@ struct Model {
 }
 
 impl Model {
-    fn new(variant: usize) -> Model {
-        let sim = deployed(variant);
+    fn new(variant: usize, alb: Alb) -> Model {
+        let sim = deployed(variant, alb);
         let plan = validate(&sim.rollout.spec).unwrap();
         let hash = sim.hash();
         Model {
@@ -275,9 +320,10 @@ proptest! {
     #[test]
     fn every_release_passes_every_gate(
         variant in 0usize..STEPS.len(),
+        alb in alb(),
         events in prop::collection::vec(event(), 1..120),
     ) {
-        let mut model = Model::new(variant);
+        let mut model = Model::new(variant, alb);
         for (i, e) in events.iter().enumerate() {
             model
                 .apply(e)
@@ -291,7 +337,13 @@ proptest! {
 /// releases each stop at every pause.
 #[test]
 fn the_releases_after_a_promoted_one_stop_at_every_pause() {
-    let mut model = Model::new(0);
+    // An ALB that acts at once: the pauses alone set the pace.
+    let instant = Alb {
+        lag: 0,
+        health: 0,
+        aws: false,
+    };
+    let mut model = Model::new(0, instant);
     for release in 2..=4 {
         model.apply(&Event::Release).unwrap();
         // 25%, then the 3 s pause holds however often the controller looks.

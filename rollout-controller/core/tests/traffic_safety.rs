@@ -1,0 +1,319 @@
+//! Traffic safety at the ALB, through the pure decision on the simulated
+//! cluster whose AWS Load Balancer Controller and ALB keep AWS's timing
+//! (targets `initial` until health checks pass, `draining` after they
+//! leave, everything the LB controller does `lag` late). The simulation
+//! records a lost request wherever one would be: weight on a target group
+//! without a healthy target of a ready pod, or a pod deleted while it is
+//! still a target. Each scenario runs with the LB controller 0, 2 and 10 s
+//! late, with target health read from ELBv2 and without (annotation-only
+//! mode, settle and drain times assumed); and Argo Rollouts' ordering,
+//! replayed on the same simulation, loses requests.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::SignedDuration;
+use rollout_core::alb::{ForwardWeights, annotations};
+use rollout_core::decide::GATE_TIMEOUT_REASON;
+use rollout_core::ops::Op;
+use rollout_core::simulate::Simulation;
+use rollout_core::types::{GateKind, Phase};
+use rollout_core::validate::validate;
+use rollout_core::world::Observed;
+
+mod common;
+use common::alb_routing;
+
+const STEPS: &str = "[{setWeight: 25}, {pause: {duration: 5s}}, {setWeight: 50}, {pause: {}}]";
+const HEALTH_CHECK: i64 = 5;
+const DEREGISTRATION: i64 = 10;
+
+/// `backend` deployed behind an ALB whose LB controller is `lag` seconds
+/// late; `aws`: the controller reads target health from ELBv2.
+fn deployed(lag: i64, aws: bool) -> Simulation {
+    let timing = format!(
+        "{{settleSeconds: {}, drainSeconds: {DEREGISTRATION}}}",
+        lag + HEALTH_CHECK
+    );
+    let mut rollout = common::rollout(STEPS);
+    alb_routing(&mut rollout).target_health = Some(serde_yaml::from_str(&timing).unwrap());
+    let mut sim = Simulation::new(rollout);
+    sim.lb.lag = SignedDuration::from_secs(lag);
+    sim.lb.health_check = SignedDuration::from_secs(HEALTH_CHECK);
+    sim.lb.deregistration = SignedDuration::from_secs(DEREGISTRATION);
+    if aws {
+        sim.world.alb = Some(Ok(Observed::placeholder()));
+    }
+    run_until(&mut sim, |s| s.phase() == Some(Phase::Healthy));
+    // Nothing was served before the first version's targets were healthy.
+    sim.violations.clear();
+    sim
+}
+
+fn set_image(sim: &mut Simulation, image: &str) {
+    sim.rollout.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+    *sim.rollout.metadata.generation.get_or_insert(0) += 1;
+}
+
+/// Reconciles, letting time pass as the decision asks (at most 5 s at a
+/// time, so the ALB is watched closely), until `done`; panics after a
+/// simulated hour.
+fn run_until(sim: &mut Simulation, done: impl Fn(&Simulation) -> bool) {
+    let start = sim.world.now;
+    while !done(sim) {
+        let d = sim.step();
+        let wait = d.requeue_after.unwrap_or(Duration::from_secs(5));
+        let wait = wait.min(Duration::from_secs(5)).max(Duration::from_secs(1));
+        sim.advance(SignedDuration::try_from(wait).unwrap());
+        assert!(
+            sim.world.now.duration_since(start) < SignedDuration::from_hours(1),
+            "stuck: {:#?}",
+            sim.status()
+        );
+    }
+}
+
+fn step_index(sim: &Simulation) -> i32 {
+    sim.status().and_then(|s| s.current_step_index).unwrap_or(0)
+}
+
+/// Runs `scenario` for every LB-controller lag, with and without ELBv2.
+fn each_alb(scenario: impl Fn(&mut Simulation)) {
+    for lag in [0, 2, 10] {
+        for aws in [true, false] {
+            let mut sim = deployed(lag, aws);
+            scenario(&mut sim);
+            assert!(
+                sim.violations.is_empty(),
+                "lag {lag}s, ELBv2 {aws}: {:#?}",
+                sim.violations
+            );
+        }
+    }
+}
+
+#[test]
+fn a_release_to_promotion_loses_no_request() {
+    each_alb(|sim| {
+        let old = sim.hash();
+        set_image(sim, "backend:2");
+        run_until(sim, |s| step_index(s) == 3);
+        sim.promote();
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Healthy) && s.replicas(&old) == 0
+        });
+    });
+}
+
+#[test]
+fn an_abort_at_half_loses_no_request() {
+    each_alb(|sim| {
+        set_image(sim, "backend:2");
+        let canary = sim.hash();
+        run_until(sim, |s| step_index(s) == 3);
+        sim.operate(Op::Abort).unwrap();
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Degraded) && s.replicas(&canary) == 0
+        });
+        assert_eq!(sim.canary_weight(), Some(0));
+    });
+}
+
+#[test]
+fn a_new_image_at_a_quarter_loses_no_request() {
+    each_alb(|sim| {
+        set_image(sim, "backend:2");
+        let intermediate = sim.hash();
+        run_until(sim, |s| step_index(s) == 1);
+        set_image(sim, "backend:3");
+        run_until(sim, |s| {
+            step_index(s) == 3 && s.replicas(&intermediate) == 0
+        });
+        sim.promote();
+        run_until(sim, |s| s.phase() == Some(Phase::Healthy));
+    });
+}
+
+#[test]
+fn a_rollback_to_the_stable_template_loses_no_request() {
+    each_alb(|sim| {
+        set_image(sim, "backend:2");
+        let canary = sim.hash();
+        run_until(sim, |s| step_index(s) == 3);
+        set_image(sim, "backend:1");
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Healthy) && s.replicas(&canary) == 0
+        });
+    });
+}
+
+#[test]
+fn a_promotion_moves_all_traffic_to_the_canary_before_the_stable_service_switches() {
+    let mut sim = deployed(2, true);
+    set_image(&mut sim, "backend:2");
+    let canary = sim.hash();
+    run_until(&mut sim, |s| step_index(s) == 3);
+    sim.promote();
+    let mut weights_at_switch = None;
+    while sim.phase() != Some(Phase::Healthy) {
+        let stable_before = sim.world.stable_service.as_ref().unwrap().hash.clone();
+        sim.step();
+        let stable_after = sim.world.stable_service.as_ref().unwrap().hash.clone();
+        if stable_before != stable_after && stable_after.as_deref() == Some(canary.as_str()) {
+            let aws = sim.world.alb.as_ref().unwrap().as_ref().unwrap();
+            weights_at_switch = aws.weights;
+        }
+        sim.advance(SignedDuration::from_secs(1));
+    }
+    assert_eq!(
+        weights_at_switch,
+        Some((100, 0)),
+        "the ALB sent everything to the canary's group when the stable Service switched"
+    );
+    assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+}
+
+#[test]
+fn a_scale_down_waits_until_the_pods_left_every_target_group() {
+    let mut sim = deployed(10, true);
+    // Drains outlast the scale-down delay (30 s).
+    sim.lb.deregistration = SignedDuration::from_secs(60);
+    let old = sim.hash();
+    set_image(&mut sim, "backend:2");
+    run_until(&mut sim, |s| step_index(s) == 3);
+    sim.promote();
+    run_until(&mut sim, |s| s.phase() == Some(Phase::Healthy));
+    // The scale-down delay passed; the old pods are still draining.
+    run_until(&mut sim, |s| {
+        s.status()
+            .unwrap()
+            .traffic_gates
+            .iter()
+            .any(|g| g.kind == GateKind::TargetsDrained)
+    });
+    assert_eq!(sim.replicas(&old), 5);
+    let gate = sim.status().unwrap().traffic_gates[0].clone();
+    assert_eq!(gate.target, format!("backend-{old}"));
+    assert!(
+        gate.message
+            .contains("target(s) still registered or draining in"),
+        "{}",
+        gate.message
+    );
+    run_until(&mut sim, |s| s.replicas(&old) == 0);
+    assert!(sim.status().unwrap().traffic_gates.is_empty());
+    assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+}
+
+#[test]
+fn without_elbv2_the_settle_and_drain_times_come_from_the_ingress() {
+    let mut rollout = common::rollout(STEPS);
+    alb_routing(&mut rollout).target_health = None;
+    let mut sim = Simulation::new(rollout);
+    let ingress = sim.world.ingress.as_mut().unwrap();
+    for (k, v) in [
+        ("healthcheck-interval-seconds", "10"),
+        ("healthy-threshold-count", "3"),
+        (
+            "target-group-attributes",
+            "stickiness.enabled=false,deregistration_delay.timeout_seconds=60",
+        ),
+    ] {
+        ingress
+            .annotations
+            .insert(format!("alb.ingress.kubernetes.io/{k}"), v.into());
+    }
+    run_until(&mut sim, |s| s.phase() == Some(Phase::Healthy));
+    let old = sim.hash();
+    set_image(&mut sim, "backend:2");
+    let start = sim.world.now;
+    run_until(&mut sim, |s| s.canary_weight() == Some(25));
+    let waited = sim.world.now.duration_since(start).as_secs();
+    // The canary Service waits 30 s after its weight left (10 s × 3), its
+    // pods another 30 s once ready behind it (and the reconciles between,
+    // 5 s apart here).
+    assert!((60..=80).contains(&waited), "weight moved after {waited}s");
+    run_until(&mut sim, |s| step_index(s) == 3);
+    sim.promote();
+    run_until(&mut sim, |s| s.phase() == Some(Phase::Healthy));
+    let completed = sim.world.now;
+    let rs = sim
+        .world
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == old)
+        .unwrap();
+    let due = rs.scale_down_at.expect("scheduled");
+    // Settle (30 s) + deregistration delay (60 s), more than the 30 s delay.
+    let after = due.duration_since(completed).as_secs();
+    assert!(
+        (85..=90).contains(&after),
+        "scaled down {after}s after completion"
+    );
+    assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+}
+
+#[test]
+fn a_gate_that_waits_too_long_aborts_the_canary() {
+    let mut sim = deployed(0, true);
+    alb_routing(&mut sim.rollout).target_health =
+        Some(serde_yaml::from_str("{timeoutSeconds: 60}").unwrap());
+    // The LB controller is down: no target is ever registered.
+    sim.lb_controller = false;
+    set_image(&mut sim, "backend:2");
+    run_until(&mut sim, |s| {
+        s.status().is_some_and(|st| !st.traffic_gates.is_empty())
+    });
+    let gate = sim.status().unwrap().traffic_gates[0].clone();
+    assert_eq!(gate.kind, GateKind::TargetsHealthy);
+    run_until(&mut sim, |s| s.phase() == Some(Phase::Degraded));
+    let status = sim.status().unwrap();
+    assert!(status.abort);
+    let healthy = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Healthy")
+        .unwrap();
+    assert_eq!(healthy.reason.as_deref(), Some(GATE_TIMEOUT_REASON));
+    assert!(
+        healthy
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("traffic gate timed out after 1m:"),
+        "{healthy:?}"
+    );
+    assert_eq!(sim.canary_weight(), Some(0));
+}
+
+#[test]
+fn argos_ordering_loses_requests_in_the_same_simulation() {
+    // At the end of the canary Argo points the stable Service at the new
+    // pods and sends all weight back to it at once.
+    for lag in [0, 2, 10] {
+        let mut sim = deployed(lag, true);
+        set_image(&mut sim, "backend:2");
+        let canary = sim.hash();
+        run_until(&mut sim, |s| step_index(s) == 3);
+        assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+        sim.world.stable_service.as_mut().unwrap().hash = Some(canary.clone());
+        let plan = validate(&sim.rollout.spec).unwrap();
+        let alb = plan.alb.as_ref().unwrap();
+        let ingress = sim.world.ingress.as_mut().unwrap();
+        let weights = ForwardWeights {
+            canary_service: plan.canary_service.clone(),
+            stable_service: plan.stable_service.clone(),
+            port: alb.service_port,
+            canary_weight: 0,
+        };
+        let written = annotations(&ingress.annotations, "backend", alb, &weights);
+        ingress.annotations.extend(written);
+        sim.advance(SignedDuration::from_secs(30));
+        assert!(
+            sim.violations.iter().any(|v| v.starts_with(
+                "100% of traffic to backend-service's target group with no healthy target"
+            )),
+            "lag {lag}s: {:#?}",
+            sim.violations
+        );
+    }
+}
