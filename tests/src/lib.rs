@@ -5,6 +5,7 @@
 //! `tests/run` (and so `.ci/run`) installs what is needed; a missing server
 //! fails the test with a message saying so, never skips it.
 
+pub mod alb_sim;
 pub mod aws;
 pub mod browser;
 pub mod controller;

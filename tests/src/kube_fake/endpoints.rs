@@ -1,26 +1,32 @@
-//! Playing the EndpointSlice controller, with `kubelet`: each Service has
-//! one slice listing the pods of the ReplicaSets it selects, all ready,
-//! named `<replicaset>-<i>` with an IP derived from the name. Kept in step
-//! with every write of a ReplicaSet or a Service; a slice is written only
-//! when its endpoints change.
+//! Playing the ReplicaSet controller, the kubelet and the EndpointSlice
+//! controller, with `kubelet`: each ReplicaSet has `replicas` pods named
+//! `<replicaset>-<i>`, Ready at once with an IP derived from the name, and
+//! gone at once when scaled away; each Service has one slice listing the
+//! pods it selects. Kept in step with every write of a ReplicaSet, a pod or
+//! a Service; a slice is written only when its endpoints change.
 
 use serde_json::{Value, json};
 
 use super::store::{Change, Key, Store};
 
 const SERVICES: &str = "api/v1/services";
+const PODS: &str = "api/v1/pods";
 const REPLICA_SETS: &str = "apis/apps/v1/replicasets";
 const SLICES: &str = "apis/discovery.k8s.io/v1/endpointslices";
 
 impl Store {
-    /// After `object` (at `key`) was written or deleted: the slices of the
-    /// Services it concerns.
+    /// After `object` (at `key`) was written or deleted: its pods, and the
+    /// slices of the Services it concerns.
     pub(super) fn sync_slices(&mut self, key: &Key, object: &Value) {
         let (collection, ns, name) = key;
+        if collection == REPLICA_SETS {
+            self.sync_pods(key, object);
+            return;
+        }
         let services: Vec<String> = if collection == SERVICES {
             vec![name.clone()]
-        } else if collection == REPLICA_SETS {
-            let labels = &object["spec"]["template"]["metadata"]["labels"];
+        } else if collection == PODS {
+            let labels = &object["metadata"]["labels"];
             self.in_namespace(SERVICES, ns)
                 .filter(|(_, s)| selects(&s["spec"]["selector"], labels))
                 .map(|(k, _)| k.2.clone())
@@ -30,6 +36,53 @@ impl Store {
         };
         for service in services {
             self.sync_slice(ns, &service);
+        }
+    }
+
+    /// The ReplicaSet's pods `0..replicas` exist (none once it is deleted).
+    fn sync_pods(&mut self, key: &Key, rs: &Value) {
+        let (_, ns, name) = key;
+        let live = self.objects.contains_key(key);
+        let replicas = if live {
+            rs["spec"]["replicas"].as_i64().unwrap_or(1)
+        } else {
+            0
+        };
+        let prefix = format!("{name}-");
+        let mine: Vec<Key> = self
+            .in_namespace(PODS, ns)
+            .filter(|(k, _)| {
+                k.2.strip_prefix(&prefix)
+                    .is_some_and(|i| i.parse::<i64>().is_ok())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in mine {
+            let index: i64 = k.2[prefix.len()..].parse().unwrap_or(0);
+            if index >= replicas {
+                self.remove(k);
+            }
+        }
+        for i in 0..replicas {
+            let pod = format!("{name}-{i}");
+            let pod_key = (PODS.to_string(), ns.clone(), pod.clone());
+            if self.objects.contains_key(&pod_key) {
+                continue;
+            }
+            let labels = rs["spec"]["template"]["metadata"]["labels"].clone();
+            let ip = pod_ip(&pod);
+            let object = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod, "namespace": ns, "uid": format!("uid-{ns}-{pod}"),
+                             "labels": labels,
+                             "creationTimestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                  "name": name, "uid": rs["metadata"]["uid"], "controller": true}]},
+                "spec": {"containers": rs["spec"]["template"]["spec"]["containers"]},
+                "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                           "conditions": [{"type": "Ready", "status": "True"}]}
+            });
+            self.write(pod_key, object, Change::Added);
         }
     }
 
@@ -49,12 +102,9 @@ impl Store {
             return;
         };
         let endpoints: Vec<Value> = self
-            .in_namespace(REPLICA_SETS, ns)
-            .filter(|(_, rs)| selects(&selector, &rs["spec"]["template"]["metadata"]["labels"]))
-            .flat_map(|(k, rs)| {
-                let replicas = rs["spec"]["replicas"].as_i64().unwrap_or(1);
-                (0..replicas).map(move |i| pod(&format!("{}-{i}", k.2)))
-            })
+            .in_namespace(PODS, ns)
+            .filter(|(_, p)| selects(&selector, &p["metadata"]["labels"]))
+            .map(|(k, p)| endpoint(&k.2, p))
             .collect();
         match self.get(&key) {
             Some(slice) if slice["endpoints"] == json!(endpoints) => {}
@@ -97,17 +147,27 @@ fn selects(selector: &Value, labels: &Value) -> bool {
         .is_some_and(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
-/// A ready pod of the fake cluster, with an IP derived from its name.
-fn pod(name: &str) -> Value {
+/// A pod as its Services' slices list it: ready while its Ready condition
+/// is True and it is not being deleted.
+fn endpoint(name: &str, pod: &Value) -> Value {
+    let ready = pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    }) && pod["metadata"]["deletionTimestamp"].is_null();
+    json!({"addresses": [pod["status"]["podIP"]],
+           "conditions": {"ready": ready, "serving": ready, "terminating": !pod["metadata"]["deletionTimestamp"].is_null()},
+           "targetRef": {"kind": "Pod", "name": name}})
+}
+
+/// An IP derived from a pod's name (no network plugin runs).
+pub fn pod_ip(name: &str) -> String {
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    let ip = format!(
+    format!(
         "10.{}.{}.{}",
         (h >> 16) & 0xff,
         (h >> 8) & 0xff,
         (h & 0xfd) + 1
-    );
-    json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false},
-           "targetRef": {"kind": "Pod", "name": name}})
+    )
 }

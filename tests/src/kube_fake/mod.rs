@@ -5,8 +5,8 @@
 //! subresource, generation bumped on spec changes), delete (finalizers
 //! honoured); discovery of the `gantry.dev` group with or without its
 //! CRDs; the API server's answer for a missing namespace. With `kubelet`,
-//! every ReplicaSet's pods are available as soon as it asks for them, and
-//! each Service's EndpointSlice lists the pods it selects.
+//! every ReplicaSet's pods exist and are available as soon as it asks for
+//! them, and each Service's EndpointSlice lists the pods it selects.
 //!
 //! What the controller process needs to start, elect and stop, and what
 //! the scale benchmark drives 10,000 Rollouts through. Every request is
@@ -34,8 +34,9 @@ pub struct Options {
     pub crds_installed: bool,
     /// The namespaces that exist; `None`: any.
     pub namespaces: Option<Vec<String>>,
-    /// Play kubelet (and the EndpointSlice controller): ReplicaSets' pods
-    /// are available at once, and listed behind the Services selecting them.
+    /// Play kubelet (and the ReplicaSet and EndpointSlice controllers):
+    /// ReplicaSets' pods exist and are available at once, and are listed
+    /// behind the Services selecting them.
     pub kubelet: bool,
     /// Record managedFields on every write, as the API server does.
     pub managed_fields: bool,

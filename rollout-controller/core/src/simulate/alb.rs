@@ -111,9 +111,8 @@ impl Simulation {
             return;
         }
         let now = self.world.now;
-        let lag = self.lb.lag;
         for service in [&plan.stable_service, &plan.canary_service] {
-            let want: BTreeSet<String> = self
+            let ready = self
                 .service_view(service)
                 .map(|s| {
                     s.endpoints
@@ -123,25 +122,14 @@ impl Simulation {
                         .collect()
                 })
                 .unwrap_or_default();
-            if self.lb.seen.get(service) != Some(&want) {
-                self.lb.seen.insert(service.clone(), want.clone());
-                let change = Change::Targets(service.clone(), want);
-                self.lb.pending.push((now + lag, change));
-            }
+            self.lb.see_endpoints(now, service, ready);
         }
-        if alb.direct.is_none() {
-            let written = self.canary_weight();
-            if let Some(w) = written.filter(|w| self.lb.seen_weight != Some(*w)) {
-                self.lb.seen_weight = Some(w);
-                self.lb.pending.push((now + lag, Change::Weight(w)));
-            }
+        if alb.direct.is_none()
+            && let Some(w) = self.canary_weight()
+        {
+            self.lb.see_weight(now, w);
         }
-        self.lb.pending.sort_by_key(|(at, _)| *at);
-        let due = self.lb.pending.partition_point(|(at, _)| *at <= now);
-        for (at, change) in self.lb.pending.drain(..due).collect::<Vec<_>>() {
-            self.lb.apply(at, change);
-        }
-        self.lb.age(now);
+        self.lb.catch_up(now);
         self.show_lb(
             &plan.stable_service,
             &plan.canary_service,
@@ -151,22 +139,11 @@ impl Simulation {
 
     /// `world.alb`, when AWS is watched, shows the ALB as it is.
     fn show_lb(&mut self, stable: &str, canary: &str, ingress_mode: bool) {
-        let targets = |lb: &Lb, service: &str| {
-            lb.groups.get(service).map(|g| {
-                g.iter()
-                    .map(|(ip, (state, _))| TargetView {
-                        id: ip.clone(),
-                        state: *state,
-                    })
-                    .collect()
-            })
-        };
-        let (stable_targets, canary_targets) =
-            (targets(&self.lb, stable), targets(&self.lb, canary));
+        let (stable_targets, canary_targets) = (self.lb.targets(stable), self.lb.targets(canary));
         let weight = self.lb.weight;
         if let Some(Ok(observed)) = &mut self.world.alb {
-            observed.stable_targets = Some(stable_targets.unwrap_or_default());
-            observed.canary_targets = Some(canary_targets.unwrap_or_default());
+            observed.stable_targets = Some(stable_targets);
+            observed.canary_targets = Some(canary_targets);
             if ingress_mode && let Some(w) = weight {
                 observed.weights = Some((w, 100 - w));
             }
@@ -175,19 +152,9 @@ impl Simulation {
 
     /// When the LB controller or the ALB next change something (after now).
     pub(super) fn next_lb_change(&self) -> Option<Timestamp> {
-        if !self.lb_controller {
-            return None;
-        }
-        let now = self.world.now;
-        let pending = self.lb.pending.iter().map(|(at, _)| *at);
-        let aging = self.lb.groups.values().flat_map(|g| g.values()).filter_map(
-            |(state, since)| match state {
-                TargetState::Initial => Some(*since + self.lb.health_check),
-                TargetState::Draining => Some(*since + self.lb.deregistration),
-                _ => None,
-            },
-        );
-        pending.chain(aging).filter(|t| *t > now).min()
+        self.lb_controller
+            .then(|| self.lb.next_change(self.world.now))
+            .flatten()
     }
 
     /// The ALB's data plane now: every group with weight has a healthy
@@ -298,7 +265,81 @@ impl Simulation {
 }
 
 impl Lb {
-    /// The LB controller's change, made at `at`.
+    pub fn new(
+        lag: SignedDuration,
+        health_check: SignedDuration,
+        deregistration: SignedDuration,
+    ) -> Lb {
+        Lb {
+            lag,
+            health_check,
+            deregistration,
+            ..Default::default()
+        }
+    }
+
+    /// The LB controller sees `service`'s ready pod IPs now: it mirrors
+    /// them into the target group `lag` later.
+    pub fn see_endpoints(&mut self, now: Timestamp, service: &str, ready: BTreeSet<String>) {
+        if self.seen.get(service) != Some(&ready) {
+            self.seen.insert(service.to_string(), ready.clone());
+            let change = Change::Targets(service.to_string(), ready);
+            self.pending.push((now + self.lag, change));
+        }
+    }
+
+    /// The LB controller sees the Ingress's canary weight now: the listener
+    /// rule applies it `lag` later.
+    pub fn see_weight(&mut self, now: Timestamp, canary: i32) {
+        if self.seen_weight != Some(canary) {
+            self.seen_weight = Some(canary);
+            self.pending.push((now + self.lag, Change::Weight(canary)));
+        }
+    }
+
+    /// Everything the LB controller and the ALB have done by `now`.
+    pub fn catch_up(&mut self, now: Timestamp) {
+        self.pending.sort_by_key(|(at, _)| *at);
+        let due = self.pending.partition_point(|(at, _)| *at <= now);
+        for (at, change) in self.pending.drain(..due).collect::<Vec<_>>() {
+            self.apply(at, change);
+        }
+        self.age(now);
+    }
+
+    /// The targets of `service`'s group and their states.
+    pub fn targets(&self, service: &str) -> Vec<TargetView> {
+        self.groups
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(|(ip, (state, _))| TargetView {
+                id: ip.clone(),
+                state: *state,
+            })
+            .collect()
+    }
+
+    /// The canary weight the listener rule applies (ingress mode).
+    pub fn weight(&self) -> Option<i32> {
+        self.weight
+    }
+
+    /// When the LB controller or the ALB next change something after `now`.
+    pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
+        let pending = self.pending.iter().map(|(at, _)| *at);
+        let aging =
+            self.groups.values().flat_map(|g| g.values()).filter_map(
+                |(state, since)| match state {
+                    TargetState::Initial => Some(*since + self.health_check),
+                    TargetState::Draining => Some(*since + self.deregistration),
+                    _ => None,
+                },
+            );
+        pending.chain(aging).filter(|t| *t > now).min()
+    }
+
+    /// The change made at `at`.
     fn apply(&mut self, at: Timestamp, change: Change) {
         match change {
             Change::Weight(w) => self.weight = Some(w),

@@ -1,0 +1,305 @@
+//! The AWS Load Balancer Controller and the ALB, simulated against any API
+//! server (the fake one, or a real cluster with `KUBECONFIG`), with AWS's
+//! timing from `rollout_core::simulate::Lb`: the stand-in watches the
+//! Ingress's forward action and the EndpointSlices of the two Services, and
+//! mirrors them `lag` late; a registered target is `initial` until its
+//! health checks pass, a deregistered one `draining` for the deregistration
+//! delay (moto's ELBv2 has neither state, so they are modelled here).
+//!
+//! The data plane sends `RATE` requests a second by the weights the
+//! listener applies, each to a healthy target of the chosen group, and
+//! counts a failure for: a group with no healthy target (503), a target
+//! whose pod is gone or not Ready (502), and a target still draining when
+//! its pod was deleted (its requests in flight).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, ListParams};
+use rollout_core::alb::parse_action;
+use rollout_core::simulate::Lb;
+use rollout_core::world::{TargetState, TargetView};
+
+/// Requests a second.
+pub const RATE: f64 = 200.0;
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the simulated ALB routes: the Ingress's action annotation and the
+/// two Services it forwards to.
+#[derive(Clone)]
+pub struct Route {
+    pub namespace: String,
+    pub ingress: String,
+    pub action_key: String,
+    pub stable: String,
+    pub canary: String,
+}
+
+/// The LB controller's lag, the health checks, the deregistration delay.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub lag: Duration,
+    pub health_check: Duration,
+    pub deregistration: Duration,
+}
+
+/// The requests sent and failed so far.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub requests: u64,
+    /// 503: the chosen group had no healthy target.
+    pub no_healthy_target: u64,
+    /// 502: the target's pod was gone or not Ready.
+    pub pod_gone: u64,
+    /// A draining target's pod deleted before its drain ended.
+    pub drain_cut: u64,
+    /// The first failures, with when and why.
+    pub first: Vec<String>,
+}
+
+impl Report {
+    pub fn failed(&self) -> u64 {
+        self.no_healthy_target + self.pod_gone + self.drain_cut
+    }
+
+    fn fail(&mut self, now: Timestamp, why: String) {
+        if self.first.len() < 10 {
+            self.first.push(format!("{now}: {why}"));
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    lb: Lb,
+    report: Report,
+    /// Pods by IP: (name, Ready).
+    pods: BTreeMap<String, (String, bool)>,
+}
+
+/// The running stand-in and data plane; stops when dropped.
+pub struct AlbSim {
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AlbSim {
+    pub fn start(client: kube::Client, route: Route, timing: Timing) -> AlbSim {
+        let lb = Lb::new(
+            signed(timing.lag),
+            signed(timing.health_check),
+            signed(timing.deregistration),
+        );
+        let state = Arc::new(Mutex::new(State {
+            lb,
+            ..Default::default()
+        }));
+        let task = tokio::spawn(run(client, route, state.clone()));
+        AlbSim { state, task }
+    }
+
+    pub fn report(&self) -> Report {
+        self.state.lock().unwrap().report.clone()
+    }
+
+    /// Forgets what was counted (e.g. before the first version was up).
+    pub fn reset(&self) {
+        self.state.lock().unwrap().report = Report::default();
+    }
+
+    /// The targets of `service`'s group and their states, as ELBv2's
+    /// DescribeTargetHealth would show them.
+    pub fn targets(&self, service: &str) -> Vec<TargetView> {
+        self.state.lock().unwrap().lb.targets(service)
+    }
+
+    /// The canary weight the listener applies.
+    pub fn weight(&self) -> Option<i32> {
+        self.state.lock().unwrap().lb.weight()
+    }
+}
+
+impl Drop for AlbSim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).expect("a short duration")
+}
+
+/// Every tick: what the cluster shows, the LB controller's and the ALB's
+/// changes due by now, and the requests due by now.
+async fn run(client: kube::Client, route: Route, state: Arc<Mutex<State>>) {
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &route.namespace);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &route.namespace);
+    let pods: Api<Pod> = Api::namespaced(client, &route.namespace);
+    let started = Instant::now();
+    let mut plane = Plane::default();
+    loop {
+        let seen = observe(&ingresses, &slices, &pods, &route).await;
+        let now = Timestamp::now();
+        {
+            let mut s = state.lock().unwrap();
+            if let Some((weight, ready, live)) = seen {
+                for (service, ips) in ready {
+                    s.lb.see_endpoints(now, &service, ips);
+                }
+                if let Some(w) = weight {
+                    s.lb.see_weight(now, w);
+                }
+                s.pods = live;
+            }
+            s.lb.catch_up(now);
+            let due = (started.elapsed().as_secs_f64() * RATE) as u64;
+            plane.send(&mut s, &route, now, due);
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+type Seen = (
+    Option<i32>,
+    Vec<(String, BTreeSet<String>)>,
+    BTreeMap<String, (String, bool)>,
+);
+
+/// The Ingress's canary weight, each Service's ready pod IPs, the live
+/// pods; `None` when the API could not be read just now.
+async fn observe(
+    ingresses: &Api<Ingress>,
+    slices: &Api<EndpointSlice>,
+    pods: &Api<Pod>,
+    route: &Route,
+) -> Option<Seen> {
+    let ingress = ingresses.get(&route.ingress).await.ok()?;
+    let weight = ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&route.action_key))
+        .and_then(|json| parse_action(json).ok())
+        .and_then(|a| a.weight_of(&route.canary));
+    let mut ready = Vec::new();
+    for service in [&route.stable, &route.canary] {
+        let selector = format!("kubernetes.io/service-name={service}");
+        let list = slices
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?;
+        let ips = list
+            .items
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            .filter_map(|e| e.addresses.first().cloned())
+            .collect();
+        ready.push((service.clone(), ips));
+    }
+    let live = pods
+        .list(&ListParams::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let status = p.status?;
+            let ready = p.metadata.deletion_timestamp.is_none()
+                && status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+            Some((status.pod_ip?, (p.metadata.name?, ready)))
+        })
+        .collect();
+    Some((weight, ready, live))
+}
+
+/// The data plane's memory between ticks.
+#[derive(Default)]
+struct Plane {
+    sent: u64,
+    /// Weighted choice: the canary gets `weight` of every 100 requests.
+    share: i32,
+    /// Round-robin position in each group.
+    next: u64,
+    /// Draining targets whose pod was alive at the last tick.
+    draining: BTreeSet<String>,
+}
+
+impl Plane {
+    /// Sends the requests due by `due` in all.
+    fn send(&mut self, s: &mut State, route: &Route, now: Timestamp, due: u64) {
+        self.cut_drains(s, route, now);
+        let Some(weight) = s.lb.weight() else {
+            self.sent = due;
+            return;
+        };
+        let groups = [
+            (route.canary.clone(), s.lb.targets(&route.canary)),
+            (route.stable.clone(), s.lb.targets(&route.stable)),
+        ];
+        while self.sent < due {
+            self.sent += 1;
+            self.share += weight;
+            let (service, targets) = if self.share >= 100 {
+                self.share -= 100;
+                &groups[0]
+            } else {
+                &groups[1]
+            };
+            s.report.requests += 1;
+            let healthy: Vec<&TargetView> = targets
+                .iter()
+                .filter(|t| t.state == TargetState::Healthy)
+                .collect();
+            if healthy.is_empty() {
+                s.report.no_healthy_target += 1;
+                s.report
+                    .fail(now, format!("503: no healthy target in {service}'s group"));
+                continue;
+            }
+            self.next += 1;
+            let target = healthy[(self.next % healthy.len() as u64) as usize];
+            match s.pods.get(&target.id) {
+                Some((_, true)) => {}
+                pod => {
+                    s.report.pod_gone += 1;
+                    let why = match pod {
+                        Some((name, _)) => format!("502: pod {name} ({}) not Ready", target.id),
+                        None => format!("502: no pod at {}", target.id),
+                    };
+                    s.report.fail(now, why);
+                }
+            }
+        }
+    }
+
+    /// A draining target whose pod disappeared loses its requests in flight.
+    fn cut_drains(&mut self, s: &mut State, route: &Route, now: Timestamp) {
+        let draining: BTreeSet<String> = [&route.stable, &route.canary]
+            .iter()
+            .flat_map(|g| s.lb.targets(g))
+            .filter(|t| t.state == TargetState::Draining)
+            .map(|t| t.id)
+            .collect();
+        for ip in self.draining.intersection(&draining) {
+            if !s.pods.contains_key(ip) {
+                s.report.drain_cut += 1;
+                s.report
+                    .fail(now, format!("pod at {ip} deleted while draining"));
+            }
+        }
+        self.draining = draining
+            .into_iter()
+            .filter(|ip| s.pods.contains_key(ip))
+            .collect();
+    }
+}
