@@ -82,10 +82,18 @@ struct State {
     pods: BTreeMap<String, (String, bool)>,
 }
 
-/// The running stand-in and data plane; stops when dropped.
+/// The running stand-in and data plane; stops when dropped. Read it
+/// through its handle (`Deref`), which can also be shared (e.g. with a
+/// fake ELBv2 answering DescribeTargetHealth).
 pub struct AlbSim {
-    state: Arc<Mutex<State>>,
+    handle: AlbHandle,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What the simulated ALB holds and counted.
+#[derive(Clone)]
+pub struct AlbHandle {
+    state: Arc<Mutex<State>>,
 }
 
 impl AlbSim {
@@ -100,9 +108,21 @@ impl AlbSim {
             ..Default::default()
         }));
         let task = tokio::spawn(run(client, route, state.clone()));
-        AlbSim { state, task }
+        AlbSim {
+            handle: AlbHandle { state },
+            task,
+        }
     }
+}
 
+impl std::ops::Deref for AlbSim {
+    type Target = AlbHandle;
+    fn deref(&self) -> &AlbHandle {
+        &self.handle
+    }
+}
+
+impl AlbHandle {
     pub fn report(&self) -> Report {
         self.state.lock().unwrap().report.clone()
     }

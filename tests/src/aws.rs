@@ -1,6 +1,7 @@
 //! A recording proxy in front of moto for AWS Query APIs (ELBv2): it logs
 //! each call's `Action` and ARN count, and can answer chosen actions with
-//! AWS's throttling error.
+//! AWS's throttling error, or itself (what moto cannot model, such as
+//! targets' `initial` and `draining` states).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,11 +13,16 @@ pub struct Call {
     pub resource_arns: usize,
 }
 
+/// Answers a call from its form fields, or leaves it to moto (`None`).
+pub type Answer = Box<dyn Fn(&[(String, String)]) -> Option<String> + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     calls: Vec<Call>,
     /// Action → how many more calls get `Throttling`.
     throttle: HashMap<String, usize>,
+    /// Action → who answers it instead of moto.
+    answers: HashMap<String, Arc<Answer>>,
 }
 
 pub struct AwsProxy {
@@ -48,20 +54,28 @@ impl AwsProxy {
                 .iter()
                 .filter(|(k, _)| k.starts_with("ResourceArns.member."))
                 .count();
-            let throttled = {
+            let (throttled, answer) = {
                 let mut s = state.lock().unwrap();
                 s.calls.push(Call {
                     action: action.clone(),
                     resource_arns,
                 });
-                match s.throttle.get_mut(&action) {
+                let answer = s.answers.get(&action).cloned();
+                let throttled = match s.throttle.get_mut(&action) {
                     Some(n) if *n > 0 => {
                         *n -= 1;
                         true
                     }
                     _ => false,
-                }
+                };
+                (throttled, answer)
             };
+            if let Some(xml) = answer.and_then(|a| a(&form)) {
+                return Response::builder()
+                    .header("content-type", "text/xml")
+                    .body(axum::body::Body::from(xml))
+                    .unwrap();
+            }
             if throttled {
                 return Response::builder()
                     .status(400)
@@ -107,6 +121,20 @@ impl AwsProxy {
         std::mem::take(&mut self.state.lock().unwrap().calls)
     }
 
+    /// Answers `action` with `answer` from now on (moto where it says `None`).
+    pub fn answer(
+        &self,
+        action: &str,
+        answer: impl Fn(&[(String, String)]) -> Option<String> + Send + Sync + 'static,
+    ) {
+        let answer: Answer = Box::new(answer);
+        self.state
+            .lock()
+            .unwrap()
+            .answers
+            .insert(action.into(), Arc::new(answer));
+    }
+
     /// Answers the next `times` calls of `action` with `Throttling`.
     pub fn throttle(&self, action: &str, times: usize) {
         self.state
@@ -115,4 +143,33 @@ impl AwsProxy {
             .throttle
             .insert(action.into(), times);
     }
+}
+
+/// ELBv2's DescribeTargetHealth answer for `targets` (port 80).
+pub fn target_health_xml(targets: &[rollout_core::world::TargetView]) -> String {
+    use rollout_core::world::TargetState::*;
+    let members: String = targets
+        .iter()
+        .map(|t| {
+            let state = match t.state {
+                Initial => "initial",
+                Healthy => "healthy",
+                Unhealthy => "unhealthy",
+                Draining => "draining",
+                Unused => "unused",
+                Unavailable => "unavailable",
+            };
+            format!(
+                "<member><Target><Id>{}</Id><Port>80</Port></Target><HealthCheckPort>80</HealthCheckPort>\
+                 <TargetHealth><State>{state}</State></TargetHealth></member>",
+                t.id
+            )
+        })
+        .collect();
+    format!(
+        "<DescribeTargetHealthResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\">\
+         <DescribeTargetHealthResult><TargetHealthDescriptions>{members}</TargetHealthDescriptions>\
+         </DescribeTargetHealthResult><ResponseMetadata><RequestId>sim</RequestId></ResponseMetadata>\
+         </DescribeTargetHealthResponse>"
+    )
 }

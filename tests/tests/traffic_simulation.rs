@@ -7,9 +7,13 @@
 //! request. Argo Rollouts' ordering, replayed by hand on the same cluster
 //! and ALB, loses requests: the simulation can fail.
 //!
-//! The controller runs without the ELBv2 API here (annotation-only mode):
-//! it waits its settle time (the LB controller's lag + health checks + 2 s
-//! for polling) where it cannot see target health.
+//! Each scenario runs twice: with the controller reading the ALB through
+//! ELBv2 (moto holds the load balancer, the tagged target groups and the
+//! rule, whose weights the stand-in sets; DescribeTargetHealth is answered
+//! from the simulated ALB, with AWS's `initial` and `draining` states that
+//! moto lacks), and without (annotation-only mode: it waits its settle time,
+//! the LB controller's lag + health checks + 2 s for polling, where it
+//! cannot see target health). The batches run one after the other.
 //!
 //! The runs are independent and mostly waiting, so they run side by side;
 //! the table of requests and failures is printed (`--nocapture`).
@@ -17,10 +21,17 @@
 
 use std::time::{Duration, Instant};
 
-use gantry_tests::alb_sim::{AlbSim, Report, Route, Timing};
+use std::sync::Mutex;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+};
+use gantry_tests::alb_sim::{AlbHandle, AlbSim, Report, Route, Timing};
+use gantry_tests::aws::{AwsProxy, target_health_xml};
 use gantry_tests::controller::Controller;
 use gantry_tests::free_port;
 use gantry_tests::kube_fake::{self, FakeApi};
+use gantry_tests::oci::Moto;
 use serde_json::{Value, json};
 
 const NS: &str = "shop";
@@ -32,6 +43,137 @@ const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 const HEALTH_CHECK: Duration = Duration::from_secs(5);
 const DEREGISTRATION: Duration = Duration::from_secs(10);
 const LAGS: [u64; 3] = [0, 2, 10];
+
+/// One batch of runs at a time: they share two cores, and the
+/// annotation-only mode's settle margin is 2 s.
+static ONE_BATCH: Mutex<()> = Mutex::new(());
+
+/// How the controller sees the ALB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// Only the Ingress and the EndpointSlices.
+    Annotations,
+    /// And the ELBv2 API.
+    Elbv2,
+}
+
+/// A VPC, the ALB, the two target groups tagged as the LB controller tags
+/// them for Ingress `shop`, a listener and a rule forwarding 0/100.
+const SETUP: &str = r#"
+ec2 = boto3.client('ec2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
+lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
+vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']
+subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f'10.0.{i}.0/24', AvailabilityZone=f'us-east-1{z}')['Subnet']['SubnetId'] for i, z in enumerate('ab')]
+alb = lb.create_load_balancer(Name='k8s-shop-sim', Subnets=subnets, Type='application', Scheme='internet-facing')['LoadBalancers'][0]
+tgs = {}
+for svc in ['backend-service', 'backend-service-canary']:
+    tg = lb.create_target_group(Name=f'k8s-shop-{svc[-6:]}', Protocol='HTTP', Port=80, VpcId=vpc, TargetType='ip')['TargetGroups'][0]['TargetGroupArn']
+    lb.add_tags(ResourceArns=[tg], Tags=[{'Key': 'ingress.k8s.aws/resource', 'Value': f'shop/shop-{svc}:80'}])
+    tgs[svc] = tg
+listener = lb.create_listener(LoadBalancerArn=alb['LoadBalancerArn'], Protocol='HTTP', Port=80,
+    DefaultActions=[{'Type': 'fixed-response', 'FixedResponseConfig': {'StatusCode': '404'}}])['Listeners'][0]['ListenerArn']
+rule = lb.create_rule(ListenerArn=listener, Priority=10, Conditions=[{'Field': 'path-pattern', 'Values': ['/*']}],
+    Actions=[{'Type': 'forward', 'ForwardConfig': {'TargetGroups': [
+        {'TargetGroupArn': tgs['backend-service-canary'], 'Weight': 0}, {'TargetGroupArn': tgs['backend-service'], 'Weight': 100}]}}])['Rules'][0]['RuleArn']
+print(json.dumps({'dns': alb['DNSName'], 'canary': tgs['backend-service-canary'], 'stable': tgs['backend-service'], 'rule': rule}))
+"#;
+
+/// The ALB on moto, behind a proxy that answers DescribeTargetHealth.
+struct Aws {
+    _moto: Moto,
+    proxy: AwsProxy,
+}
+
+impl Aws {
+    /// Sets it up for the Ingress, answers target health from `alb` and
+    /// applies its weights to the rule.
+    fn start(api: &FakeApi, alb: AlbHandle, rt: &tokio::runtime::Runtime) -> Aws {
+        let moto = Moto::start();
+        let proxy = AwsProxy::start(&moto.endpoint());
+        let ids = moto.boto3_for("elbv2", &format!("E = '{}'\n{SETUP}", moto.endpoint()));
+        let id = |k: &str| ids[k].as_str().unwrap().to_string();
+        let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": id("dns")}]}}});
+        api.patch_status(INGRESSES, NS, "shop", &status);
+        let groups = [
+            (id("canary"), "backend-service-canary"),
+            (id("stable"), "backend-service"),
+        ];
+        let health = alb.clone();
+        proxy.answer("DescribeTargetHealth", move |form| {
+            let arn = &form.iter().find(|(k, _)| k == "TargetGroupArn")?.1;
+            let service = groups.iter().find(|(a, _)| a == arn)?.1;
+            Some(target_health_xml(&health.targets(service)))
+        });
+        let rule = Rule {
+            endpoint: moto.endpoint(),
+            arn: id("rule"),
+            canary: id("canary"),
+            stable: id("stable"),
+        };
+        rt.spawn(rule.follow(alb));
+        Aws { _moto: moto, proxy }
+    }
+
+    /// The controller's environment: AWS through the proxy.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.proxy.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "t".into()),
+            ("AWS_SECRET_ACCESS_KEY", "t".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+/// The listener rule on moto.
+struct Rule {
+    endpoint: String,
+    arn: String,
+    canary: String,
+    stable: String,
+}
+
+impl Rule {
+    /// What the LB controller does to the rule: the weights the simulated
+    /// listener applies, set on moto's rule as they change.
+    async fn follow(self, alb: AlbHandle) {
+        use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = aws_sdk_elasticloadbalancingv2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("t", "t", None, None, "sim"))
+            .endpoint_url(&self.endpoint)
+            .http_client(rollout_metrics::aws_http_client())
+            .build();
+        let client = aws_sdk_elasticloadbalancingv2::Client::from_conf(config);
+        let mut applied = Some(0);
+        loop {
+            let weight = alb.weight();
+            if let Some(w) = weight.filter(|_| weight != applied) {
+                let group = |arn: &str, weight: i32| {
+                    TargetGroupTuple::builder()
+                        .target_group_arn(arn)
+                        .weight(weight)
+                        .build()
+                };
+                let forward = ForwardActionConfig::builder()
+                    .target_groups(group(&self.canary, w))
+                    .target_groups(group(&self.stable, 100 - w))
+                    .build();
+                let action = Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .forward_config(forward)
+                    .build();
+                let sent = client.modify_rule().rule_arn(&self.arn).actions(action);
+                if sent.send().await.is_ok() {
+                    applied = weight;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Scenario {
@@ -51,12 +193,15 @@ struct Run {
     dir: tempfile::TempDir,
     controller: Option<Controller>,
     sim: AlbSim,
+    aws: Option<Aws>,
     lag: Duration,
 }
 
 impl Run {
     /// The app deployed on `backend:1` and served; counting starts now.
-    fn deployed(lag: Duration, controller: bool) -> Run {
+    /// `mode`: how the controller sees the ALB (`None`: no controller, the
+    /// test moves traffic itself).
+    fn deployed(lag: Duration, mode: Option<Mode>) -> Run {
         let (api, server) = kube_fake::start_with(kube_fake::Options {
             crds_installed: true,
             kubelet: true,
@@ -89,6 +234,7 @@ impl Run {
         };
         let fake = api.clone();
         let sim = rt.block_on(async move { AlbSim::start(fake.client(), route, timing) });
+        let aws = (mode == Some(Mode::Elbv2)).then(|| Aws::start(&api, (*sim).clone(), &rt));
         let mut run = Run {
             api,
             _server: server,
@@ -96,9 +242,10 @@ impl Run {
             dir: tempfile::tempdir().unwrap(),
             controller: None,
             sim,
+            aws,
             lag,
         };
-        if controller {
+        if mode.is_some() {
             run.api.create(ROLLOUTS, run.rollout());
             run.start_controller();
             run.wait("the first deploy to be served", |r| {
@@ -128,12 +275,18 @@ impl Run {
     }
 
     fn start_controller(&mut self) {
-        let args = ["--namespace", NS, "--lease-namespace", NS];
-        self.controller = Some(Controller::start(
+        let mut args = vec!["--namespace", NS, "--lease-namespace", NS];
+        let env = self.aws.as_ref().map(Aws::env).unwrap_or_default();
+        if self.aws.is_some() {
+            args.extend(["--verify-alb-weights", "always"]);
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.controller = Some(Controller::start_with(
             &self.api,
             self.dir.path(),
             free_port(),
             &args,
+            &env,
         ));
     }
 
@@ -315,8 +468,10 @@ fn table_row(what: &str, lag: u64, r: &Report) -> String {
     )
 }
 
-#[test]
-fn no_request_is_lost_in_any_scenario_at_any_lag() {
+/// Every scenario at every lag, side by side; the table printed; no
+/// request may fail.
+fn every_scenario(mode: Mode) {
+    let _one = ONE_BATCH.lock().unwrap_or_else(|e| e.into_inner());
     let scenarios = [
         Scenario::Promotion,
         Scenario::AbortAtHalf,
@@ -332,15 +487,29 @@ fn no_request_is_lost_in_any_scenario_at_any_lag() {
         .flat_map(|s| LAGS.iter().map(move |lag| (s, *lag)))
         .map(|(scenario, lag)| {
             std::thread::spawn(move || {
-                let mut run = Run::deployed(Duration::from_secs(lag), true);
+                let mut run = Run::deployed(Duration::from_secs(lag), Some(mode));
                 run.play(scenario);
+                if let Some(aws) = &run.aws {
+                    let asked = aws.proxy.take_calls();
+                    let health = asked.iter().filter(|c| c.action == "DescribeTargetHealth");
+                    assert!(
+                        health.count() > 0,
+                        "{scenario:?} at {lag}s: target health never read"
+                    );
+                }
                 (scenario, lag, run.sim.report())
             })
         })
         .collect();
     let mut rows = vec![format!(
         "{:<32} {:>5} {:>9} {:>7} {:>5} {:>5} {:>5}",
-        "SCENARIO", "LAG", "REQUESTS", "FAILED", "503", "502", "DRAIN"
+        format!("SCENARIO ({mode:?})"),
+        "LAG",
+        "REQUESTS",
+        "FAILED",
+        "503",
+        "502",
+        "DRAIN"
     )];
     let mut lost = Vec::new();
     for run in runs {
@@ -353,6 +522,16 @@ fn no_request_is_lost_in_any_scenario_at_any_lag() {
     }
     eprintln!("{}", rows.join("\n"));
     assert!(lost.is_empty(), "{}", lost.join("\n"));
+}
+
+#[test]
+fn no_request_is_lost_reading_target_health_from_elbv2() {
+    every_scenario(Mode::Elbv2);
+}
+
+#[test]
+fn no_request_is_lost_in_annotation_only_mode() {
+    every_scenario(Mode::Annotations);
 }
 
 impl Run {
@@ -424,12 +603,13 @@ impl Run {
 
 #[test]
 fn argos_ordering_loses_requests_on_the_same_alb() {
+    let _one = ONE_BATCH.lock().unwrap_or_else(|e| e.into_inner());
     let runs: Vec<_> = LAGS
         .iter()
         .map(|lag| {
             let lag = *lag;
             std::thread::spawn(move || {
-                let mut run = Run::deployed(Duration::from_secs(lag), false);
+                let mut run = Run::deployed(Duration::from_secs(lag), None);
                 run.argo_release();
                 (lag, run.sim.report())
             })
