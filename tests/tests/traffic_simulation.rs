@@ -578,25 +578,60 @@ impl Run {
         self.api.merge_patch(INGRESSES, NS, "shop", &patch);
     }
 
-    /// Argo's canary to promotion: the canary Service re-pointed and the
-    /// weight set at once; at the end the stable Service switched and all
-    /// weight back to it at once, the old pods scaled down after 2 s.
-    fn argo_release(&mut self) {
-        self.argo_replica_set("v2", 1);
+    /// Argo's canary to its pause at 50%: the canary Service re-pointed and
+    /// the weight set at once.
+    fn argo_to_half(&mut self, hash: &str) {
+        self.argo_replica_set(hash, 1);
         std::thread::sleep(Duration::from_secs(1));
-        self.argo_point("backend-service-canary", "v2");
+        self.argo_point("backend-service-canary", hash);
         self.argo_weight(25);
         std::thread::sleep(Duration::from_secs(5));
-        self.argo_replica_set("v2", 2);
+        self.argo_replica_set(hash, 2);
         std::thread::sleep(Duration::from_secs(1));
         self.argo_weight(50);
         std::thread::sleep(Duration::from_secs(5));
-        self.argo_replica_set("v2", 4);
-        std::thread::sleep(Duration::from_secs(1));
-        self.argo_point("backend-service", "v2");
-        self.argo_weight(0);
-        std::thread::sleep(Duration::from_secs(2));
-        self.argo_replica_set("v1", 0);
+    }
+
+    /// Argo's ordering in `scenario`, as its open issues describe it.
+    fn argo_play(&mut self, scenario: Scenario) {
+        match scenario {
+            // argo-rollouts#4433, #2864: at the end the stable Service is
+            // switched and all weight sent back at once; the old pods go
+            // after the scale-down delay.
+            Scenario::Promotion => {
+                self.argo_to_half("v2");
+                self.argo_replica_set("v2", 4);
+                std::thread::sleep(Duration::from_secs(1));
+                self.argo_point("backend-service", "v2");
+                self.argo_weight(0);
+                std::thread::sleep(Duration::from_secs(2));
+                self.argo_replica_set("v1", 0);
+            }
+            // #3758: on abort the canary Service's selector flips to the
+            // stable pods as the weight goes back; the canary goes after
+            // the abort scale-down delay.
+            Scenario::AbortAtHalf | Scenario::Rollback => {
+                self.argo_to_half("v2");
+                self.argo_point("backend-service-canary", "v1");
+                self.argo_weight(0);
+                std::thread::sleep(Duration::from_secs(2));
+                self.argo_replica_set("v2", 0);
+            }
+            // #3617: a new image at 25% scales the intermediate canary down
+            // while its 25% still flows, re-pointing the canary Service.
+            Scenario::NewImageAtQuarter => {
+                self.argo_replica_set("v2", 1);
+                std::thread::sleep(Duration::from_secs(1));
+                self.argo_point("backend-service-canary", "v2");
+                self.argo_weight(25);
+                std::thread::sleep(Duration::from_secs(5));
+                self.argo_replica_set("v3", 1);
+                self.argo_replica_set("v2", 0);
+                std::thread::sleep(Duration::from_secs(1));
+                self.argo_point("backend-service-canary", "v3");
+            }
+            Scenario::RestartAtEveryStep => unreachable!("a controller restart is not an ordering"),
+        }
         std::thread::sleep(DEREGISTRATION + self.lag + HEALTH_CHECK);
     }
 }
@@ -604,24 +639,33 @@ impl Run {
 #[test]
 fn argos_ordering_loses_requests_on_the_same_alb() {
     let _one = ONE_BATCH.lock().unwrap_or_else(|e| e.into_inner());
-    let runs: Vec<_> = LAGS
-        .iter()
-        .map(|lag| {
-            let lag = *lag;
+    let scenarios = [
+        Scenario::Promotion,
+        Scenario::AbortAtHalf,
+        Scenario::NewImageAtQuarter,
+    ];
+    let runs: Vec<_> = scenarios
+        .into_iter()
+        .flat_map(|s| LAGS.iter().map(move |lag| (s, *lag)))
+        .map(|(scenario, lag)| {
             std::thread::spawn(move || {
                 let mut run = Run::deployed(Duration::from_secs(lag), None);
-                run.argo_release();
-                (lag, run.sim.report())
+                run.argo_play(scenario);
+                (scenario, lag, run.sim.report())
             })
         })
         .collect();
     let mut rows = Vec::new();
     for run in runs {
-        let (lag, report) = run.join().expect("the replay panicked");
-        rows.push(table_row("Argo's ordering, to promotion", lag, &report));
+        let (scenario, lag, report) = run.join().expect("the replay panicked");
+        rows.push(table_row(
+            &format!("Argo's ordering, {scenario:?}"),
+            lag,
+            &report,
+        ));
         assert!(
-            report.no_healthy_target > 0,
-            "lag {lag}s: Argo's ordering lost nothing: {report:#?}"
+            report.failed() > 0,
+            "{scenario:?} at {lag}s: Argo's ordering lost nothing: {report:#?}"
         );
     }
     eprintln!("{}", rows.join("\n"));
