@@ -216,6 +216,12 @@ fn the_page_follows_a_canary_and_promotes_it() {
         assert!(text(&browser, "#traffic").await.contains("canary 50% / stable 50%"));
         assert_eq!(count(&browser, "#chart-weight circle").await, 2);
         assert_eq!(count(&browser, "figure[data-metric='error-rate'] circle").await, 3);
+        // A traffic gate being waited at is shown as it is recorded.
+        let gate = "1 of 2 pods of backend-bbb healthy in backend-canary's target group";
+        fake.patch_status(ROLLOUTS, "shop", "backend", &json!({"status": {"trafficGates": [
+            {"kind": "TargetsHealthy", "target": "backend-canary", "podTemplateHash": "bbb",
+             "since": ago(3), "message": gate}]}}));
+        until_text(&browser, "#gates", gate).await;
 
         // A second page shares the watches.
         let second = chromedriver.session(800, 600).await;

@@ -154,6 +154,15 @@ pub fn rollout(d: &Detail) -> Markup {
             @if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
                 dt { "ALB" } dd { (alb) }
             }
+            // What traffic or a scale-down waits for at the ALB.
+            @if !status.traffic_gates.is_empty() {
+                dt { "Waiting" }
+                dd #gates {
+                    @for g in &status.traffic_gates {
+                        span.gate { (g.message) " — since " (crate::rollout::view::ago(&g.since, d.now)) } br;
+                    }
+                }
+            }
             dt { "Images" } dd { @for image in r.images() { code { (image) } " " } }
         }
         (actions(r, ns, name, d.now))
