@@ -1,8 +1,9 @@
 //! The AWS Load Balancer Controller and the ALB, simulated against any API
 //! server (the fake one, or a real cluster with `KUBECONFIG`), with AWS's
 //! timing from `rollout_core::simulate::Lb`: the stand-in watches the
-//! Ingress's forward action and the EndpointSlices of the two Services, and
-//! mirrors them `lag` late; a registered target is `initial` until its
+//! Ingress's forward action (or, in direct mode, takes the weights set on
+//! the rule through the ELBv2 API, applied at once) and the EndpointSlices
+//! of the two Services, and mirrors them `lag` late; a registered target is `initial` until its
 //! health checks pass, a deregistered one `draining` for the deregistration
 //! delay (moto's ELBv2 has neither state, so they are modelled here).
 //!
@@ -29,16 +30,32 @@ use rollout_core::world::{TargetState, TargetView};
 pub const RATE: f64 = 200.0;
 const TICK: Duration = Duration::from_millis(100);
 
-/// What the simulated ALB routes: the Ingress's action annotation and the
-/// two Services it forwards to.
+/// What the simulated ALB routes: where its weights come from and the two
+/// Services it forwards to.
 #[derive(Clone)]
 pub struct Route {
     pub namespace: String,
-    pub ingress: String,
-    pub action_key: String,
+    pub weights: Weights,
     pub stable: String,
     pub canary: String,
 }
+
+/// Where the listener's weights come from.
+#[derive(Clone)]
+pub enum Weights {
+    /// An Ingress's forward action, applied by the LB controller `lag` late.
+    Ingress { name: String, action_key: String },
+    /// The canary weight set on the rule through the ELBv2 API (direct
+    /// mode), as this reads it: applied at once.
+    Rule(RuleReader),
+}
+
+/// Reads the canary weight on the listener rule.
+pub type RuleReader = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<i32>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The LB controller's lag, the health checks, the deregistration delay.
 #[derive(Clone, Copy, Debug)]
@@ -171,8 +188,10 @@ async fn run(client: kube::Client, route: Route, state: Arc<Mutex<State>>) {
                 for (service, ips) in ready {
                     s.lb.see_endpoints(now, &service, ips);
                 }
-                if let Some(w) = weight {
-                    s.lb.see_weight(now, w);
+                match (&route.weights, weight) {
+                    (Weights::Ingress { .. }, Some(w)) => s.lb.see_weight(now, w),
+                    (Weights::Rule(_), Some(w)) => s.lb.set_weight(w),
+                    (_, None) => {}
                 }
                 s.pods = live;
             }
@@ -198,14 +217,6 @@ async fn observe(
     pods: &Api<Pod>,
     route: &Route,
 ) -> Option<Seen> {
-    let ingress = ingresses.get(&route.ingress).await.ok()?;
-    let weight = ingress
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(&route.action_key))
-        .and_then(|json| parse_action(json).ok())
-        .and_then(|a| a.weight_of(&route.canary));
     let mut ready = Vec::new();
     for service in [&route.stable, &route.canary] {
         let selector = format!("kubernetes.io/service-name={service}");
@@ -222,6 +233,27 @@ async fn observe(
             .collect();
         ready.push((service.clone(), ips));
     }
+    let live = live_pods(pods).await?;
+    // The weights are read last: a Service re-pointed after a weight change
+    // the controller verified is then seen with that change.
+    let weight = match &route.weights {
+        Weights::Ingress { name, action_key } => {
+            let ingress = ingresses.get(name).await.ok()?;
+            ingress
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(action_key))
+                .and_then(|json| parse_action(json).ok())
+                .and_then(|a| a.weight_of(&route.canary))
+        }
+        Weights::Rule(read) => read().await,
+    };
+    Some((weight, ready, live))
+}
+
+/// The pods by IP: name, and whether Ready and not being deleted.
+async fn live_pods(pods: &Api<Pod>) -> Option<BTreeMap<String, (String, bool)>> {
     let live = pods
         .list(&ListParams::default())
         .await
@@ -239,7 +271,7 @@ async fn observe(
             Some((status.pod_ip?, (p.metadata.name?, ready)))
         })
         .collect();
-    Some((weight, ready, live))
+    Some(live)
 }
 
 /// The data plane's memory between ticks.

@@ -1,5 +1,6 @@
-//! The `rollout-controller` process on a fake API server, its log kept:
-//! started off AWS, stopped with SIGTERM as the kubelet stops it.
+//! The `rollout-controller` process on a fake API server (or any cluster),
+//! its log kept: started off AWS, stopped with SIGTERM as the kubelet
+//! stops it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,6 +33,17 @@ impl Controller {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Controller {
+        Controller::start_on(&api.kubeconfig(dir), dir, port, args, env)
+    }
+
+    /// On the cluster `kubeconfig` names.
+    pub fn start_on(
+        kubeconfig: &Path,
+        dir: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Controller {
         let mut cmd = Command::new(binary("rollout-controller"));
         cmd.args([
             "--listen",
@@ -40,7 +52,7 @@ impl Controller {
             "test-1",
         ])
         .args(args)
-        .env("KUBECONFIG", api.kubeconfig(dir))
+        .env("KUBECONFIG", kubeconfig)
         // Off AWS, and nothing sent to the instance metadata address.
         .env("AWS_EC2_METADATA_DISABLED", "true")
         // No ~/.aws either.

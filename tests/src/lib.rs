@@ -8,6 +8,7 @@
 pub mod alb_sim;
 pub mod aws;
 pub mod browser;
+pub mod cluster;
 pub mod controller;
 pub mod fixtures;
 pub mod github;
@@ -377,12 +378,22 @@ pub fn sigterm(child: &Child) {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill(2)");
 }
 
+/// A loopback port free now, and never handed out before in this process:
+/// servers started side by side (moto takes seconds to bind) must not be
+/// given the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn which(name: &str) -> Option<PathBuf> {

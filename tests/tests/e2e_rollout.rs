@@ -9,17 +9,17 @@
 //! them available as it would on a real node.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gantry_tests::binary;
+use gantry_tests::cluster::{install_crds, play_kubelet, wait_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use rollout_core::alb::parse_action;
-use rollout_core::types::{AnalysisTemplate, Phase, Rollout, RolloutStatus};
+use rollout_core::types::{Phase, Rollout, RolloutStatus};
 use serde_json::json;
 
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
@@ -30,17 +30,6 @@ impl Drop for Controller {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -103,24 +92,6 @@ async fn canary_and_abort_on_a_real_cluster() {
         k.abort();
     }
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
-}
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let apply = PatchParams::apply("gantry-e2e").force();
-    for crd in [Rollout::crd(), AnalysisTemplate::crd()] {
-        let name = crd.name_any();
-        crds.patch(&name, &apply, &Patch::Apply(crd)).await.unwrap();
-        wait_for(&format!("CRD {name} to be established"), async || {
-            let crd = crds.get(&name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
 }
 
 /// The example app in one namespace: two Services, an Ingress, a Rollout.
@@ -276,47 +247,4 @@ impl Cluster {
         })
         .await;
     }
-}
-
-/// What a kubelet reports for a pod that started: an IP and Ready (a
-/// strategic merge keeps the other conditions). The ReplicaSet controller
-/// derives its ready and available counts from exactly this (patching
-/// ReplicaSet status instead is overwritten by it), and the EndpointSlice
-/// controller lists the pod behind the Services selecting it, which the
-/// controller's traffic gates read.
-async fn play_kubelet(pods: Api<Pod>) {
-    loop {
-        let listed = pods.list(&ListParams::default()).await;
-        for pod in listed.map(|l| l.items).unwrap_or_default() {
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if ready || pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let ip = pod_ip(&pod.name_any());
-            let status = json!({"status": {"podIP": ip, "podIPs": [{"ip": ip}], "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
-            let _ = pods
-                .patch_status(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Strategic(status),
-                )
-                .await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// A pod IP derived from the pod's name (no network plugin runs).
-fn pod_ip(name: &str) -> String {
-    let h = name
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("10.244.{}.{}", (h >> 8) & 0xff, (h & 0xfd) + 1)
 }

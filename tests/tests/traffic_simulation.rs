@@ -3,7 +3,8 @@
 //! and the ALB with AWS's timing, 200 requests a second): every scenario
 //! of a canary — to promotion, aborted at 50%, a new image at 25%, rolled
 //! back, the controller killed at every step — with the LB controller 0, 2
-//! and 10 s late and 5 s health checks, on the fake API server, loses no
+//! and 10 s late and 5 s health checks, on the fake API server (or the
+//! cluster `KUBECONFIG` names, a namespace per run), loses no
 //! request. Argo Rollouts' ordering, replayed by hand on the same cluster
 //! and ALB, loses requests: the simulation can fail.
 //!
@@ -21,24 +22,39 @@
 
 use std::time::{Duration, Instant};
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
 };
-use gantry_tests::alb_sim::{AlbHandle, AlbSim, Report, Route, Timing};
+use gantry_tests::alb_sim::{AlbHandle, AlbSim, Report, Route, RuleReader, Timing, Weights};
 use gantry_tests::aws::{AwsProxy, target_health_xml};
+use gantry_tests::cluster::Cluster;
 use gantry_tests::controller::Controller;
 use gantry_tests::free_port;
-use gantry_tests::kube_fake::{self, FakeApi};
 use gantry_tests::oci::Moto;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::core::ApiResource;
+use rollout_core::types::Rollout;
 use serde_json::{Value, json};
 
-const NS: &str = "shop";
-const ROLLOUTS: &str = "apis/gantry.dev/v1alpha1/rollouts";
-const SERVICES: &str = "api/v1/services";
-const REPLICA_SETS: &str = "apis/apps/v1/replicasets";
-const INGRESSES: &str = "apis/networking.k8s.io/v1/ingresses";
+fn rollouts() -> ApiResource {
+    ApiResource::erase::<Rollout>(&())
+}
+
+fn services() -> ApiResource {
+    ApiResource::erase::<Service>(&())
+}
+
+fn replica_sets() -> ApiResource {
+    ApiResource::erase::<ReplicaSet>(&())
+}
+
+fn ingresses() -> ApiResource {
+    ApiResource::erase::<Ingress>(&())
+}
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 const HEALTH_CHECK: Duration = Duration::from_secs(5);
 const DEREGISTRATION: Duration = Duration::from_secs(10);
@@ -55,10 +71,13 @@ enum Mode {
     Annotations,
     /// And the ELBv2 API.
     Elbv2,
+    /// Direct mode: the controller sets the rule's weights itself.
+    Direct,
 }
 
 /// A VPC, the ALB, the two target groups tagged as the LB controller tags
-/// them for Ingress `shop`, a listener and a rule forwarding 0/100.
+/// them for Ingress `shop` in namespace `NS`, a listener and a rule
+/// forwarding 0/100.
 const SETUP: &str = r#"
 ec2 = boto3.client('ec2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
 lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
@@ -68,7 +87,7 @@ alb = lb.create_load_balancer(Name='k8s-shop-sim', Subnets=subnets, Type='applic
 tgs = {}
 for svc in ['backend-service', 'backend-service-canary']:
     tg = lb.create_target_group(Name=f'k8s-shop-{svc[-6:]}', Protocol='HTTP', Port=80, VpcId=vpc, TargetType='ip')['TargetGroups'][0]['TargetGroupArn']
-    lb.add_tags(ResourceArns=[tg], Tags=[{'Key': 'ingress.k8s.aws/resource', 'Value': f'shop/shop-{svc}:80'}])
+    lb.add_tags(ResourceArns=[tg], Tags=[{'Key': 'ingress.k8s.aws/resource', 'Value': f'{NS}/shop-{svc}:80'}])
     tgs[svc] = tg
 listener = lb.create_listener(LoadBalancerArn=alb['LoadBalancerArn'], Protocol='HTTP', Port=80,
     DefaultActions=[{'Type': 'fixed-response', 'FixedResponseConfig': {'StatusCode': '404'}}])['Listeners'][0]['ListenerArn']
@@ -82,36 +101,66 @@ print(json.dumps({'dns': alb['DNSName'], 'canary': tgs['backend-service-canary']
 struct Aws {
     _moto: Moto,
     proxy: AwsProxy,
+    /// The ARNs of the rule and target groups, the load balancer's name.
+    ids: Value,
+    /// The controller sets the rule's weights (direct mode).
+    direct: bool,
 }
 
 impl Aws {
-    /// Sets it up for the Ingress, answers target health from `alb` and
-    /// applies its weights to the rule.
-    fn start(api: &FakeApi, alb: AlbHandle, rt: &tokio::runtime::Runtime) -> Aws {
+    /// The ALB set up on a moto of its own, for the Ingress's namespace.
+    fn new(cluster: &Cluster, direct: bool) -> Aws {
         let moto = Moto::start();
         let proxy = AwsProxy::start(&moto.endpoint());
-        let ids = moto.boto3_for("elbv2", &format!("E = '{}'\n{SETUP}", moto.endpoint()));
-        let id = |k: &str| ids[k].as_str().unwrap().to_string();
-        let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": id("dns")}]}}});
-        api.patch_status(INGRESSES, NS, "shop", &status);
+        let script = format!("E = '{}'\nNS = '{}'\n{SETUP}", moto.endpoint(), cluster.ns);
+        let ids = moto.boto3_for("elbv2", &script);
+        Aws {
+            _moto: moto,
+            proxy,
+            ids,
+            direct,
+        }
+    }
+
+    fn id(&self, key: &str) -> String {
+        self.ids[key].as_str().unwrap().to_string()
+    }
+
+    fn rule(&self) -> Rule {
+        Rule {
+            client: moto_client(&self._moto.endpoint()),
+            arn: self.id("rule"),
+            canary: self.id("canary"),
+            stable: self.id("stable"),
+        }
+    }
+
+    /// Answers target health from `alb`; for the Ingress, sets the weights
+    /// its listener applies on the rule (in direct mode the controller
+    /// does, and `alb` reads them: `Rule::reader`).
+    fn serve(&self, cluster: &Cluster, alb: AlbHandle) {
         let groups = [
-            (id("canary"), "backend-service-canary"),
-            (id("stable"), "backend-service"),
+            (self.id("canary"), "backend-service-canary"),
+            (self.id("stable"), "backend-service"),
         ];
         let health = alb.clone();
-        proxy.answer("DescribeTargetHealth", move |form| {
+        self.proxy.answer("DescribeTargetHealth", move |form| {
             let arn = &form.iter().find(|(k, _)| k == "TargetGroupArn")?.1;
             let service = groups.iter().find(|(a, _)| a == arn)?.1;
             Some(target_health_xml(&health.targets(service)))
         });
-        let rule = Rule {
-            endpoint: moto.endpoint(),
-            arn: id("rule"),
-            canary: id("canary"),
-            stable: id("stable"),
-        };
-        rt.spawn(rule.follow(alb));
-        Aws { _moto: moto, proxy }
+        if !self.direct {
+            let hostname = self.id("dns");
+            let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}}});
+            cluster.merge_patch(&ingresses(), "shop", &status, true);
+            cluster.runtime().spawn(self.rule().follow(alb));
+        }
+    }
+
+    /// `trafficRouting.alb.direct` for this ALB.
+    fn direct(&self) -> Value {
+        json!({"ruleArn": self.ids["rule"], "stableTargetGroupArn": self.ids["stable"],
+               "canaryTargetGroupArn": self.ids["canary"]})
     }
 
     /// The controller's environment: AWS through the proxy.
@@ -125,28 +174,54 @@ impl Aws {
     }
 }
 
+/// An ELBv2 client of moto itself (not through the proxy).
+fn moto_client(endpoint: &str) -> aws_sdk_elasticloadbalancingv2::Client {
+    use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = aws_sdk_elasticloadbalancingv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("t", "t", None, None, "sim"))
+        .endpoint_url(endpoint)
+        .http_client(rollout_metrics::aws_http_client())
+        .build();
+    aws_sdk_elasticloadbalancingv2::Client::from_conf(config)
+}
+
 /// The listener rule on moto.
 struct Rule {
-    endpoint: String,
+    client: aws_sdk_elasticloadbalancingv2::Client,
     arn: String,
     canary: String,
     stable: String,
 }
 
 impl Rule {
+    /// Direct mode: reads the canary weight the controller set on the rule.
+    fn reader(self) -> RuleReader {
+        let rule = Arc::new(self);
+        Arc::new(move || {
+            let rule = rule.clone();
+            Box::pin(async move {
+                let out = rule
+                    .client
+                    .describe_rules()
+                    .rule_arns(&rule.arn)
+                    .send()
+                    .await;
+                let found = out.ok()?.rules().first()?.clone();
+                let weights = found.actions().iter().find_map(|a| {
+                    rollout_controller::elbv2::weights_in(a, &rule.canary, &rule.stable)
+                });
+                weights.map(|(canary, _)| canary)
+            })
+        })
+    }
+
     /// What the LB controller does to the rule: the weights the simulated
     /// listener applies, set on moto's rule as they change.
     async fn follow(self, alb: AlbHandle) {
-        use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region};
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = aws_sdk_elasticloadbalancingv2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("t", "t", None, None, "sim"))
-            .endpoint_url(&self.endpoint)
-            .http_client(rollout_metrics::aws_http_client())
-            .build();
-        let client = aws_sdk_elasticloadbalancingv2::Client::from_conf(config);
+        let client = &self.client;
         let mut applied = Some(0);
         loop {
             let weight = alb.weight();
@@ -184,16 +259,14 @@ enum Scenario {
     RestartAtEveryStep,
 }
 
-/// One cluster, controller and ALB.
+/// One cluster, controller and ALB (dropped in this order: nothing is left
+/// asking a server that is gone).
 struct Run {
-    api: FakeApi,
-    _server: tokio::runtime::Runtime,
-    /// Runs the ALB simulation.
-    _rt: tokio::runtime::Runtime,
-    dir: tempfile::TempDir,
     controller: Option<Controller>,
     sim: AlbSim,
     aws: Option<Aws>,
+    cluster: Cluster,
+    dir: tempfile::TempDir,
     lag: Duration,
 }
 
@@ -201,29 +274,35 @@ impl Run {
     /// The app deployed on `backend:1` and served; counting starts now.
     /// `mode`: how the controller sees the ALB (`None`: no controller, the
     /// test moves traffic itself).
-    fn deployed(lag: Duration, mode: Option<Mode>) -> Run {
-        let (api, server) = kube_fake::start_with(kube_fake::Options {
-            crds_installed: true,
-            kubelet: true,
-            ..Default::default()
-        });
+    fn deployed(name: &str, lag: Duration, mode: Option<Mode>) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster::new(&format!("gantry-sim-{name}"), dir.path());
         for name in ["backend-service", "backend-service-canary"] {
-            api.create(
-                SERVICES,
-                json!({"apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": NS},
+            cluster.create(
+                &services(),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                 "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}}),
             );
         }
-        api.create(INGRESSES, json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": "shop", "namespace": NS},
+        cluster.create(&ingresses(), json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shop"},
             "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
                 "backend": {"service": {"name": "backend-service", "port": {"name": "use-annotation"}}}}]}}]}}));
-        let rt = tokio::runtime::Runtime::new().unwrap();
+        let aws = match mode {
+            Some(Mode::Elbv2) => Some(Aws::new(&cluster, false)),
+            Some(Mode::Direct) => Some(Aws::new(&cluster, true)),
+            _ => None,
+        };
+        let weights = match aws.as_ref().filter(|a| a.direct) {
+            Some(aws) => Weights::Rule(aws.rule().reader()),
+            None => Weights::Ingress {
+                name: "shop".into(),
+                action_key: KEY.into(),
+            },
+        };
         let route = Route {
-            namespace: NS.into(),
-            ingress: "shop".into(),
-            action_key: KEY.into(),
+            namespace: cluster.ns.clone(),
+            weights,
             stable: "backend-service".into(),
             canary: "backend-service-canary".into(),
         };
@@ -232,21 +311,21 @@ impl Run {
             health_check: HEALTH_CHECK,
             deregistration: DEREGISTRATION,
         };
-        let fake = api.clone();
-        let sim = rt.block_on(async move { AlbSim::start(fake.client(), route, timing) });
-        let aws = (mode == Some(Mode::Elbv2)).then(|| Aws::start(&api, (*sim).clone(), &rt));
+        let client = cluster.client.clone();
+        let sim = cluster.block_on(async move { AlbSim::start(client, route, timing) });
+        if let Some(aws) = &aws {
+            aws.serve(&cluster, (*sim).clone());
+        }
         let mut run = Run {
-            api,
-            _server: server,
-            _rt: rt,
-            dir: tempfile::tempdir().unwrap(),
             controller: None,
             sim,
             aws,
+            cluster,
+            dir,
             lag,
         };
         if mode.is_some() {
-            run.api.create(ROLLOUTS, run.rollout());
+            run.cluster.create(&rollouts(), run.rollout());
             run.start_controller();
             run.wait("the first deploy to be served", |r| {
                 r.phase() == "Healthy" && r.served_by_stable()
@@ -260,29 +339,34 @@ impl Run {
 
     fn rollout(&self) -> Value {
         let settle = (self.lag + HEALTH_CHECK).as_secs() + 2;
+        let timing = json!({"settleSeconds": settle, "drainSeconds": DEREGISTRATION.as_secs()});
+        let alb = match self.aws.as_ref().filter(|a| a.direct) {
+            Some(aws) => json!({"direct": aws.direct(), "targetHealth": timing}),
+            None => json!({"ingress": "shop", "servicePort": 80, "targetHealth": timing}),
+        };
         json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout",
             // kube's finalizer helper adds to an existing list on the fake.
-            "metadata": {"name": "backend", "namespace": NS, "finalizers": ["gantry.dev/rollout-cleanup"]},
+            "metadata": {"name": "backend", "finalizers": ["gantry.dev/rollout-cleanup"]},
             "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "backend"}},
                 "template": {"metadata": {"labels": {"app": "backend"}},
                              "spec": {"containers": [{"name": "api", "image": "backend:1"}]}},
                 "strategy": {"canary": {"canaryService": "backend-service-canary", "stableService": "backend-service",
                     "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
-                    "trafficRouting": {"alb": {"ingress": "shop", "servicePort": 80,
-                        "targetHealth": {"settleSeconds": settle, "drainSeconds": DEREGISTRATION.as_secs()}}},
+                    "trafficRouting": {"alb": alb},
                     "steps": [{"setWeight": 25}, {"pause": {"duration": "5s"}},
                               {"setWeight": 50}, {"pause": {}}]}}}})
     }
 
     fn start_controller(&mut self) {
-        let mut args = vec!["--namespace", NS, "--lease-namespace", NS];
+        let ns = self.cluster.ns.as_str();
+        let mut args = vec!["--namespace", ns, "--lease-namespace", ns];
         let env = self.aws.as_ref().map(Aws::env).unwrap_or_default();
         if self.aws.is_some() {
             args.extend(["--verify-alb-weights", "always"]);
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.controller = Some(Controller::start_with(
-            &self.api,
+        self.controller = Some(Controller::start_on(
+            &self.cluster.kubeconfig,
             self.dir.path(),
             free_port(),
             &args,
@@ -300,8 +384,8 @@ impl Run {
     }
 
     fn status(&self) -> Value {
-        self.api
-            .get(ROLLOUTS, NS, "backend")
+        self.cluster
+            .get(&rollouts(), "backend")
             .map(|r| r["status"].clone())
             .unwrap_or_default()
     }
@@ -330,8 +414,8 @@ impl Run {
 
     /// Replicas of every ReplicaSet but `keep`'s hash, summed.
     fn others_replicas(&self, keep: &str) -> i64 {
-        self.api
-            .list(REPLICA_SETS)
+        self.cluster
+            .list(&replica_sets())
             .iter()
             .filter(|rs| rs["metadata"]["labels"]["rollouts-pod-template-hash"] != keep)
             .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
@@ -340,12 +424,14 @@ impl Run {
 
     fn set_image(&self, image: &str) {
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}});
-        self.api.merge_patch(ROLLOUTS, NS, "backend", &patch);
+        self.cluster
+            .merge_patch(&rollouts(), "backend", &patch, false);
     }
 
     fn human(&self, status: Value) {
-        self.api
-            .patch_status(ROLLOUTS, NS, "backend", &json!({ "status": status }));
+        let patch = json!({ "status": status });
+        self.cluster
+            .merge_patch(&rollouts(), "backend", &patch, true);
     }
 
     fn wait(&mut self, what: &str, done: impl Fn(&Run) -> bool) {
@@ -468,9 +554,9 @@ fn table_row(what: &str, lag: u64, r: &Report) -> String {
     )
 }
 
-/// Every scenario at every lag, side by side; the table printed; no
-/// request may fail.
-fn every_scenario(mode: Mode) {
+/// Every scenario at every lag in every one of `modes`, side by side; the
+/// table printed; no request may fail.
+fn every_scenario(modes: &[Mode]) {
     let _one = ONE_BATCH.lock().unwrap_or_else(|e| e.into_inner());
     let scenarios = [
         Scenario::Promotion,
@@ -485,9 +571,11 @@ fn every_scenario(mode: Mode) {
         .filter(|s| only.as_deref().is_none_or(|o| format!("{s:?}") == o));
     let runs: Vec<_> = scenarios
         .flat_map(|s| LAGS.iter().map(move |lag| (s, *lag)))
-        .map(|(scenario, lag)| {
+        .flat_map(|(s, lag)| modes.iter().map(move |m| (*m, s, lag)))
+        .map(|(mode, scenario, lag)| {
             std::thread::spawn(move || {
-                let mut run = Run::deployed(Duration::from_secs(lag), Some(mode));
+                let name = format!("{mode:?}-{scenario:?}-{lag}").to_lowercase();
+                let mut run = Run::deployed(&name, Duration::from_secs(lag), Some(mode));
                 run.play(scenario);
                 if let Some(aws) = &run.aws {
                     let asked = aws.proxy.take_calls();
@@ -497,27 +585,22 @@ fn every_scenario(mode: Mode) {
                         "{scenario:?} at {lag}s: target health never read"
                     );
                 }
-                (scenario, lag, run.sim.report())
+                (mode, scenario, lag, run.sim.report())
             })
         })
         .collect();
     let mut rows = vec![format!(
         "{:<32} {:>5} {:>9} {:>7} {:>5} {:>5} {:>5}",
-        format!("SCENARIO ({mode:?})"),
-        "LAG",
-        "REQUESTS",
-        "FAILED",
-        "503",
-        "502",
-        "DRAIN"
+        "SCENARIO (MODE)", "LAG", "REQUESTS", "FAILED", "503", "502", "DRAIN"
     )];
     let mut lost = Vec::new();
     for run in runs {
-        let (scenario, lag, report) = run.join().expect("a scenario panicked");
-        rows.push(table_row(&format!("{scenario:?}"), lag, &report));
-        assert!(report.requests > 0, "{scenario:?} at {lag}s sent nothing");
+        let (mode, scenario, lag, report) = run.join().expect("a scenario panicked");
+        let what = format!("{scenario:?} ({mode:?})");
+        rows.push(table_row(&what, lag, &report));
+        assert!(report.requests > 0, "{what} at {lag}s sent nothing");
         if report.failed() > 0 {
-            lost.push(format!("{scenario:?} at {lag}s: {:#?}", report.first));
+            lost.push(format!("{what} at {lag}s: {:#?}", report.first));
         }
     }
     eprintln!("{}", rows.join("\n"));
@@ -526,12 +609,12 @@ fn every_scenario(mode: Mode) {
 
 #[test]
 fn no_request_is_lost_reading_target_health_from_elbv2() {
-    every_scenario(Mode::Elbv2);
+    every_scenario(&[Mode::Elbv2, Mode::Direct]);
 }
 
 #[test]
 fn no_request_is_lost_in_annotation_only_mode() {
-    every_scenario(Mode::Annotations);
+    every_scenario(&[Mode::Annotations]);
 }
 
 impl Run {
@@ -548,14 +631,15 @@ impl Run {
 
     fn argo_replica_set(&self, hash: &str, replicas: i64) {
         let name = format!("backend-{hash}");
-        if self.api.get(REPLICA_SETS, NS, &name).is_some() {
+        if self.cluster.get(&replica_sets(), &name).is_some() {
             let patch = json!({"spec": {"replicas": replicas}});
-            self.api.merge_patch(REPLICA_SETS, NS, &name, &patch);
+            self.cluster
+                .merge_patch(&replica_sets(), &name, &patch, false);
             return;
         }
         let labels = json!({"app": "backend", "rollouts-pod-template-hash": hash});
-        self.api.create(REPLICA_SETS, json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": name, "namespace": NS, "labels": labels},
+        self.cluster.create(&replica_sets(), json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "labels": labels},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels},
                                   "spec": {"containers": [{"name": "api", "image": format!("backend:{hash}")}]}}}}));
@@ -564,7 +648,8 @@ impl Run {
     fn argo_point(&self, service: &str, hash: &str) {
         let patch =
             json!({"spec": {"selector": {"app": "backend", "rollouts-pod-template-hash": hash}}});
-        self.api.merge_patch(SERVICES, NS, service, &patch);
+        self.cluster
+            .merge_patch(&services(), service, &patch, false);
     }
 
     fn argo_weight(&self, canary: i32) {
@@ -575,7 +660,8 @@ impl Run {
             canary_weight: canary,
         };
         let patch = json!({"metadata": {"annotations": {KEY: rollout_core::alb::forward_action(&weights)}}});
-        self.api.merge_patch(INGRESSES, NS, "shop", &patch);
+        self.cluster
+            .merge_patch(&ingresses(), "shop", &patch, false);
     }
 
     /// Argo's canary to its pause at 50%: the canary Service re-pointed and
@@ -649,7 +735,8 @@ fn argos_ordering_loses_requests_on_the_same_alb() {
         .flat_map(|s| LAGS.iter().map(move |lag| (s, *lag)))
         .map(|(scenario, lag)| {
             std::thread::spawn(move || {
-                let mut run = Run::deployed(Duration::from_secs(lag), None);
+                let name = format!("argo-{scenario:?}-{lag}").to_lowercase();
+                let mut run = Run::deployed(&name, Duration::from_secs(lag), None);
                 run.argo_play(scenario);
                 (scenario, lag, run.sim.report())
             })

@@ -25,6 +25,7 @@ use axum::http::Method;
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use endpoints::pod_ip;
 use server::Shared;
 use store::Store;
 

@@ -297,6 +297,12 @@ impl Lb {
         }
     }
 
+    /// A weight set on the rule through the ELBv2 API (direct mode): the
+    /// listener applies it at once.
+    pub fn set_weight(&mut self, canary: i32) {
+        self.weight = Some(canary);
+    }
+
     /// Everything the LB controller and the ALB have done by `now`.
     pub fn catch_up(&mut self, now: Timestamp) {
         self.pending.sort_by_key(|(at, _)| *at);
