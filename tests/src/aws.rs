@@ -13,6 +13,16 @@ pub struct Call {
     pub resource_arns: usize,
 }
 
+/// The start of a boto3 script against moto at `E`: EC2 and ELBv2 clients
+/// (`ec2`, `lb`), a VPC (`vpc`) and two subnets (`subnets`) for a load
+/// balancer.
+pub const ALB_PRELUDE: &str = r#"
+ec2 = boto3.client('ec2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
+lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
+vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']
+subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f'10.0.{i}.0/24', AvailabilityZone=f'us-east-1{z}')['Subnet']['SubnetId'] for i, z in enumerate('ab')]
+"#;
+
 /// Answers a call from its form fields, or leaves it to moto (`None`).
 pub type Answer = Box<dyn Fn(&[(String, String)]) -> Option<String> + Send + Sync>;
 

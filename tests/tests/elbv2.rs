@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::config::retry::RetryConfig;
 use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region};
-use gantry_tests::aws::AwsProxy;
+use gantry_tests::aws::{ALB_PRELUDE, AwsProxy};
 use gantry_tests::oci::Moto;
 use rollout_controller::elbv2::{AwsError, Elbv2, IngressTarget};
 use rollout_core::types::AlbDirect;
@@ -18,10 +18,6 @@ use serde_json::Value;
 /// DescribeTags batch), a listener and
 /// a rule forwarding 0/100 to canary/stable.
 const SETUP: &str = r#"
-ec2 = boto3.client('ec2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
-lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
-vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']
-subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f'10.0.{i}.0/24', AvailabilityZone=f'us-east-1{z}')['Subnet']['SubnetId'] for i, z in enumerate('ab')]
 alb = lb.create_load_balancer(Name='k8s-shop-abc', Subnets=subnets, Type='application', Scheme='internet-facing')['LoadBalancers'][0]
 tgs = {}
 for i in range(25):
@@ -58,7 +54,7 @@ impl Env {
     fn new() -> Env {
         let moto = Moto::start();
         let proxy = AwsProxy::start(&moto.endpoint());
-        let ids = python(&moto, SETUP);
+        let ids = python(&moto, &format!("{ALB_PRELUDE}{SETUP}"));
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = aws_sdk_elasticloadbalancingv2::Config::builder()
             .behavior_version(BehaviorVersion::latest())

@@ -24,11 +24,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
-};
 use gantry_tests::alb_sim::{AlbHandle, AlbSim, Report, Route, RuleReader, Timing, Weights};
-use gantry_tests::aws::{AwsProxy, target_health_xml};
+use gantry_tests::aws::{ALB_PRELUDE, AwsProxy, target_health_xml};
 use gantry_tests::cluster::Cluster;
 use gantry_tests::controller::Controller;
 use gantry_tests::free_port;
@@ -37,7 +34,8 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::core::ApiResource;
-use rollout_core::types::Rollout;
+use rollout_controller::elbv2::Elbv2;
+use rollout_core::types::{AlbDirect, Rollout};
 use serde_json::{Value, json};
 
 fn rollouts() -> ApiResource {
@@ -79,10 +77,6 @@ enum Mode {
 /// them for Ingress `shop` in namespace `NS`, a listener and a rule
 /// forwarding 0/100.
 const SETUP: &str = r#"
-ec2 = boto3.client('ec2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
-lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')
-vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']
-subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f'10.0.{i}.0/24', AvailabilityZone=f'us-east-1{z}')['Subnet']['SubnetId'] for i, z in enumerate('ab')]
 alb = lb.create_load_balancer(Name='k8s-shop-sim', Subnets=subnets, Type='application', Scheme='internet-facing')['LoadBalancers'][0]
 tgs = {}
 for svc in ['backend-service', 'backend-service-canary']:
@@ -112,7 +106,11 @@ impl Aws {
     fn new(cluster: &Cluster, direct: bool) -> Aws {
         let moto = Moto::start();
         let proxy = AwsProxy::start(&moto.endpoint());
-        let script = format!("E = '{}'\nNS = '{}'\n{SETUP}", moto.endpoint(), cluster.ns);
+        let script = format!(
+            "E = '{}'\nNS = '{}'\n{ALB_PRELUDE}{SETUP}",
+            moto.endpoint(),
+            cluster.ns
+        );
         let ids = moto.boto3_for("elbv2", &script);
         Aws {
             _moto: moto,
@@ -129,9 +127,12 @@ impl Aws {
     fn rule(&self) -> Rule {
         Rule {
             client: moto_client(&self._moto.endpoint()),
-            arn: self.id("rule"),
-            canary: self.id("canary"),
-            stable: self.id("stable"),
+            direct: AlbDirect {
+                listener_arn: None,
+                rule_arn: Some(self.id("rule")),
+                stable_target_group_arn: self.id("stable"),
+                canary_target_group_arn: self.id("canary"),
+            },
         }
     }
 
@@ -191,9 +192,8 @@ fn moto_client(endpoint: &str) -> aws_sdk_elasticloadbalancingv2::Client {
 /// The listener rule on moto.
 struct Rule {
     client: aws_sdk_elasticloadbalancingv2::Client,
-    arn: String,
-    canary: String,
-    stable: String,
+    /// The rule and its two groups, as direct mode names them.
+    direct: AlbDirect,
 }
 
 impl Rule {
@@ -203,15 +203,13 @@ impl Rule {
         Arc::new(move || {
             let rule = rule.clone();
             Box::pin(async move {
-                let out = rule
-                    .client
-                    .describe_rules()
-                    .rule_arns(&rule.arn)
-                    .send()
-                    .await;
+                let d = &rule.direct;
+                let arn = d.rule_arn.as_deref()?;
+                let out = rule.client.describe_rules().rule_arns(arn).send().await;
                 let found = out.ok()?.rules().first()?.clone();
                 let weights = found.actions().iter().find_map(|a| {
-                    rollout_controller::elbv2::weights_in(a, &rule.canary, &rule.stable)
+                    let (canary, stable) = (&d.canary_target_group_arn, &d.stable_target_group_arn);
+                    rollout_controller::elbv2::weights_in(a, canary, stable)
                 });
                 weights.map(|(canary, _)| canary)
             })
@@ -219,31 +217,17 @@ impl Rule {
     }
 
     /// What the LB controller does to the rule: the weights the simulated
-    /// listener applies, set on moto's rule as they change.
+    /// listener applies, set on moto's rule as they change (with the
+    /// ModifyRule direct mode sends: the same forward action).
     async fn follow(self, alb: AlbHandle) {
-        let client = &self.client;
+        let elbv2 = Elbv2::new(self.client.clone());
         let mut applied = Some(0);
         loop {
             let weight = alb.weight();
-            if let Some(w) = weight.filter(|_| weight != applied) {
-                let group = |arn: &str, weight: i32| {
-                    TargetGroupTuple::builder()
-                        .target_group_arn(arn)
-                        .weight(weight)
-                        .build()
-                };
-                let forward = ForwardActionConfig::builder()
-                    .target_groups(group(&self.canary, w))
-                    .target_groups(group(&self.stable, 100 - w))
-                    .build();
-                let action = Action::builder()
-                    .r#type(ActionTypeEnum::Forward)
-                    .forward_config(forward)
-                    .build();
-                let sent = client.modify_rule().rule_arn(&self.arn).actions(action);
-                if sent.send().await.is_ok() {
-                    applied = weight;
-                }
+            if let Some(w) = weight.filter(|_| weight != applied)
+                && elbv2.set_direct(&self.direct, w).await.is_ok()
+            {
+                applied = weight;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

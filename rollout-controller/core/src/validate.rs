@@ -112,11 +112,14 @@ pub struct Gates {
 }
 
 const DEFAULT_GATE_TIMEOUT: u64 = 300;
-/// The Ingress annotations (after the prefix) the gates' defaults read.
+/// The Ingress annotations (after `<prefix>/`) the gates' defaults read.
+const HEALTH_CHECK_INTERVAL: &str = "healthcheck-interval-seconds";
+const HEALTHY_THRESHOLD: &str = "healthy-threshold-count";
+const TARGET_GROUP_ATTRIBUTES: &str = "target-group-attributes";
 pub const GATE_ANNOTATIONS: [&str; 3] = [
-    "/healthcheck-interval-seconds",
-    "/healthy-threshold-count",
-    "/target-group-attributes",
+    HEALTH_CHECK_INTERVAL,
+    HEALTHY_THRESHOLD,
+    TARGET_GROUP_ATTRIBUTES,
 ];
 /// The LB controller's health-check defaults: every 15 s, healthy after 2.
 const DEFAULT_HEALTH_CHECK_INTERVAL: u64 = 15;
@@ -147,10 +150,8 @@ impl Gates {
                     .unwrap_or(default)
             };
             Duration::from_secs(
-                number(
-                    "healthcheck-interval-seconds",
-                    DEFAULT_HEALTH_CHECK_INTERVAL,
-                ) * number("healthy-threshold-count", DEFAULT_HEALTHY_THRESHOLD),
+                number(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)
+                    * number(HEALTHY_THRESHOLD, DEFAULT_HEALTHY_THRESHOLD),
             )
         })
     }
@@ -162,7 +163,7 @@ impl Gates {
         self.drain.unwrap_or_else(|| {
             let attributes = ingress
                 .get(&format!(
-                    "{}/target-group-attributes",
+                    "{}/{TARGET_GROUP_ATTRIBUTES}",
                     alb.annotation_prefix
                 ))
                 .map(String::as_str)

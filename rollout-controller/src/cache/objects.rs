@@ -138,7 +138,8 @@ pub fn trim_ingress(ingress: &mut CachedIngress) {
     keep_annotations(&mut ingress.metadata, |k| {
         k == MANAGED_ACTIONS
             || k.contains("/actions.")
-            || GATE_ANNOTATIONS.iter().any(|a| k.ends_with(a))
+            || k.rsplit_once('/')
+                .is_some_and(|(_, name)| GATE_ANNOTATIONS.contains(&name))
     });
     // Only the first load balancer's hostname is read.
     if let Some(lb) = &mut ingress.status.load_balancer {
