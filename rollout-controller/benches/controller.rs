@@ -68,11 +68,13 @@ fn decision_cost() {
             name: "svc-0".into(),
             endpoints: Vec::new(),
             hash: Some("stable".into()),
+            selected_at: None,
         }),
         canary_service: Some(ServiceView {
             name: "svc-0-canary".into(),
             endpoints: Vec::new(),
             hash: Some(hash.clone()),
+            selected_at: None,
         }),
         ingress: Some(IngressView {
             name: "shop".into(),

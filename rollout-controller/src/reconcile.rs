@@ -33,6 +33,8 @@ use rollout_core::world::{IngressView, PodView, ReplicaSetView, ServiceView, Tak
 pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
 /// When an old ReplicaSet is due to be scaled down (RFC 3339).
 pub const SCALE_DOWN_AT: &str = "gantry.dev/scale-down-deadline";
+/// On a Service: when the controller last pointed it at a ReplicaSet.
+pub const SELECTED_AT: &str = "gantry.dev/selected-at";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -228,11 +230,17 @@ pub async fn observe(
         .collect();
     let service = |name: Option<&String>| {
         let name = name.filter(|n| !n.is_empty())?;
-        let hash = caches.service(ns, name)?.selected_hash().cloned();
+        let cached = caches.service(ns, name)?;
+        let mut endpoints = caches.endpoints.of(ns, name);
+        for e in &mut endpoints {
+            let pod = e.pod.as_deref().unwrap_or_default();
+            e.health_gate = caches.health_gates.of(ns, name, pod);
+        }
         Some(ServiceView {
             name: name.clone(),
-            hash,
-            endpoints: caches.endpoints.of(ns, name),
+            hash: cached.selected_hash().cloned(),
+            selected_at: cached.annotation(SELECTED_AT).and_then(|t| t.parse().ok()),
+            endpoints,
         })
     };
     let stable_service = service(plan.map(|p| &p.stable_service));
@@ -513,9 +521,12 @@ async fn execute(
                 .delete(name, &DeleteParams::background())
                 .await?;
         }
-        Action::SetServiceSelector { service, hash } => {
+        Action::SetServiceSelector { service, hash, at } => {
             let services: Api<Service> = Api::namespaced(client.clone(), ns);
-            let patch = json!({ "spec": { "selector": { POD_TEMPLATE_HASH: hash } } });
+            let patch = json!({
+                "metadata": { "annotations": { SELECTED_AT: at.to_string() } },
+                "spec": { "selector": { POD_TEMPLATE_HASH: hash } }
+            });
             services
                 .patch(service, &params, &Patch::Merge(patch))
                 .await?;

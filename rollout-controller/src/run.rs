@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::stream::{self, BoxStream};
 use futures::{StreamExt as _, TryStreamExt as _};
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt as _, controller, watcher};
@@ -18,8 +19,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{
-    self, CachedDeployment, CachedEndpointSlice, CachedIngress, CachedReplicaSet, CachedRollout,
-    CachedService, Writers,
+    self, BINDING_GROUP, BINDING_PLURAL, BINDING_VERSION, CachedDeployment, CachedEndpointSlice,
+    CachedIngress, CachedPod, CachedReplicaSet, CachedRollout, CachedService,
+    CachedTargetGroupBinding, HealthGates, Writers,
 };
 use crate::client::Limits;
 use crate::elbv2::Elbv2;
@@ -279,12 +281,19 @@ async fn control(
     .inspect_ok(move |event| endpoints.observe(event))
     .touched_objects();
 
+    let (pods, bindings) = health_gate_watches(&client, ns, &ctx.caches.health_gates).await;
+
     let (by_service, by_ingress, by_template, by_deployment, by_slice) = (
         references.clone(),
         references.clone(),
         references.clone(),
         references.clone(),
+        references.clone(),
+    );
+    let (by_pod, by_binding, gates) = (
+        references.clone(),
         references,
+        ctx.caches.health_gates.clone(),
     );
     Controller::for_stream(rollouts, store)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
@@ -317,6 +326,18 @@ async fn control(
             let service = s.service().cloned().unwrap_or_default();
             by_slice.of(Kind::Service, &ns, &service)
         })
+        // A readiness gate passing, or a binding appearing: the Services'
+        // Rollouts' gates.
+        .watches_stream(pods, move |p: CachedPod| {
+            let ns = p.namespace().unwrap_or_default();
+            let services = gates.services_of(&p);
+            let rollouts = services.iter().map(|s| by_pod.of(Kind::Service, &ns, s));
+            rollouts.flatten().collect::<Vec<_>>()
+        })
+        .watches_stream(bindings, move |b: CachedTargetGroupBinding| {
+            let ns = b.namespace().unwrap_or_default();
+            by_binding.of(Kind::Service, &ns, b.service().unwrap_or_default())
+        })
         .reconcile_all_on(trigger_rx)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, ctx)
@@ -326,6 +347,62 @@ async fn control(
             }
         })
         .await;
+}
+
+type Touched<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// The watches behind the LB controller's readiness gates (the Rollouts'
+/// pods and the TargetGroupBindings), filling `gates`; where the API
+/// server does not serve TargetGroupBindings, no pod carries such a gate
+/// and nothing is watched.
+async fn health_gate_watches(
+    client: &Client,
+    ns: Option<&str>,
+    gates: &HealthGates,
+) -> (Touched<CachedPod>, Touched<CachedTargetGroupBinding>) {
+    if !serves_target_group_bindings(client).await {
+        return (stream::pending().boxed(), stream::pending().boxed());
+    }
+    let (pod_gates, binding_gates) = (gates.clone(), gates.clone());
+    let pods = watcher(
+        scoped::<CachedPod>(client, ns),
+        list_in_pages().labels(POD_TEMPLATE_HASH),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| pod_gates.observe_pod(event))
+    .touched_objects();
+    let bindings = watcher(
+        scoped::<CachedTargetGroupBinding>(client, ns),
+        list_in_pages(),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| binding_gates.observe_binding(event))
+    .touched_objects();
+    (pods.boxed(), bindings.boxed())
+}
+
+/// Whether the API server serves the AWS Load Balancer Controller's
+/// TargetGroupBindings, said in one line.
+async fn serves_target_group_bindings(client: &Client) -> bool {
+    let group_version = format!("{BINDING_GROUP}/{BINDING_VERSION}");
+    let served = match client.list_api_group_resources(&group_version).await {
+        Ok(list) => list.resources.iter().any(|r| r.name == BINDING_PLURAL),
+        Err(kube::Error::Api(e)) if e.code == 404 => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the {group_version} API group: pod readiness gates are not read");
+            return false;
+        }
+    };
+    if served {
+        tracing::info!(
+            "TargetGroupBindings served: the LB controller's pod readiness gates are read"
+        );
+    } else {
+        tracing::info!(
+            "no TargetGroupBinding CRD (AWS Load Balancer Controller): pod readiness gates are not read"
+        );
+    }
+    served
 }
 
 /// Initial lists in pages of 100: a page is held whole, untrimmed, while it

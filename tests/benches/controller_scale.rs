@@ -198,6 +198,7 @@ fn run(n: usize) -> Figures {
         kubelet: true,
         managed_fields: true,
         namespaces: None,
+        readiness_gates: false,
     });
     for i in 0..n {
         api.create(ROLLOUTS, rollout(i));

@@ -7,24 +7,38 @@
 //! health checks pass, a deregistered one `draining` for the deregistration
 //! delay (moto's ELBv2 has neither state, so they are modelled here).
 //!
+//! Like the LB controller (v2.4.1 on), it registers every pod behind a
+//! Service whose containers are ready, and sets the conditions of the pod
+//! readiness gates it owns (`Route::bindings`): true once the pod is a
+//! healthy target in the gate's group, false while it is not, untouched
+//! once the pod left the group's Service; playing the kubelet, it then
+//! sets the pod Ready when all its gates passed.
+//!
 //! The data plane sends `RATE` requests a second by the weights the
 //! listener applies, each to a healthy target of the chosen group, and
 //! counts a failure for: a group with no healthy target (503), a target
-//! whose pod is gone or not Ready (502), and a target still draining when
-//! its pod was deleted (its requests in flight).
+//! whose pod is gone or not serving (502: its containers not ready, or
+//! being deleted; a readiness gate still waiting does not stop a pod from
+//! answering), and a target still draining when its pod was deleted (its
+//! requests in flight).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use rollout_core::alb::parse_action;
 use rollout_core::simulate::Lb;
 use rollout_core::world::{TargetState, TargetView};
+
+/// The condition type of the LB controller's readiness gates, before the
+/// binding's name.
+pub const GATE_PREFIX: &str = "target-health.elbv2.k8s.aws/";
 
 /// Requests a second.
 pub const RATE: f64 = 200.0;
@@ -38,6 +52,9 @@ pub struct Route {
     pub weights: Weights,
     pub stable: String,
     pub canary: String,
+    /// The TargetGroupBindings whose readiness gates the LB controller
+    /// sets: (binding, its Service).
+    pub bindings: Vec<(String, String)>,
 }
 
 /// Where the listener's weights come from.
@@ -95,8 +112,20 @@ impl Report {
 struct State {
     lb: Lb,
     report: Report,
-    /// Pods by IP: (name, Ready).
-    pods: BTreeMap<String, (String, bool)>,
+    /// Pods by IP.
+    pods: BTreeMap<String, Seen>,
+}
+
+/// A pod as the simulation reads it.
+#[derive(Clone, Debug)]
+struct Seen {
+    name: String,
+    /// Its containers ready, and not being deleted.
+    serving: bool,
+    /// Its conditions, when it carries readiness gates (their condition
+    /// types listed in `gates`).
+    conditions: Vec<PodCondition>,
+    gates: Vec<String>,
 }
 
 /// The running stand-in and data plane; stops when dropped. Read it
@@ -182,10 +211,10 @@ async fn run(client: kube::Client, route: Route, state: Arc<Mutex<State>>) {
     loop {
         let seen = observe(&ingresses, &slices, &pods, &route).await;
         let now = Timestamp::now();
-        {
+        let gates = {
             let mut s = state.lock().unwrap();
-            if let Some((weight, ready, live)) = seen {
-                for (service, ips) in ready {
+            if let Some((weight, registered, live)) = seen {
+                for (service, ips) in registered {
                     s.lb.see_endpoints(now, &service, ips);
                 }
                 match (&route.weights, weight) {
@@ -198,26 +227,91 @@ async fn run(client: kube::Client, route: Route, state: Arc<Mutex<State>>) {
             s.lb.catch_up(now);
             let due = (started.elapsed().as_secs_f64() * RATE) as u64;
             plane.send(&mut s, &route, now, due);
+            gate_changes(&s, &route, now)
+        };
+        for (pod, conditions) in gates {
+            let patch = serde_json::json!({"status": {"conditions": conditions}});
+            let params = PatchParams::default();
+            // A pod gone meanwhile has nothing to gate.
+            let _ = pods
+                .patch_status(&pod, &params, &Patch::Merge(&patch))
+                .await;
         }
         tokio::time::sleep(TICK).await;
     }
 }
 
-type Seen = (
+/// The readiness gates whose condition the LB controller changes now:
+/// each pod's new conditions (its gate set as its target's health in the
+/// gate's group, if registered there; Ready once all gates passed).
+fn gate_changes(s: &State, route: &Route, now: Timestamp) -> Vec<(String, Vec<PodCondition>)> {
+    let mut changes = Vec::new();
+    for (ip, pod) in s.pods.iter().filter(|(_, p)| !p.gates.is_empty()) {
+        let mut conditions = pod.conditions.clone();
+        let mut changed = false;
+        for (binding, service) in &route.bindings {
+            let kind = format!("{GATE_PREFIX}{binding}");
+            if !pod.gates.contains(&kind) {
+                continue;
+            }
+            let healthy = match s.lb.state(service, ip) {
+                None | Some(TargetState::Draining) => continue,
+                Some(state) => state == TargetState::Healthy,
+            };
+            changed |= set_condition(&mut conditions, &kind, healthy, now);
+        }
+        let passed = pod.gates.iter().all(|g| has(&conditions, g));
+        changed |= set_condition(&mut conditions, "Ready", pod.serving && passed, now);
+        if changed {
+            changes.push((pod.name.clone(), conditions));
+        }
+    }
+    changes
+}
+
+fn has(conditions: &[PodCondition], kind: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == kind && c.status == "True")
+}
+
+/// Sets condition `kind` to `value`; whether it changed.
+fn set_condition(
+    conditions: &mut Vec<PodCondition>,
+    kind: &str,
+    value: bool,
+    now: Timestamp,
+) -> bool {
+    if has(conditions, kind) == value && conditions.iter().any(|c| c.type_ == kind) {
+        return false;
+    }
+    conditions.retain(|c| c.type_ != kind);
+    conditions.push(PodCondition {
+        type_: kind.to_string(),
+        status: if value { "True" } else { "False" }.to_string(),
+        last_transition_time: Some(Time(now)),
+        ..Default::default()
+    });
+    true
+}
+
+type Observed = (
     Option<i32>,
     Vec<(String, BTreeSet<String>)>,
-    BTreeMap<String, (String, bool)>,
+    BTreeMap<String, Seen>,
 );
 
-/// The Ingress's canary weight, each Service's ready pod IPs, the live
+/// The Ingress's canary weight, the pod IPs the LB controller registers
+/// for each Service (ready, or with their containers ready), the live
 /// pods; `None` when the API could not be read just now.
 async fn observe(
     ingresses: &Api<Ingress>,
     slices: &Api<EndpointSlice>,
     pods: &Api<Pod>,
     route: &Route,
-) -> Option<Seen> {
-    let mut ready = Vec::new();
+) -> Option<Observed> {
+    let live = live_pods(pods).await?;
+    let mut registered = Vec::new();
     for service in [&route.stable, &route.canary] {
         let selector = format!("kubernetes.io/service-name={service}");
         let list = slices
@@ -228,12 +322,12 @@ async fn observe(
             .items
             .iter()
             .flat_map(|s| &s.endpoints)
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-            .filter_map(|e| e.addresses.first().cloned())
+            .filter_map(|e| e.addresses.first())
+            .filter(|ip| live.get(*ip).is_some_and(|p| p.serving))
+            .cloned()
             .collect();
-        ready.push((service.clone(), ips));
+        registered.push((service.clone(), ips));
     }
-    let live = live_pods(pods).await?;
     // The weights are read last: a Service re-pointed after a weight change
     // the controller verified is then seen with that change.
     let weight = match &route.weights {
@@ -249,11 +343,11 @@ async fn observe(
         }
         Weights::Rule(read) => read().await,
     };
-    Some((weight, ready, live))
+    Some((weight, registered, live))
 }
 
-/// The pods by IP: name, and whether Ready and not being deleted.
-async fn live_pods(pods: &Api<Pod>) -> Option<BTreeMap<String, (String, bool)>> {
+/// The pods by IP.
+async fn live_pods(pods: &Api<Pod>) -> Option<BTreeMap<String, Seen>> {
     let live = pods
         .list(&ListParams::default())
         .await
@@ -261,14 +355,33 @@ async fn live_pods(pods: &Api<Pod>) -> Option<BTreeMap<String, (String, bool)>> 
         .items
         .into_iter()
         .filter_map(|p| {
+            let gates: Vec<String> = p
+                .spec
+                .and_then(|s| s.readiness_gates)
+                .into_iter()
+                .flatten()
+                .map(|g| g.condition_type)
+                .filter(|t| t.starts_with(GATE_PREFIX))
+                .collect();
             let status = p.status?;
-            let ready = p.metadata.deletion_timestamp.is_none()
-                && status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-            Some((status.pod_ip?, (p.metadata.name?, ready)))
+            let conditions = status.conditions.unwrap_or_default();
+            // A real kubelet reports ContainersReady; a played one may
+            // report Ready alone.
+            let containers = ["ContainersReady", "Ready"]
+                .iter()
+                .find_map(|k| conditions.iter().find(|c| c.type_ == *k))
+                .is_some_and(|c| c.status == "True");
+            let seen = Seen {
+                name: p.metadata.name?,
+                serving: containers && p.metadata.deletion_timestamp.is_none(),
+                conditions: if gates.is_empty() {
+                    Vec::new()
+                } else {
+                    conditions
+                },
+                gates,
+            };
+            Some((status.pod_ip?, seen))
         })
         .collect();
     Some(live)
@@ -321,11 +434,11 @@ impl Plane {
             self.next += 1;
             let target = healthy[(self.next % healthy.len() as u64) as usize];
             match s.pods.get(&target.id) {
-                Some((_, true)) => {}
+                Some(pod) if pod.serving => {}
                 pod => {
                     s.report.pod_gone += 1;
                     let why = match pod {
-                        Some((name, _)) => format!("502: pod {name} ({}) not Ready", target.id),
+                        Some(p) => format!("502: pod {} ({}) not serving", p.name, target.id),
                         None => format!("502: no pod at {}", target.id),
                     };
                     s.report.fail(now, why);

@@ -31,23 +31,45 @@ impl Cluster {
     /// `KUBECONFIG`'s cluster if set, else a fake one playing kubelet;
     /// `name` makes the namespace (unique per process on a real cluster).
     pub fn new(name: &str, dir: &Path) -> Cluster {
-        let rt = tokio::runtime::Runtime::new().unwrap();
         let Some(kubeconfig) = std::env::var_os("KUBECONFIG").map(PathBuf::from) else {
-            let (api, server) = kube_fake::start_with(kube_fake::Options {
-                crds_installed: true,
-                kubelet: true,
-                ..Default::default()
-            });
-            let client = rt.block_on(async { api.client() });
-            return Cluster {
-                client,
-                ns: name.to_string(),
-                kubeconfig: api.kubeconfig(dir),
-                rt,
-                fake: Some((api, server)),
-                kubelet: None,
-            };
+            return Cluster::fake(name, dir, false);
         };
+        Cluster::real(name, kubeconfig)
+    }
+
+    /// The fake, its pods getting the AWS Load Balancer Controller's
+    /// readiness gates from its webhook (`kube_fake::Options`). `None` with
+    /// `KUBECONFIG`: a bare API server has no such webhook.
+    pub fn with_readiness_gates(name: &str, dir: &Path) -> Option<Cluster> {
+        Cluster::with_readiness_gates_available().then(|| Cluster::fake(name, dir, true))
+    }
+
+    /// Whether `with_readiness_gates` gives a cluster here.
+    pub fn with_readiness_gates_available() -> bool {
+        std::env::var_os("KUBECONFIG").is_none()
+    }
+
+    fn fake(name: &str, dir: &Path, readiness_gates: bool) -> Cluster {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (api, server) = kube_fake::start_with(kube_fake::Options {
+            crds_installed: true,
+            kubelet: true,
+            readiness_gates,
+            ..Default::default()
+        });
+        let client = rt.block_on(async { api.client() });
+        Cluster {
+            client,
+            ns: name.to_string(),
+            kubeconfig: api.kubeconfig(dir),
+            rt,
+            fake: Some((api, server)),
+            kubelet: None,
+        }
+    }
+
+    fn real(name: &str, kubeconfig: PathBuf) -> Cluster {
+        let rt = tokio::runtime::Runtime::new().unwrap();
         let client = rt
             .block_on(Client::try_default())
             .expect("the cluster from KUBECONFIG");

@@ -97,7 +97,13 @@ fn overlays_put_everything_namespaced_in_their_namespace() {
     let cluster_scoped = ["Namespace", "PriorityClass"];
     for (overlay, namespace) in [("staging", "webapp-staging"), ("prod", "webapp-prod")] {
         let objects = example(overlay);
-        find(&objects, "Namespace", namespace);
+        let ns = find(&objects, "Namespace", namespace);
+        // The LB controller's readiness gates, which the canary's weight
+        // moves on without waiting its settle time.
+        assert_eq!(
+            ns["metadata"]["labels"]["elbv2.k8s.aws/pod-readiness-gate-inject"], "enabled",
+            "{overlay}"
+        );
         for o in &objects {
             let kind = o["kind"].as_str().unwrap();
             if !cluster_scoped.contains(&kind) {

@@ -8,13 +8,17 @@
 //! request. Argo Rollouts' ordering, replayed by hand on the same cluster
 //! and ALB, loses requests: the simulation can fail.
 //!
-//! Each scenario runs twice: with the controller reading the ALB through
-//! ELBv2 (moto holds the load balancer, the tagged target groups and the
-//! rule, whose weights the stand-in sets; DescribeTargetHealth is answered
-//! from the simulated ALB, with AWS's `initial` and `draining` states that
-//! moto lacks), and without (annotation-only mode: it waits its settle time,
-//! the LB controller's lag + health checks + 2 s for polling, where it
-//! cannot see target health). The batches run one after the other.
+//! Each scenario runs in every mode: with the controller reading the ALB
+//! through ELBv2 (moto holds the load balancer, the tagged target groups
+//! and the rule, whose weights the stand-in sets; DescribeTargetHealth is
+//! answered from the simulated ALB, with AWS's `initial` and `draining`
+//! states that moto lacks), in direct mode, and without (annotation-only
+//! mode: it waits its settle time, the LB controller's lag plus the health
+//! checks plus 2 s for polling, where it cannot see target health); and with the
+//! pods carrying the LB controller's readiness gates (the fake plays its
+//! webhook, the stand-in sets the gates): the settle time is then 30 s, and
+//! the canary's first weight must move sooner, on the gates. The batches
+//! run one after the other.
 //!
 //! The runs are independent and mostly waiting, so they run side by side;
 //! the table of requests and failures is printed (`--nocapture`).
@@ -71,6 +75,30 @@ enum Mode {
     Elbv2,
     /// Direct mode: the controller sets the rule's weights itself.
     Direct,
+    /// Only the Ingress and the EndpointSlices, the pods carrying the LB
+    /// controller's readiness gates (the fake API server plays its
+    /// webhook; a bare API server has none, so not with `KUBECONFIG`).
+    ReadinessGates,
+}
+
+/// With readiness gates, the settle time is twice what the ALB takes at
+/// the longest lag: a weight that moves sooner moved on a gate.
+const GATED_SETTLE: Duration = Duration::from_secs(30);
+
+/// The TargetGroupBindings the LB controller made for the two Services.
+const BINDINGS: [(&str, &str); 2] = [
+    ("k8s-shop-backends-5d1c0a9b7e", "backend-service"),
+    ("k8s-shop-backends-8e2f4b6a1c", "backend-service-canary"),
+];
+
+fn bindings() -> ApiResource {
+    ApiResource {
+        group: "elbv2.k8s.aws".into(),
+        version: "v1beta1".into(),
+        api_version: "elbv2.k8s.aws/v1beta1".into(),
+        kind: "TargetGroupBinding".into(),
+        plural: "targetgroupbindings".into(),
+    }
 }
 
 /// A VPC, the ALB, the two target groups tagged as the LB controller tags
@@ -252,6 +280,10 @@ struct Run {
     cluster: Cluster,
     dir: tempfile::TempDir,
     lag: Duration,
+    mode: Option<Mode>,
+    /// With readiness gates: from the canary Service's selector change to
+    /// the first setWeight written, at the last release.
+    first_weight: Option<Duration>,
 }
 
 impl Run {
@@ -260,13 +292,26 @@ impl Run {
     /// test moves traffic itself).
     fn deployed(name: &str, lag: Duration, mode: Option<Mode>) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = Cluster::new(&format!("gantry-sim-{name}"), dir.path());
+        let name = format!("gantry-sim-{name}");
+        let gated = mode == Some(Mode::ReadinessGates);
+        let cluster = match gated {
+            true => Cluster::with_readiness_gates(&name, dir.path()).expect("the fake API server"),
+            false => Cluster::new(&name, dir.path()),
+        };
         for name in ["backend-service", "backend-service-canary"] {
             cluster.create(
                 &services(),
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                 "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}}),
             );
+        }
+        if gated {
+            for (binding, service) in BINDINGS {
+                cluster.create(&bindings(), json!({"apiVersion": "elbv2.k8s.aws/v1beta1",
+                    "kind": "TargetGroupBinding", "metadata": {"name": binding},
+                    "spec": {"serviceRef": {"name": service, "port": 80}, "targetType": "ip",
+                             "targetGroupARN": format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{binding}/0")}}));
+            }
         }
         cluster.create(&ingresses(), json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {"name": "shop"},
@@ -289,6 +334,11 @@ impl Run {
             weights,
             stable: "backend-service".into(),
             canary: "backend-service-canary".into(),
+            bindings: BINDINGS
+                .iter()
+                .filter(|_| gated)
+                .map(|(b, s)| (b.to_string(), s.to_string()))
+                .collect(),
         };
         let timing = Timing {
             lag,
@@ -307,6 +357,8 @@ impl Run {
             cluster,
             dir,
             lag,
+            mode,
+            first_weight: None,
         };
         if mode.is_some() {
             run.cluster.create(&rollouts(), run.rollout());
@@ -322,7 +374,10 @@ impl Run {
     }
 
     fn rollout(&self) -> Value {
-        let settle = (self.lag + HEALTH_CHECK).as_secs() + 2;
+        let settle = match self.mode {
+            Some(Mode::ReadinessGates) => GATED_SETTLE.as_secs(),
+            _ => (self.lag + HEALTH_CHECK).as_secs() + 2,
+        };
         let timing = json!({"settleSeconds": settle, "drainSeconds": DEREGISTRATION.as_secs()});
         let alb = match self.aws.as_ref().filter(|a| a.direct) {
             Some(aws) => json!({"direct": aws.direct(), "targetHealth": timing}),
@@ -437,8 +492,34 @@ impl Run {
 
     /// A release to the untimed pause at 50%.
     fn release_to_half(&mut self, image: &str) {
+        let pointed = self.canary_selected_at();
         self.set_image(image);
+        if self.mode == Some(Mode::ReadinessGates) {
+            self.wait("the canary Service re-pointed", |r| {
+                r.canary_selected_at() != pointed
+            });
+            self.wait("the first setWeight", |r| r.written_weight() == Some(25));
+            let at = self.canary_selected_at().expect("re-pointed");
+            let at: k8s_openapi::jiff::Timestamp = at.parse().unwrap();
+            let since = k8s_openapi::jiff::Timestamp::now().duration_since(at);
+            self.first_weight = Some(since.unsigned_abs());
+        }
         self.wait("the pause at 50%", |r| r.paused_at(3));
+    }
+
+    /// When the controller last pointed the canary Service.
+    fn canary_selected_at(&self) -> Option<String> {
+        let service = self.cluster.get(&services(), "backend-service-canary")?;
+        let at = &service["metadata"]["annotations"]["gantry.dev/selected-at"];
+        at.as_str().map(str::to_string)
+    }
+
+    /// The canary weight the controller wrote on the Ingress.
+    fn written_weight(&self) -> Option<i32> {
+        let ingress = self.cluster.get(&ingresses(), "shop")?;
+        let action = ingress["metadata"]["annotations"][KEY].as_str()?;
+        let action = rollout_core::alb::parse_action(action).ok()?;
+        action.weight_of("backend-service-canary")
     }
 
     fn play(&mut self, scenario: Scenario) {
@@ -529,7 +610,7 @@ impl Run {
 
 fn table_row(what: &str, lag: u64, r: &Report) -> String {
     format!(
-        "{what:<32} {lag:>4}s {:>9} {:>7} {:>5} {:>5} {:>5}",
+        "{what:<36} {lag:>4}s {:>9} {:>7} {:>5} {:>5} {:>5}",
         r.requests,
         r.failed(),
         r.no_healthy_target,
@@ -553,9 +634,21 @@ fn every_scenario(modes: &[Mode]) {
     let scenarios = scenarios
         .into_iter()
         .filter(|s| only.as_deref().is_none_or(|o| format!("{s:?}") == o));
+    let gates_here = Cluster::with_readiness_gates_available();
+    let modes: Vec<Mode> = modes
+        .iter()
+        .copied()
+        .filter(|m| *m != Mode::ReadinessGates || gates_here)
+        .collect();
+    if modes.is_empty() {
+        eprintln!(
+            "skipped: readiness gates need the LB controller's webhook, which only the fake API server plays"
+        );
+        return;
+    }
     let runs: Vec<_> = scenarios
         .flat_map(|s| LAGS.iter().map(move |lag| (s, *lag)))
-        .flat_map(|(s, lag)| modes.iter().map(move |m| (*m, s, lag)))
+        .flat_map(|(s, lag)| modes.clone().into_iter().map(move |m| (m, s, lag)))
         .map(|(mode, scenario, lag)| {
             std::thread::spawn(move || {
                 let name = format!("{mode:?}-{scenario:?}-{lag}").to_lowercase();
@@ -569,12 +662,21 @@ fn every_scenario(modes: &[Mode]) {
                         "{scenario:?} at {lag}s: target health never read"
                     );
                 }
+                if let Some(first) = run.first_weight {
+                    eprintln!("{scenario:?} at {lag}s: the first setWeight {first:.1?} after the canary Service was pointed");
+                    // Its pods healthy in the canary's group (lag + 5 s
+                    // health checks), not the settle time, let it move.
+                    assert!(
+                        first < GATED_SETTLE,
+                        "{scenario:?} at {lag}s: the first weight moved {first:?} after the canary Service, not on the readiness gates"
+                    );
+                }
                 (mode, scenario, lag, run.sim.report())
             })
         })
         .collect();
     let mut rows = vec![format!(
-        "{:<32} {:>5} {:>9} {:>7} {:>5} {:>5} {:>5}",
+        "{:<36} {:>5} {:>9} {:>7} {:>5} {:>5} {:>5}",
         "SCENARIO (MODE)", "LAG", "REQUESTS", "FAILED", "503", "502", "DRAIN"
     )];
     let mut lost = Vec::new();
@@ -599,6 +701,11 @@ fn no_request_is_lost_reading_target_health_from_elbv2() {
 #[test]
 fn no_request_is_lost_in_annotation_only_mode() {
     every_scenario(&[Mode::Annotations]);
+}
+
+#[test]
+fn no_request_is_lost_with_readiness_gates() {
+    every_scenario(&[Mode::ReadinessGates]);
 }
 
 impl Run {

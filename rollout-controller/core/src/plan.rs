@@ -190,7 +190,7 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
             alb.gates.drain(alb, ingress),
         );
         notes.push(format!(
-            "Traffic gates: weight moves onto a target group only once its pods are healthy in it, and a Service's selector changes only while its group has no weight. With the ELBv2 API the controller asks DescribeTargetHealth; without (as timed here) it waits {} after the pods are ready and after weight left a group. Old pods are scaled down once they left every target group (without the ELBv2 API: {} after, settle + deregistration delay). A gate still waiting after {} aborts the canary.",
+            "Traffic gates: weight moves onto a target group only once its pods are healthy in it, and a Service's selector changes only while its group has no weight. With the ELBv2 API the controller asks DescribeTargetHealth; without (as timed here) it waits {} after the pods are ready (less where they carry the LB controller's readiness gate for the group: until it passes) and after weight left a group. Old pods are scaled down once they left every target group (without the ELBv2 API: {} after, settle + deregistration delay). A gate still waiting after {} aborts the canary.",
             human(settle),
             human(settle + drain),
             human(alb.gates.timeout)

@@ -715,6 +715,9 @@ pub struct TrafficWeights {
     /// Whether the load balancer was seen to apply these weights (None: not checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// Since when these weights have been in force (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -31,6 +31,9 @@ pub struct ServiceView {
     pub name: String,
     /// The pod-template-hash in its selector, if any.
     pub hash: Option<String>,
+    /// When the controller last pointed it at a ReplicaSet (its
+    /// `gantry.dev/selected-at` annotation).
+    pub selected_at: Option<Timestamp>,
     /// The pods behind it, as its EndpointSlices list them (what the AWS
     /// Load Balancer Controller registers in its target group).
     pub endpoints: Vec<EndpointView>,
@@ -46,6 +49,21 @@ pub struct EndpointView {
     /// The EndpointSlice's `ready` condition: the pod is Ready and not
     /// terminating.
     pub ready: bool,
+    /// The AWS Load Balancer Controller's readiness gate for this
+    /// Service's target group (`target-health.elbv2.k8s.aws/<binding>`),
+    /// when the pod carries it. None: no such gate (the pod was created
+    /// before the Service selected it, or injection is off).
+    pub health_gate: Option<HealthGate>,
+}
+
+/// A readiness gate's condition, as the LB controller last set it: true
+/// once the pod's target passed its health checks in the group. The LB
+/// controller updates it only while the pod is behind the Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthGate {
+    pub healthy: bool,
+    /// The condition's `lastTransitionTime`.
+    pub since: Option<Timestamp>,
 }
 
 impl EndpointView {

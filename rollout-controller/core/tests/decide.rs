@@ -221,14 +221,23 @@ fn scale_up_happens_before_traffic_moves() {
     sim.kubelet = false;
     sim.set_image("backend:2");
     let canary = sim.hash();
+    // The canary Service first, so that the LB controller's webhook sees
+    // the pods it selects as they are created (readiness gates).
     let d = sim.step();
     assert_eq!(
         d.actions,
-        vec![Action::CreateReplicaSet {
-            hash: canary.clone(),
-            replicas: 1,
-            pod_metadata: Default::default(),
-        }]
+        vec![
+            Action::SetServiceSelector {
+                service: "backend-service-canary".into(),
+                hash: canary.clone(),
+                at: sim.world.now,
+            },
+            Action::CreateReplicaSet {
+                hash: canary.clone(),
+                replicas: 1,
+                pod_metadata: Default::default(),
+            }
+        ]
     );
     let d = sim.step();
     assert!(
@@ -240,14 +249,8 @@ fn scale_up_happens_before_traffic_moves() {
         .replica_sets
         .iter_mut()
         .for_each(|r| r.available = r.replicas);
-    let d = sim.step();
-    assert_eq!(
-        d.actions,
-        vec![Action::SetServiceSelector {
-            service: "backend-service-canary".into(),
-            hash: canary.clone()
-        }]
-    );
+    // The EndpointSlices follow.
+    sim.advance(0);
     let d = sim.step();
     assert!(
         matches!(&d.actions[..], [Action::SetIngressAction { .. }]),

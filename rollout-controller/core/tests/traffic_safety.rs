@@ -6,8 +6,9 @@
 //! without a healthy target of a ready pod, or a pod deleted while it is
 //! still a target. Each scenario runs with the LB controller 0, 2 and 10 s
 //! late, with target health read from ELBv2 and without (annotation-only
-//! mode, settle and drain times assumed); and Argo Rollouts' ordering,
-//! replayed on the same simulation, loses requests.
+//! mode: settle and drain times assumed, or the LB controller's readiness
+//! gates); and Argo Rollouts' ordering, replayed on the same simulation,
+//! loses requests.
 
 use std::time::Duration;
 
@@ -27,22 +28,40 @@ const STEPS: &str = "[{setWeight: 25}, {pause: {duration: 5s}}, {setWeight: 50},
 const HEALTH_CHECK: i64 = 5;
 const DEREGISTRATION: i64 = 10;
 
+/// What the controller sees of target health.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sight {
+    /// DescribeTargetHealth.
+    Elbv2,
+    /// EndpointSlices only: settle and drain times assumed.
+    Endpoints,
+    /// EndpointSlices, and the pods carry the LB controller's readiness
+    /// gates (injection enabled in the namespace).
+    ReadinessGates,
+    /// DescribeTargetHealth, and the pods carry readiness gates too.
+    Elbv2AndGates,
+}
+use Sight::*;
+
 /// `backend` deployed behind an ALB whose LB controller is `lag` seconds
-/// late; `aws`: the controller reads target health from ELBv2.
-fn deployed(lag: i64, aws: bool) -> Simulation {
-    let timing = format!(
-        "{{settleSeconds: {}, drainSeconds: {DEREGISTRATION}}}",
-        lag + HEALTH_CHECK
-    );
+/// late, seen as `sight` says; without ELBv2 the assumed settle time is
+/// what the ALB takes.
+fn deployed(lag: i64, sight: Sight) -> Simulation {
+    deployed_settling(lag, sight, lag + HEALTH_CHECK)
+}
+
+fn deployed_settling(lag: i64, sight: Sight, settle: i64) -> Simulation {
+    let timing = format!("{{settleSeconds: {settle}, drainSeconds: {DEREGISTRATION}}}");
     let mut rollout = common::rollout(STEPS);
     alb_routing(&mut rollout).target_health = Some(serde_yaml::from_str(&timing).unwrap());
     let mut sim = Simulation::new(rollout);
     sim.lb.lag = SignedDuration::from_secs(lag);
     sim.lb.health_check = SignedDuration::from_secs(HEALTH_CHECK);
     sim.lb.deregistration = SignedDuration::from_secs(DEREGISTRATION);
-    if aws {
+    if matches!(sight, Elbv2 | Elbv2AndGates) {
         sim.world.alb = Some(Ok(Observed::placeholder()));
     }
+    sim.readiness_gates = matches!(sight, ReadinessGates | Elbv2AndGates);
     run_until(&mut sim, |s| s.phase() == Some(Phase::Healthy));
     // Nothing was served before the first version's targets were healthy.
     sim.violations.clear();
@@ -76,15 +95,15 @@ fn step_index(sim: &Simulation) -> i32 {
     sim.status().and_then(|s| s.current_step_index).unwrap_or(0)
 }
 
-/// Runs `scenario` for every LB-controller lag, with and without ELBv2.
+/// Runs `scenario` for every LB-controller lag and every sight.
 fn each_alb(scenario: impl Fn(&mut Simulation)) {
     for lag in [0, 2, 10] {
-        for aws in [true, false] {
-            let mut sim = deployed(lag, aws);
+        for sight in [Elbv2, Endpoints, ReadinessGates, Elbv2AndGates] {
+            let mut sim = deployed(lag, sight);
             scenario(&mut sim);
             assert!(
                 sim.violations.is_empty(),
-                "lag {lag}s, ELBv2 {aws}: {:#?}",
+                "lag {lag}s, {sight:?}: {:#?}",
                 sim.violations
             );
         }
@@ -148,7 +167,7 @@ fn a_rollback_to_the_stable_template_loses_no_request() {
 
 #[test]
 fn a_promotion_moves_all_traffic_to_the_canary_before_the_stable_service_switches() {
-    let mut sim = deployed(2, true);
+    let mut sim = deployed(2, Elbv2);
     set_image(&mut sim, "backend:2");
     let canary = sim.hash();
     run_until(&mut sim, |s| step_index(s) == 3);
@@ -174,7 +193,7 @@ fn a_promotion_moves_all_traffic_to_the_canary_before_the_stable_service_switche
 
 #[test]
 fn a_scale_down_waits_until_the_pods_left_every_target_group() {
-    let mut sim = deployed(10, true);
+    let mut sim = deployed(10, Elbv2);
     // Drains outlast the scale-down delay (30 s).
     sim.lb.deregistration = SignedDuration::from_secs(60);
     let old = sim.hash();
@@ -202,6 +221,110 @@ fn a_scale_down_waits_until_the_pods_left_every_target_group() {
     run_until(&mut sim, |s| s.replicas(&old) == 0);
     assert!(sim.status().unwrap().traffic_gates.is_empty());
     assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+}
+
+fn canary_selects(sim: &Simulation, hash: &str) -> bool {
+    let service = sim.world.canary_service.as_ref().unwrap();
+    service.hash.as_deref() == Some(hash)
+}
+
+/// The pods carry the LB controller's readiness gates, and the settle time
+/// is far longer than the ALB takes: the canary's weight moves as soon as
+/// its pods are Ready, i.e. healthy in its group. The stable's group after
+/// the selector switch still waits the settle time: the new pods were
+/// created before the stable Service selected them, so they carry no gate
+/// for its group.
+#[test]
+fn readiness_gates_move_the_canary_weight_without_the_settle_time() {
+    const SETTLE: i64 = 600;
+    for sight in [ReadinessGates, Endpoints] {
+        let mut sim = deployed_settling(2, sight, SETTLE);
+        // A release long after the last one: no earlier change to wait out.
+        sim.advance(SignedDuration::from_secs(SETTLE));
+        set_image(&mut sim, "backend:2");
+        let start = sim.world.now;
+        run_until(&mut sim, |s| s.canary_weight() == Some(25));
+        let first = sim.world.now.duration_since(start).as_secs();
+        run_until(&mut sim, |s| step_index(s) == 3);
+        sim.promote();
+        let promoted = sim.world.now;
+        run_until(&mut sim, |s| s.phase() == Some(Phase::Healthy));
+        let promotion = sim.world.now.duration_since(promoted).as_secs();
+        assert!(
+            sim.violations.is_empty(),
+            "{sight:?}: {:#?}",
+            sim.violations
+        );
+        match sight {
+            // Registered 2 s late, healthy 5 s later, looked at every 5 s.
+            ReadinessGates => assert!(first <= 20, "weight moved after {first}s"),
+            _ => assert!(first >= SETTLE, "weight moved after {first}s"),
+        }
+        assert!(promotion >= SETTLE, "{sight:?}: promoted in {promotion}s");
+    }
+}
+
+/// Back to an earlier canary whose pods still run: their gate for the
+/// canary's group passed when they were last behind its Service, and says
+/// nothing about now (the LB controller registers them again `lag` later):
+/// the weight waits until they pass again.
+#[test]
+fn a_gate_that_passed_before_the_service_came_back_is_not_trusted() {
+    let mut sim = deployed_settling(10, ReadinessGates, 60);
+    sim.advance(SignedDuration::from_secs(60));
+    set_image(&mut sim, "backend:2");
+    let earlier = sim.hash();
+    run_until(&mut sim, |s| s.canary_weight() == Some(25));
+    set_image(&mut sim, "backend:3");
+    let next = sim.hash();
+    run_until(&mut sim, |s| canary_selects(s, &next));
+    set_image(&mut sim, "backend:2");
+    run_until(&mut sim, |s| canary_selects(s, &earlier));
+    let back = sim.world.now;
+    let endpoints = &sim.world.canary_service.as_ref().unwrap().endpoints;
+    assert!(
+        !endpoints.is_empty()
+            && endpoints
+                .iter()
+                .all(|e| e.health_gate.is_some_and(|g| g.healthy)),
+        "the earlier canary's pods are back with their old gates: {endpoints:#?}"
+    );
+    // Only their gates passing again (registered 10 s late, healthy 5 s
+    // later) lets the weight move.
+    run_until(&mut sim, |s| s.canary_weight() == Some(25));
+    let waited = sim.world.now.duration_since(back).as_secs();
+    assert!(waited >= 15, "weight moved after {waited}s");
+    assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+}
+
+/// An abort points the canary Service back at the stable's pods, which
+/// carry its gate from the first deploy: the LB controller registers them
+/// again, and their gate is false until they pass the health checks. A
+/// release right then must not take the canary Service away before that,
+/// or the stable's pods stay unready for good (the LB controller sets a
+/// gate only while its pod is behind the gate's Service).
+#[test]
+fn the_canary_service_leaves_pods_only_once_their_gates_passed() {
+    for sight in [ReadinessGates, Elbv2AndGates] {
+        let mut sim = deployed(10, sight);
+        let stable = sim.hash();
+        set_image(&mut sim, "backend:2");
+        run_until(&mut sim, |s| s.canary_weight() == Some(25));
+        sim.operate(Op::Abort).unwrap();
+        run_until(&mut sim, |s| canary_selects(s, &stable));
+        set_image(&mut sim, "backend:3");
+        run_until(&mut sim, |s| s.canary_weight() == Some(25));
+        let endpoints = &sim.world.stable_service.as_ref().unwrap().endpoints;
+        assert!(
+            endpoints.len() == 5 && endpoints.iter().all(|e| e.ready),
+            "{sight:?}: {endpoints:#?}"
+        );
+        assert!(
+            sim.violations.is_empty(),
+            "{sight:?}: {:#?}",
+            sim.violations
+        );
+    }
 }
 
 #[test]
@@ -254,7 +377,7 @@ fn without_elbv2_the_settle_and_drain_times_come_from_the_ingress() {
 
 #[test]
 fn a_gate_that_waits_too_long_aborts_the_canary() {
-    let mut sim = deployed(0, true);
+    let mut sim = deployed(0, Elbv2);
     alb_routing(&mut sim.rollout).target_health =
         Some(serde_yaml::from_str("{timeoutSeconds: 60}").unwrap());
     // The LB controller is down: no target is ever registered.
@@ -290,7 +413,7 @@ fn argos_ordering_loses_requests_in_the_same_simulation() {
     // At the end of the canary Argo points the stable Service at the new
     // pods and sends all weight back to it at once.
     for lag in [0, 2, 10] {
-        let mut sim = deployed(lag, true);
+        let mut sim = deployed(lag, Elbv2);
         set_image(&mut sim, "backend:2");
         let canary = sim.hash();
         run_until(&mut sim, |s| step_index(s) == 3);

@@ -5,7 +5,6 @@
 //! reconcile sees a Service's endpoints half listed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,6 +12,7 @@ use kube::ResourceExt;
 use kube::runtime::watcher;
 use serde::Deserialize;
 
+use super::staged::Staged;
 use super::{cached_resource, lean_meta};
 use rollout_core::world::EndpointView;
 
@@ -64,6 +64,8 @@ impl CachedEndpointSlice {
                     pod: e.target_ref.as_ref().and_then(|t| t.name.clone()),
                     // The API: an unknown (nil) ready condition reads as ready.
                     ready: e.conditions.as_ref().and_then(|c| c.ready) != Some(false),
+                    // From the pods' readiness gates, where they carry any.
+                    health_gate: None,
                 })
             })
             .collect()
@@ -83,16 +85,12 @@ type Index = HashMap<(String, String), BTreeMap<String, Vec<EndpointView>>>;
 
 /// The endpoints of every Service in scope, kept from the EndpointSlice watch.
 #[derive(Clone, Default)]
-pub struct Endpoints {
-    index: Arc<RwLock<Index>>,
-    /// A relist being read, swapped in at its end.
-    staged: Arc<RwLock<Option<Index>>>,
-}
+pub struct Endpoints(Staged<Index>);
 
 impl Endpoints {
     /// The endpoints of Service `name` in `ns` (none known: empty).
     pub fn of(&self, ns: &str, name: &str) -> Vec<EndpointView> {
-        let index = self.index.read().unwrap();
+        let index = self.0.read();
         index
             .get(&(ns.to_string(), name.to_string()))
             .map(|slices| slices.values().flatten().cloned().collect())
@@ -100,21 +98,7 @@ impl Endpoints {
     }
 
     pub fn observe(&self, event: &watcher::Event<CachedEndpointSlice>) {
-        match event {
-            watcher::Event::Init => *self.staged.write().unwrap() = Some(Index::default()),
-            watcher::Event::InitApply(s) => {
-                if let Some(staged) = self.staged.write().unwrap().as_mut() {
-                    set(staged, s);
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(fresh) = self.staged.write().unwrap().take() {
-                    *self.index.write().unwrap() = fresh;
-                }
-            }
-            watcher::Event::Apply(s) => set(&mut self.index.write().unwrap(), s),
-            watcher::Event::Delete(s) => remove(&mut self.index.write().unwrap(), s),
-        }
+        self.0.observe(event, set, remove);
     }
 }
 

@@ -13,6 +13,9 @@
 //!   annotations the decision reads.
 //! - EndpointSlices (`endpoints.rs`): the pods behind each Service, kept in
 //!   an index by Service rather than a store.
+//! - Pods and TargetGroupBindings (`health_gates.rs`), where the AWS Load
+//!   Balancer Controller's CRD is served: only the readiness gates it put
+//!   on pods, in an index.
 //!
 //! Services and Ingresses: every one in scope is watched and kept as a lean
 //! copy. Labelling the referenced objects instead would add writes to
@@ -21,8 +24,10 @@
 
 mod deployment;
 mod endpoints;
+mod health_gates;
 mod objects;
 mod rollout;
+mod staged;
 
 use std::sync::Arc;
 
@@ -33,6 +38,10 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 
 pub use deployment::CachedDeployment;
 pub use endpoints::{CachedEndpointSlice, Endpoints, SERVICE_NAME, trim_endpoint_slice};
+pub use health_gates::{
+    BINDING_GROUP, BINDING_PLURAL, BINDING_VERSION, CachedPod, CachedTargetGroupBinding,
+    HealthGates,
+};
 pub use objects::{
     CachedIngress, CachedReplicaSet, CachedService, trim_ingress, trim_replica_set, trim_service,
 };
@@ -53,6 +62,8 @@ pub struct Caches {
     pub deployments: Store<CachedDeployment>,
     /// The pods behind each Service (EndpointSlices, indexed by Service).
     pub endpoints: Endpoints,
+    /// The LB controller's readiness gates on the Rollouts' pods.
+    pub health_gates: HealthGates,
 }
 
 /// What fills the stores: each moved into its watch's reflector.
@@ -81,6 +92,7 @@ pub fn stores() -> (Caches, Writers) {
         templates,
         deployments,
         endpoints: Endpoints::default(),
+        health_gates: HealthGates::default(),
     };
     let writers = Writers {
         rollouts: rollouts_w,

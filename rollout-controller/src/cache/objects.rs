@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 
 use super::{cached_resource, keep_annotations, lean_meta};
-use crate::reconcile::SCALE_DOWN_AT;
+use crate::reconcile::{SCALE_DOWN_AT, SELECTED_AT};
 use crate::replica_sets::POD_METADATA;
 use rollout_core::alb::MANAGED_ACTIONS;
 use rollout_core::types::POD_TEMPLATE_HASH;
@@ -76,12 +76,16 @@ impl CachedService {
     pub fn selected_hash(&self) -> Option<&String> {
         self.spec.selector.as_ref()?.get(POD_TEMPLATE_HASH)
     }
+
+    pub fn annotation(&self, key: &str) -> Option<&String> {
+        self.metadata.annotations.as_ref()?.get(key)
+    }
 }
 
 pub fn trim_service(service: &mut CachedService) {
     lean_meta(&mut service.metadata);
     service.metadata.labels = None;
-    service.metadata.annotations = None;
+    keep_annotations(&mut service.metadata, |k| k == SELECTED_AT);
 }
 
 /// An Ingress: the ALB action annotations and the marker of which are
@@ -176,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn a_service_keeps_its_selector_only() {
+    fn a_service_keeps_its_selector_and_when_it_was_pointed_only() {
         let mut service: CachedService = serde_json::from_value(json!({
             "metadata": meta(),
             "spec": {"selector": {"app": "web", POD_TEMPLATE_HASH: "abc"},
@@ -187,6 +191,16 @@ mod tests {
         trim_service(&mut service);
         assert_eq!(service.selected_hash().map(String::as_str), Some("abc"));
         assert!(service.metadata.annotations.is_none() && service.metadata.labels.is_none());
+        let mut pointed = meta();
+        pointed["annotations"][SELECTED_AT] = json!("2026-12-07T10:00:00Z");
+        let mut service: CachedService =
+            serde_json::from_value(json!({"metadata": pointed, "spec": null})).unwrap();
+        trim_service(&mut service);
+        assert_eq!(service.metadata.annotations.as_ref().unwrap().len(), 1);
+        assert_eq!(
+            service.annotation(SELECTED_AT).map(String::as_str),
+            Some("2026-12-07T10:00:00Z")
+        );
         assert!(service.metadata.managed_fields.is_none());
         let bare: CachedService =
             serde_json::from_value(json!({"metadata": meta(), "spec": null})).unwrap();

@@ -3,7 +3,11 @@
 //! `<replicaset>-<i>`, Ready at once with an IP derived from the name, and
 //! gone at once when scaled away; each Service has one slice listing the
 //! pods it selects. Kept in step with every write of a ReplicaSet, a pod or
-//! a Service; a slice is written only when its endpoints change.
+//! a Service; a slice is written only when its endpoints change. With
+//! `readiness_gates`, the LB controller's webhook too: a new pod gets a
+//! gate per TargetGroupBinding whose Service selects it, and is Ready only
+//! once something (the LB controller's stand-in) sets it Ready; the
+//! ReplicaSet counts only Ready pods then.
 
 use serde_json::{Value, json};
 
@@ -13,6 +17,8 @@ const SERVICES: &str = "api/v1/services";
 const PODS: &str = "api/v1/pods";
 const REPLICA_SETS: &str = "apis/apps/v1/replicasets";
 const SLICES: &str = "apis/discovery.k8s.io/v1/endpointslices";
+const BINDINGS: &str = "apis/elbv2.k8s.aws/v1beta1/targetgroupbindings";
+pub use crate::alb_sim::GATE_PREFIX;
 
 impl Store {
     /// After `object` (at `key`) was written or deleted: its pods, and the
@@ -26,6 +32,9 @@ impl Store {
         let services: Vec<String> = if collection == SERVICES {
             vec![name.clone()]
         } else if collection == PODS {
+            if self.readiness_gates {
+                self.recount_ready(ns, object);
+            }
             let labels = &object["metadata"]["labels"];
             self.in_namespace(SERVICES, ns)
                 .filter(|(_, s)| selects(&s["spec"]["selector"], labels))
@@ -70,6 +79,9 @@ impl Store {
                 continue;
             }
             let labels = rs["spec"]["template"]["metadata"]["labels"].clone();
+            let gates = self.injected_gates(ns, &labels);
+            // Ready at once, unless a readiness gate waits.
+            let ready = if gates.is_empty() { "True" } else { "False" };
             let ip = pod_ip(&pod);
             let object = json!({
                 "apiVersion": "v1", "kind": "Pod",
@@ -78,11 +90,67 @@ impl Store {
                              "creationTimestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                                   "name": name, "uid": rs["metadata"]["uid"], "controller": true}]},
-                "spec": {"containers": rs["spec"]["template"]["spec"]["containers"]},
+                "spec": {"containers": rs["spec"]["template"]["spec"]["containers"],
+                         "readinessGates": gates},
                 "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                           "conditions": [{"type": "Ready", "status": "True"}]}
+                           "conditions": [{"type": "ContainersReady", "status": "True"},
+                                          {"type": "Ready", "status": ready}]}
             });
             self.write(pod_key, object, Change::Added);
+        }
+    }
+
+    /// The LB controller's webhook: a gate for every TargetGroupBinding
+    /// whose Service selects a pod with `labels`.
+    fn injected_gates(&self, ns: &str, labels: &Value) -> Vec<Value> {
+        if !self.readiness_gates {
+            return Vec::new();
+        }
+        let bindings: Vec<(String, String)> = self
+            .in_namespace(BINDINGS, ns)
+            .filter_map(|(k, b)| {
+                Some((
+                    k.2.clone(),
+                    b["spec"]["serviceRef"]["name"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        bindings
+            .into_iter()
+            .filter(|(_, service)| {
+                let key = (SERVICES.to_string(), ns.to_string(), service.clone());
+                self.get(&key)
+                    .is_some_and(|s| selects(&s["spec"]["selector"], labels))
+            })
+            .map(|(binding, _)| json!({"conditionType": format!("{GATE_PREFIX}{binding}")}))
+            .collect()
+    }
+
+    /// How many of a ReplicaSet's pods are Ready (None: all, without gates).
+    pub(super) fn ready_pods(&self, key: &Key) -> Option<i64> {
+        if !self.readiness_gates {
+            return None;
+        }
+        let prefix = format!("{}-", key.2);
+        let ready = self
+            .in_namespace(PODS, &key.1)
+            .filter(|(k, _)| k.2.starts_with(&prefix))
+            .filter(|(_, p)| is_ready(p))
+            .count();
+        Some(ready as i64)
+    }
+
+    /// A pod's readiness changed: its ReplicaSet's counts follow.
+    fn recount_ready(&mut self, ns: &str, pod: &Value) {
+        let Some(owner) = pod["metadata"]["ownerReferences"][0]["name"].as_str() else {
+            return;
+        };
+        let key = (REPLICA_SETS.to_string(), ns.to_string(), owner.to_string());
+        let Some(rs) = self.get(&key).cloned() else {
+            return;
+        };
+        if self.ready_pods(&key) != rs["status"]["readyReplicas"].as_i64() {
+            self.write(key, rs, Change::Modified);
         }
     }
 
@@ -150,13 +218,17 @@ fn selects(selector: &Value, labels: &Value) -> bool {
 /// A pod as its Services' slices list it: ready while its Ready condition
 /// is True and it is not being deleted.
 fn endpoint(name: &str, pod: &Value) -> Value {
-    let ready = pod["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    }) && pod["metadata"]["deletionTimestamp"].is_null();
+    let ready = is_ready(pod) && pod["metadata"]["deletionTimestamp"].is_null();
     json!({"addresses": [pod["status"]["podIP"]],
            "conditions": {"ready": ready, "serving": ready, "terminating": !pod["metadata"]["deletionTimestamp"].is_null()},
            "targetRef": {"kind": "Pod", "name": name}})
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// An IP derived from a pod's name (no network plugin runs).

@@ -6,7 +6,9 @@
 //! honoured); discovery of the `gantry.dev` group with or without its
 //! CRDs; the API server's answer for a missing namespace. With `kubelet`,
 //! every ReplicaSet's pods exist and are available as soon as it asks for
-//! them, and each Service's EndpointSlice lists the pods it selects.
+//! them, and each Service's EndpointSlice lists the pods it selects; with
+//! `readiness_gates` too, pods carry the AWS Load Balancer Controller's
+//! readiness gates.
 //!
 //! What the controller process needs to start, elect and stop, and what
 //! the scale benchmark drives 10,000 Rollouts through. Every request is
@@ -41,6 +43,11 @@ pub struct Options {
     pub kubelet: bool,
     /// Record managedFields on every write, as the API server does.
     pub managed_fields: bool,
+    /// With `kubelet`: serve the AWS Load Balancer Controller's
+    /// TargetGroupBindings and play its webhook, which gives a new pod a
+    /// readiness gate per binding whose Service selects it (a gated pod is
+    /// Ready once something sets its gates' conditions true).
+    pub readiness_gates: bool,
 }
 
 #[derive(Clone)]
@@ -66,6 +73,7 @@ pub fn start_with(options: Options) -> (FakeApi, tokio::runtime::Runtime) {
             .map(|n| n.into_iter().collect::<BTreeSet<_>>()),
         kubelet: options.kubelet,
         managed_fields: options.managed_fields,
+        readiness_gates: options.readiness_gates,
         ..Default::default()
     };
     let shared = Arc::new(Shared {

@@ -51,12 +51,11 @@ pub async fn handle(
     if method == Method::GET && path == "/apis/gantry.dev/v1alpha1" {
         return discovery(shared.store.lock().unwrap().crds_installed);
     }
+    if method == Method::GET && path == "/apis/elbv2.k8s.aws/v1beta1" {
+        return binding_discovery(shared.store.lock().unwrap().readiness_gates);
+    }
     let Some(target) = target(path) else {
-        return status((
-            404,
-            "the server could not find the requested resource".into(),
-            json!({}),
-        ));
+        return not_served();
     };
     let params = params(query);
     let is = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
@@ -255,11 +254,7 @@ fn events_since(store: &Store, cursor: usize, query: &Query) -> Vec<u8> {
 
 fn discovery(installed: bool) -> Response {
     if !installed {
-        return status((
-            404,
-            "the server could not find the requested resource".into(),
-            json!({}),
-        ));
+        return not_served();
     }
     let resource = |name: &str, kind: &str| {
         json!({"name": name, "singularName": "", "namespaced": true, "kind": kind,
@@ -273,6 +268,30 @@ fn discovery(installed: bool) -> Response {
                           resource("analysistemplates", "AnalysisTemplate")]
         }),
     )
+}
+
+/// The AWS Load Balancer Controller's group, where its CRDs are installed.
+fn binding_discovery(installed: bool) -> Response {
+    if !installed {
+        return not_served();
+    }
+    reply(
+        200,
+        &json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "elbv2.k8s.aws/v1beta1",
+            "resources": [{"name": "targetgroupbindings", "singularName": "targetgroupbinding",
+                           "namespaced": true, "kind": "TargetGroupBinding",
+                           "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]}]
+        }),
+    )
+}
+
+fn not_served() -> Response {
+    status((
+        404,
+        "the server could not find the requested resource".into(),
+        json!({}),
+    ))
 }
 
 fn status((code, message, details): Refusal) -> Response {

@@ -39,6 +39,8 @@ pub struct Store {
     /// Record managedFields on every write, as the API server does (they
     /// are often the largest part of an object).
     pub managed_fields: bool,
+    /// Pods get the LB controller's readiness gates (see `endpoints`).
+    pub readiness_gates: bool,
     pub objects: BTreeMap<Key, Value>,
     pub log: Vec<Logged>,
     pub resource_version: u64,
@@ -154,7 +156,8 @@ impl Store {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         if self.kubelet && key.0.ends_with("/replicasets") {
-            run_pods(&mut object);
+            let ready = self.ready_pods(&key);
+            run_pods(&mut object, ready);
         }
         if self.managed_fields {
             record_managed_fields(&mut object);
@@ -188,13 +191,14 @@ impl Store {
     }
 }
 
-/// What the ReplicaSet controller and the kubelet would report once every
-/// pod is up.
-fn run_pods(rs: &mut Value) {
+/// What the ReplicaSet controller would report with `ready` of its pods
+/// Ready (all of them, unless they wait for readiness gates).
+fn run_pods(rs: &mut Value, ready: Option<i64>) {
     let replicas = rs["spec"]["replicas"].as_i64().unwrap_or(1);
+    let ready = ready.unwrap_or(replicas).min(replicas);
     rs["status"] = json!({
-        "replicas": replicas, "fullyLabeledReplicas": replicas, "readyReplicas": replicas,
-        "availableReplicas": replicas, "observedGeneration": rs["metadata"]["generation"]
+        "replicas": replicas, "fullyLabeledReplicas": replicas, "readyReplicas": ready,
+        "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]
     });
 }
 

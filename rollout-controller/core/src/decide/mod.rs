@@ -91,9 +91,11 @@ pub enum Action {
     DeleteReplicaSet {
         name: String,
     },
+    /// Point a Service at a ReplicaSet's pods, noting when (`selected_at`).
     SetServiceSelector {
         service: String,
         hash: String,
+        at: Timestamp,
     },
     /// Write the forward action annotation (and the managed-actions marker).
     SetIngressAction {

@@ -49,7 +49,15 @@ impl Decider<'_> {
             self.actions.push(Action::SetServiceSelector {
                 service: service.to_string(),
                 hash: hash.to_string(),
+                at: self.world.now,
             });
         }
+    }
+
+    /// Whether this decision points `service` at `hash`.
+    pub(super) fn pointing(&self, service: &str, hash: &str) -> bool {
+        self.actions.iter().any(|a| {
+            matches!(a, Action::SetServiceSelector { service: s, hash: h, .. } if s == service && h == hash)
+        })
     }
 }

@@ -44,13 +44,16 @@ impl Decider<'_> {
                 "retrying the canary from the first step".into(),
             ));
         }
-        // A promotion cut short by a new template may have left the stable
-        // Service on that earlier canary's pods: with traffic routing, it
-        // goes back first (the stable is kept at full size then).
+        // A promotion cut short (by a new template, or by an abort and a
+        // retry) may have left the stable Service on a canary's pods: with
+        // traffic routing, it goes back first (the stable is kept at full
+        // size then), or the steps' weights would not mean what they say.
+        let promoting =
+            self.status.promote_full || self.status.current_step_index.is_some_and(|i| i >= n);
         let stable_elsewhere = plan.alb.is_some()
             && self
                 .service_hash(&plan.stable_service)
-                .is_some_and(|h| h != hash && h != stable);
+                .is_some_and(|h| h != stable && (h != hash || !promoting));
         if stable_elsewhere
             && !(self.fully_available(stable, plan.replicas)
                 && self.repoint(plan, &plan.stable_service, stable))
@@ -169,6 +172,14 @@ impl Decider<'_> {
             }
             return weight == 0 || self.service_hash(&plan.canary_service).as_deref() == Some(hash);
         }
+        // The canary Service selects the pods before they are created (its
+        // patch goes first when both are decided at once), so that the LB
+        // controller's webhook gives them its readiness gate for the
+        // canary's target group.
+        let selected = weight == 0 || self.repoint(plan, &plan.canary_service, hash);
+        if !selected && !self.pointing(&plan.canary_service, hash) {
+            return false;
+        }
         // A canary with more pods than the weight needs (a lower setWeight,
         // a retry after a promotion began) keeps them: the ReplicaSet
         // controller would delete pods the ALB still sends requests to.
@@ -182,9 +193,6 @@ impl Decider<'_> {
         {
             return false;
         }
-        if weight > 0 && !self.repoint(plan, &plan.canary_service, hash) {
-            return false;
-        }
-        self.ensure_weights(plan, weight)
+        selected && self.ensure_weights(plan, weight)
     }
 }

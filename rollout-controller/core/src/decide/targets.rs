@@ -6,12 +6,14 @@
 //! With the ELBv2 API the controller sees target health (DescribeTargetHealth)
 //! and asks it. Without, it sees what the cluster shows: the Service's
 //! EndpointSlices, and it waits the time the ALB takes (`Gates::settle`
-//! after pods are ready, `Gates::drain` after they left).
+//! after pods are ready, `Gates::drain` after they left) — unless every
+//! pod carries the LB controller's readiness gate for the Service's
+//! target group: a Ready pod is then a healthy target.
 
 use std::net::IpAddr;
 
 use crate::types::{GateKind, TrafficGate};
-use crate::world::{EndpointView, TargetState, TargetView};
+use crate::world::{EndpointView, HealthGate, TargetState, TargetView};
 
 use super::*;
 
@@ -24,7 +26,8 @@ pub const GATE_TIMEOUT_REASON: &str = "TrafficGateTimedOut";
 enum Serving {
     /// ELBv2 shows every one of them healthy.
     Healthy,
-    /// Ready behind the Service; the ALB's view is not available.
+    /// Ready behind the Service; the ALB's view is not available, and not
+    /// every pod carries the group's readiness gate.
     Ready,
     No(String),
 }
@@ -71,12 +74,24 @@ impl Decider<'_> {
     /// Whether the LB controller is done with `service`'s last selector
     /// change, so that another one cannot be mixed up with it: with the
     /// ELBv2 API, its target group holds exactly the Service's pods;
-    /// without, the settle delay passed since the weight left the group.
+    /// without, the settle delay passed since the weights and the
+    /// Service's selector last changed (when both are known; else since
+    /// this wait began).
     fn weight_settled(&mut self, plan: &Plan, service: &str) -> bool {
         let Some(alb) = &plan.alb else {
             return true;
         };
         let hash = self.service_hash(service).unwrap_or_default();
+        if let Some(waiting) = self.gates_unpassed(plan, service) {
+            let message = format!(
+                "{waiting} pod(s) of {hash} wait for their readiness gate for {service}'s target group; re-pointing {service} now would leave them unready for good"
+            );
+            let since = self.waiting(GateKind::WeightsApplied, service, &hash, message.clone());
+            if self.elapsed(since, alb.gates.timeout) {
+                self.gate_timed_out(&message, alb.gates.timeout);
+            }
+            return false;
+        }
         if self.world.alb.is_some() {
             let Some(behind) = self.unsynced(plan, service) else {
                 return true;
@@ -92,15 +107,42 @@ impl Decider<'_> {
             "waiting {} for the ALB to take the weight off {service}'s target group before its selector changes",
             crate::plan::human(settle)
         );
-        let since = self
-            .gate_before(GateKind::WeightsApplied, service, &hash)
-            .and_then(|g| g.since.parse().ok())
+        let weights_since = self.status.canary.weights.as_ref();
+        let weights_since = weights_since.and_then(|w| w.since.as_deref()?.parse().ok());
+        let selected_at = self.service(service).and_then(|s| s.selected_at);
+        let since = weights_since
+            .zip(selected_at)
+            .map(|(w, s): (Timestamp, Timestamp)| w.max(s))
+            .or_else(|| {
+                let gate = self.gate_before(GateKind::WeightsApplied, service, &hash)?;
+                gate.since.parse().ok()
+            })
             .unwrap_or(self.world.now);
         if self.elapsed(since, settle) {
             return true;
         }
         self.waiting(GateKind::WeightsApplied, service, &hash, message);
         false
+    }
+
+    /// How many pods behind `service` still wait for its readiness gate,
+    /// when the other Service keeps them: the LB controller sets a gate
+    /// only while the pod is behind the gate's Service, so one left
+    /// unpassed keeps its pod unready for good.
+    fn gates_unpassed(&self, plan: &Plan, service: &str) -> Option<usize> {
+        let s = self.service(service)?;
+        let other = match service == plan.stable_service {
+            true => &plan.canary_service,
+            false => &plan.stable_service,
+        };
+        if s.hash.is_none() || self.service_hash(other) != s.hash {
+            return None;
+        }
+        let unpassed = s
+            .endpoints
+            .iter()
+            .filter(|e| e.health_gate.is_some_and(|g| !g.healthy));
+        Some(unpassed.count()).filter(|n| *n > 0)
     }
 
     /// The weight gate: true once `service`'s target group serves the pods
@@ -120,7 +162,7 @@ impl Decider<'_> {
             Serving::Ready => {
                 let settle = alb.gates.settle(alb, self.ingress_annotations());
                 let message = format!(
-                    "pods ready behind {service}; waiting {} for the ALB's health checks (target health not visible without the ELBv2 API)",
+                    "pods ready behind {service}; waiting {} for the ALB's health checks (without the ELBv2 API, target health shows only in readiness gates, which these pods do not carry for its target group)",
                     crate::plan::human(settle)
                 );
                 let ready_since = self
@@ -170,6 +212,7 @@ impl Decider<'_> {
             ));
         }
         let targets = match &self.world.alb {
+            None if ready.iter().all(|e| gate_passed(e, s.selected_at)) => return Serving::Healthy,
             None => return Serving::Ready,
             Some(Err(e)) => return Serving::No(format!("cannot read target health: {e}")),
             Some(Ok(o)) if service == plan.stable_service => o.stable_targets.as_ref(),
@@ -383,6 +426,24 @@ impl Decider<'_> {
             .iter()
             .find(|g| g.kind != GateKind::TargetsDrained)
             .map(|g| g.message.as_str())
+    }
+}
+
+/// Whether the pod's readiness gate for the Service's target group says
+/// it is a healthy target there now: its condition turned true after the
+/// Service was last pointed at these pods. One that turned true earlier
+/// may be from a time the pod was behind the Service before (the LB
+/// controller leaves it as it was once the pod leaves): not evidence.
+fn gate_passed(e: &EndpointView, selected_at: Option<Timestamp>) -> bool {
+    match (e.health_gate, selected_at) {
+        (
+            Some(HealthGate {
+                healthy: true,
+                since: Some(since),
+            }),
+            Some(at),
+        ) => since > at,
+        _ => false,
     }
 }
 

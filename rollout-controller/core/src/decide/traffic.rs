@@ -102,6 +102,12 @@ impl Decider<'_> {
     /// Records the weights in force, and what AWS shows, in the status.
     pub(super) fn observe_weights(&mut self, plan: &Plan) {
         let observed = self.canary_weight_now(plan);
+        let before = self.status.canary.weights.as_ref();
+        let since = match before {
+            Some(b) if Some(b.canary.weight) == observed => b.since.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| self.world.now.to_string());
         let verified = self
             .world
             .alb
@@ -120,6 +126,7 @@ impl Decider<'_> {
                     pod_template_hash: self.service_hash(&plan.stable_service),
                 },
                 verified,
+                since: Some(since),
             }),
         };
         self.status.alb = self.world.alb.as_ref().map(|o| match o {

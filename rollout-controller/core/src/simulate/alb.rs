@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::validate::validate;
-use crate::world::{EndpointView, PodView, TargetState, TargetView};
+use crate::world::{EndpointView, HealthGate, PodView, TargetState, TargetView};
 
 use super::Simulation;
 
@@ -52,6 +52,12 @@ pub fn pod_ip(pod: &PodView) -> String {
     format!("10.0.{}.{}", n / 250, n % 250 + 1)
 }
 
+/// Whether a Service selecting `hash` (None: every pod of the app)
+/// selects `pod`.
+fn selects(hash: &Option<String>, pod: &PodView) -> bool {
+    hash.as_ref().is_none_or(|h| *h == pod.hash)
+}
+
 /// The creation counter in a simulated pod's name: older pods first.
 fn pod_number(pod: &PodView) -> u32 {
     pod.name
@@ -62,10 +68,75 @@ fn pod_number(pod: &PodView) -> u32 {
 }
 
 impl Simulation {
+    /// The Services' EndpointSlices and the LB controller's view of them,
+    /// then what the LB controller and the ALB did by now; again, when a
+    /// readiness gate that passed made a pod Ready, so that the LB
+    /// controller sees that at once.
+    pub(super) fn sync_traffic(&mut self) {
+        self.sync_endpoints();
+        self.sync_lb();
+        if self.readiness_gates {
+            self.sync_endpoints();
+            self.sync_lb();
+        }
+    }
+
     /// The pods' ReplicaSets and readiness, as the Services' EndpointSlices
-    /// list them: a ReplicaSet's first `available` pods are ready.
-    pub(super) fn sync_endpoints(&mut self) {
-        let mut ready = BTreeMap::new();
+    /// list them: a ReplicaSet's first `available` pods have their
+    /// containers ready (the kubelet's part; the ReplicaSet's counts stay
+    /// the kubelet's in this model), and are Ready once every readiness
+    /// gate they carry passed. The LB controller sets a gate's condition
+    /// while the pod is behind the gate's Service and registered in its
+    /// group (a healthy target or not), and leaves it as it was once the
+    /// pod left: a pod that comes back keeps its old condition until the
+    /// LB controller registers it again.
+    fn sync_endpoints(&mut self) {
+        let up = self.containers_ready();
+        let services: Vec<(String, Option<String>)> =
+            [&self.world.stable_service, &self.world.canary_service]
+                .into_iter()
+                .flatten()
+                .map(|s| (s.name.clone(), s.hash.clone()))
+                .collect();
+        self.set_gates(&up, &services);
+        let mut registrable = BTreeMap::new();
+        let mut views = Vec::new();
+        for (service, hash) in &services {
+            let mut endpoints = Vec::new();
+            let mut register = BTreeSet::new();
+            for p in self.world.pods.iter().filter(|p| selects(hash, p)) {
+                let Some(up) = up.get(&p.name).copied() else {
+                    continue;
+                };
+                let gates = self.gates.get(&p.name);
+                let ip = pod_ip(p);
+                if up {
+                    register.insert(ip.clone());
+                }
+                endpoints.push(EndpointView {
+                    ready: up && gates.is_none_or(|g| g.values().all(|g| g.healthy)),
+                    health_gate: gates.and_then(|g| g.get(service)).copied(),
+                    ip,
+                    pod: Some(p.name.clone()),
+                });
+            }
+            registrable.insert(service.clone(), register);
+            views.push(endpoints);
+        }
+        self.registrable = registrable;
+        let w = &mut self.world;
+        for (s, endpoints) in [&mut w.stable_service, &mut w.canary_service]
+            .into_iter()
+            .flatten()
+            .zip(views)
+        {
+            s.endpoints = endpoints;
+        }
+    }
+
+    /// Whether each pod's containers are ready (and it is not terminating).
+    fn containers_ready(&self) -> BTreeMap<String, bool> {
+        let mut up = BTreeMap::new();
         for rs in &self.world.replica_sets {
             let mut pods: Vec<&PodView> = self
                 .world
@@ -75,32 +146,47 @@ impl Simulation {
                 .collect();
             pods.sort_by_key(|p| pod_number(p));
             for (i, p) in pods.iter().enumerate() {
-                ready.insert(p.name.clone(), (p.hash.clone(), (i as i32) < rs.available));
+                up.insert(p.name.clone(), (i as i32) < rs.available && !p.terminating);
             }
         }
-        let w = &mut self.world;
-        let pods = &w.pods;
-        for s in [&mut w.stable_service, &mut w.canary_service]
-            .into_iter()
-            .flatten()
-        {
-            s.endpoints = pods
-                .iter()
-                .filter_map(|p| {
-                    let (hash, is_ready) = ready.get(&p.name)?;
-                    let selected = s.hash.as_ref().is_none_or(|h| h == hash);
-                    selected.then(|| EndpointView {
-                        ip: pod_ip(p),
-                        pod: Some(p.name.clone()),
-                        ready: *is_ready && !p.terminating,
-                    })
-                })
-                .collect();
+        up
+    }
+
+    /// The LB controller's part in the gates: for each pod behind a
+    /// Service (`services`: name, selected hash) whose containers are ready
+    /// and which it registered in the Service's group, the gate for that
+    /// group follows the target's health.
+    fn set_gates(&mut self, up: &BTreeMap<String, bool>, services: &[(String, Option<String>)]) {
+        let now = self.world.now;
+        for p in &self.world.pods {
+            let Some(gates) = self.gates.get_mut(&p.name) else {
+                continue;
+            };
+            if up.get(&p.name) != Some(&true) {
+                continue;
+            }
+            for (service, hash) in services {
+                let Some(gate) = gates.get_mut(service).filter(|_| selects(hash, p)) else {
+                    continue;
+                };
+                // Only once the LB controller has registered the pod there
+                // (`lag` after it joined the Service).
+                let healthy = match self.lb.state(service, &pod_ip(p)) {
+                    None | Some(TargetState::Draining) => continue,
+                    Some(state) => state == TargetState::Healthy,
+                };
+                if gate.healthy != healthy {
+                    *gate = HealthGate {
+                        healthy,
+                        since: Some(now),
+                    };
+                }
+            }
         }
     }
 
     /// What the LB controller and the ALB have done by now.
-    pub(super) fn sync_lb(&mut self) {
+    fn sync_lb(&mut self) {
         let Some(plan) = validate(&self.rollout.spec).ok() else {
             return;
         };
@@ -112,17 +198,8 @@ impl Simulation {
         }
         let now = self.world.now;
         for service in [&plan.stable_service, &plan.canary_service] {
-            let ready = self
-                .service_view(service)
-                .map(|s| {
-                    s.endpoints
-                        .iter()
-                        .filter(|e| e.ready)
-                        .map(|e| e.ip.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            self.lb.see_endpoints(now, service, ready);
+            let pods = self.registrable.get(service).cloned().unwrap_or_default();
+            self.lb.see_endpoints(now, service, pods);
         }
         if alb.direct.is_none()
             && let Some(w) = self.canary_weight()
@@ -255,13 +332,6 @@ impl Simulation {
             .count();
         (older as i32) < rs.available
     }
-
-    fn service_view(&self, name: &str) -> Option<&crate::world::ServiceView> {
-        [&self.world.stable_service, &self.world.canary_service]
-            .into_iter()
-            .flatten()
-            .find(|s| s.name == name)
-    }
 }
 
 impl Lb {
@@ -278,8 +348,9 @@ impl Lb {
         }
     }
 
-    /// The LB controller sees `service`'s ready pod IPs now: it mirrors
-    /// them into the target group `lag` later.
+    /// The LB controller sees the pod IPs it registers for `service` now
+    /// (those whose containers are ready): it mirrors them into the target
+    /// group `lag` later.
     pub fn see_endpoints(&mut self, now: Timestamp, service: &str, ready: BTreeSet<String>) {
         if self.seen.get(service) != Some(&ready) {
             self.seen.insert(service.to_string(), ready.clone());
@@ -324,6 +395,11 @@ impl Lb {
                 state: *state,
             })
             .collect()
+    }
+
+    /// A target's state in `service`'s group (None: not registered).
+    pub fn state(&self, service: &str, ip: &str) -> Option<TargetState> {
+        self.groups.get(service)?.get(ip).map(|t| t.0)
     }
 
     /// The canary weight the listener rule applies (ingress mode).

@@ -5,7 +5,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use crate::decide::Action;
-use crate::world::{PodView, ReplicaSetView};
+use crate::world::{HealthGate, PodView, ReplicaSetView};
 
 use super::Simulation;
 
@@ -50,7 +50,7 @@ impl Simulation {
             Action::DeleteReplicaSet { name } => {
                 self.world.replica_sets.retain(|r| &r.name != name)
             }
-            Action::SetServiceSelector { service, hash } => {
+            Action::SetServiceSelector { service, hash, at } => {
                 let w = &mut self.world;
                 for s in [&mut w.stable_service, &mut w.canary_service]
                     .into_iter()
@@ -58,6 +58,7 @@ impl Simulation {
                 {
                     if &s.name == service {
                         s.hash = Some(hash.clone());
+                        s.selected_at = Some(*at);
                     }
                 }
             }
@@ -110,8 +111,23 @@ impl Simulation {
             let have = self.world.pods.iter().filter(|p| mine(p)).count() as i32;
             for _ in have..rs.replicas {
                 self.created += 1;
+                let name = format!("{}-{}", rs.name, self.created);
+                if self.readiness_gates {
+                    let selecting = [&self.world.stable_service, &self.world.canary_service]
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| s.hash.as_ref().is_none_or(|h| *h == rs.hash))
+                        .map(|s| {
+                            let unset = HealthGate {
+                                healthy: false,
+                                since: None,
+                            };
+                            (s.name.clone(), unset)
+                        });
+                    self.gates.insert(name.clone(), selecting.collect());
+                }
                 self.world.pods.push(PodView {
-                    name: format!("{}-{}", rs.name, self.created),
+                    name,
                     hash: rs.hash.clone(),
                     created: now,
                     terminating: false,
@@ -146,6 +162,7 @@ impl Simulation {
         });
         for pod in &removed {
             self.check_pod_removal(pod);
+            self.gates.remove(&pod.name);
         }
     }
 }

@@ -67,16 +67,15 @@ impl Simulation {
     /// at every moment they change something.
     pub fn advance(&mut self, by: SignedDuration) {
         let end = self.world.now + by;
-        self.sync_endpoints();
-        self.sync_lb();
+        self.sync_traffic();
         self.check_lb();
         while let Some(at) = self.next_lb_change().filter(|at| *at <= end) {
             self.world.now = at;
-            self.sync_lb();
+            self.sync_traffic();
             self.check_lb();
         }
         self.world.now = end;
-        self.sync_lb();
+        self.sync_traffic();
         self.check_lb();
     }
 

@@ -15,13 +15,13 @@
 //! measurements and invariants; `handles`: what a test or human does and
 //! reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::analysis::QueryValue;
 use crate::decide::{Decision, decide};
 use crate::status_patch::status_patch;
 use crate::types::{AnalysisPhase, Rollout};
-use crate::world::{IngressView, ServiceView, World};
+use crate::world::{HealthGate, IngressView, ServiceView, World};
 
 mod alb;
 mod checks;
@@ -46,6 +46,17 @@ pub struct Simulation {
     pub lb_controller: bool,
     /// The LB controller's and the ALB's timing and state.
     pub lb: Lb,
+    /// The LB controller's webhook gives each new pod a readiness gate for
+    /// the target group of every Service selecting it then (the namespace
+    /// is labelled `elbv2.k8s.aws/pod-readiness-gate-inject: enabled`).
+    pub readiness_gates: bool,
+    /// Each pod's readiness gates: by the Service whose group it is for,
+    /// the condition the LB controller last set.
+    gates: BTreeMap<String, BTreeMap<String, HealthGate>>,
+    /// What the LB controller registers in each Service's target group:
+    /// the pods behind it whose containers are ready (Ready or waiting
+    /// for a readiness gate).
+    registrable: BTreeMap<String, BTreeSet<String>>,
     /// Broken safety invariants, in the order they happened.
     pub violations: Vec<String>,
     /// When `Some`, someone subscribes to notifications: every reconcile
@@ -64,6 +75,7 @@ impl Simulation {
             name.map(|n| ServiceView {
                 name: n.clone(),
                 hash: None,
+                selected_at: None,
                 endpoints: Vec::new(),
             })
         };
@@ -92,6 +104,9 @@ impl Simulation {
             verdict: None,
             lb_controller: true,
             lb: Lb::default(),
+            readiness_gates: false,
+            gates: BTreeMap::new(),
+            registrable: BTreeMap::new(),
             violations: Vec::new(),
             notifications: None,
             created: 0,
@@ -138,8 +153,7 @@ impl Simulation {
             }
         }
         self.run_pods();
-        self.sync_endpoints();
-        self.sync_lb();
+        self.sync_traffic();
         self.check_lb();
         self.check_traffic();
         d

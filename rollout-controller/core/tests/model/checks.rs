@@ -192,11 +192,13 @@ impl Model {
                 .find(|r| Some(&r.hash) == h.as_ref())
                 .is_some_and(|r| r.available > 0 && r.available >= need)
         };
-        // An abort sends all traffic back at once, unless the stable
-        // Service had already switched to the canary's pods (a promotion
-        // under way: it is pointed back only once its target group carries
-        // no weight, so all of it waits on the canary's group), or the
-        // stable's target group is not known to serve yet (its gate holds).
+        // An abort sends all traffic back at once, and no step gives the
+        // canary more than it allows, unless the stable Service had already
+        // switched to the canary's pods (a promotion under way, or cut short
+        // by an abort and retried: it is pointed back only once its target
+        // group carries no weight, so all of it waits on the canary's
+        // group), or the stable's target group is not known to serve yet
+        // (its gate holds).
         let stable_on_stable = selected(seen, true) == status.stable_rs;
         let pointing_back = !stable_on_stable && (weight <= weight_seen || weight == 100);
         // Weight waiting for the stable's target group to serve (its gate
@@ -222,7 +224,8 @@ impl Model {
                 .unwrap_or(0)
         };
         let is_stable = canary == status.stable_rs;
-        if canary.as_deref() == Some(hash.as_str()) && !is_stable && weight > allowed && !gated {
+        let over = weight > allowed && !gated && !pointing_back;
+        if canary.as_deref() == Some(hash.as_str()) && !is_stable && over {
             return Err(format!(
                 "{weight}% on the canary at step {index}, which allows {allowed}%"
             ));

@@ -117,16 +117,21 @@ pub(crate) struct Alb {
     /// The controller reads target health through the ELBv2 API; else it
     /// sees only EndpointSlices and waits settle and drain times.
     aws: bool,
+    /// New pods get the LB controller's readiness gates for the target
+    /// groups of the Services selecting them.
+    gates: bool,
 }
 
 const HEALTH_CHECK: i64 = 5;
 const DEREGISTRATION: i64 = 10;
 
 fn alb() -> impl Strategy<Value = Alb> {
-    (prop_oneof![Just(0i64), Just(2), Just(10)], any::<bool>()).prop_map(|(lag, aws)| Alb {
+    let lag = prop_oneof![Just(0i64), Just(2), Just(10)];
+    (lag, any::<bool>(), any::<bool>()).prop_map(|(lag, aws, gates)| Alb {
         lag,
         health: HEALTH_CHECK,
         aws,
+        gates,
     })
 }
 
@@ -160,6 +165,7 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
     if alb.aws {
         sim.world.alb = Some(Ok(Observed::placeholder()));
     }
+    sim.readiness_gates = alb.gates;
     let template: AnalysisTemplate = serde_yaml::from_str(
         r#"
 apiVersion: gantry.dev/v1alpha1
@@ -342,6 +348,7 @@ fn the_releases_after_a_promoted_one_stop_at_every_pause() {
         lag: 0,
         health: 0,
         aws: false,
+        gates: false,
     };
     let mut model = Model::new(0, instant);
     for release in 2..=4 {
