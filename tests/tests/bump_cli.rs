@@ -144,6 +144,17 @@ fn bad_input_is_a_clear_error_and_the_file_is_untouched() {
             b"images:\n- name: a\n- name: a\n",
             "list.yaml:3:3: images[1] repeats the name",
         ),
+        // The two silent wrong results the fuzzer found (#26).
+        (
+            "twice.yaml",
+            b"images:\n- name: a\n  newTag: \"9.9.9\"\n  newTag: \"1.2\"\n",
+            "twice.yaml:4:3: duplicate key \"newTag\" (first at 3:3)",
+        ),
+        (
+            "anchor.yaml",
+            b"images: [&a {name: a, newTag: x}, {<<: *a, name: a2}]\n",
+            "anchor.yaml:1:10: images: an anchor (&) is not supported here",
+        ),
     ];
     for (name, content, want) in cases {
         let file = dir.path().join(name);

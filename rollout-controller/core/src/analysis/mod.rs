@@ -670,9 +670,181 @@ pub fn check_condition(condition: &str) -> Result<(), String> {
     if condition.len() > MAX_CONDITION_LEN {
         return Err(format!("longer than {MAX_CONDITION_LEN} characters"));
     }
-    expr::compile(condition)
-        .map(|_| ())
-        .map_err(|e| format!("{condition:?} does not parse: {}", one_line(&e.to_string())))
+    screened(condition).map_err(|e| format!("{condition:?} does not parse: {e}"))?;
+    guarded(|| {
+        expr::compile(condition)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|e| format!("{condition:?} does not parse: {}", one_line(&e)))
+}
+
+/// How deep brackets may nest in a condition.
+const MAX_NESTING: usize = 32;
+/// How many numbers a range (`a..b`) in a condition may hold.
+const MAX_RANGE: i64 = 10_000;
+/// How many `?` (ternaries, `??`, `?.`) a condition may have; half as
+/// many `if` and `let`.
+const MAX_BRANCHES: usize = 16;
+
+/// What the expression engine is not given: unbalanced or too deeply
+/// nested brackets, and ranges other than small literal ones.
+fn screened(condition: &str) -> Result<(), String> {
+    let code = outside_strings(condition)?;
+    balanced(&code)?;
+    bounded_ranges(&code)?;
+    // The parser's time doubles with every few `?` (`a ? b : c`, `??`,
+    // `?.`; 50 take 0.4 s) and every `if` or `let` (20 take 3.5 s): both
+    // found by fuzzing.
+    let questions = code.matches('?').count();
+    if questions > MAX_BRANCHES {
+        return Err(format!(
+            "{questions} `?` operators; at most {MAX_BRANCHES} (split the condition)"
+        ));
+    }
+    let words = code
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| matches!(*w, "if" | "let"))
+        .count();
+    if words > MAX_BRANCHES / 2 {
+        return Err(format!(
+            "{words} `if`/`let`; at most {} (split the condition)",
+            MAX_BRANCHES / 2
+        ));
+    }
+    Ok(())
+}
+
+/// Ranges (`200..299`) have integer literal ends at most `MAX_RANGE`
+/// apart: the engine builds the whole list, so `0..1e9` or
+/// `0..result[0]` would take gigabytes (found by fuzzing).
+fn bounded_ranges(code: &str) -> Result<(), String> {
+    let literal = "a range (a..b) needs integer literals at both ends";
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let mut rest = code;
+    while let Some(at) = rest.find("..") {
+        let (before, after) = (&rest[..at], &rest[at + 2..]);
+        // The start: decimal digits, perhaps signed, not part of a longer word.
+        let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let head = &before[..before.len() - digits];
+        let negative = head.ends_with('-');
+        let head = head.strip_suffix('-').unwrap_or(head);
+        if digits == 0 || head.ends_with(word) {
+            return Err(literal.into());
+        }
+        let start: i64 = before[before.len() - digits..]
+            .parse()
+            .map_err(|_| literal)?;
+        let start = if negative { -start } else { start };
+        // The end, the same way.
+        let (negative, unsigned) = match after.strip_prefix('-') {
+            Some(u) => (true, u),
+            None => (false, after),
+        };
+        let digits = unsigned.len()
+            - unsigned
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .len();
+        if digits == 0 || unsigned[digits..].starts_with(word) {
+            return Err(literal.into());
+        }
+        let end: i64 = unsigned[..digits].parse().map_err(|_| literal)?;
+        let end = if negative { -end } else { end };
+        if (end - start).abs() > MAX_RANGE {
+            return Err(format!("a range (a..b) holds at most {MAX_RANGE} numbers"));
+        }
+        rest = &unsigned[digits..];
+    }
+    Ok(())
+}
+
+/// The condition with the insides of its string literals blanked (one
+/// space per character, so columns stay), or which string is not closed.
+fn outside_strings(condition: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(condition.len());
+    let mut quote = None;
+    let mut escaped = false;
+    for c in condition.chars() {
+        match quote {
+            Some(q) if c == q && !escaped => {
+                quote = None;
+                out.push(c);
+            }
+            Some(_) => {
+                escaped = !escaped && c == '\\';
+                out.push(' ');
+            }
+            None => {
+                if matches!(c, '"' | '\'' | '`') {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    match quote {
+        Some(q) => Err(format!("unclosed {q} string")),
+        None => Ok(out),
+    }
+}
+
+/// Brackets, parentheses and braces balanced (in `code`, strings blanked)
+/// and nested at most `MAX_NESTING` deep. Checked before the expression engine
+/// sees a condition: its parser backtracks exponentially in the number of
+/// unclosed brackets (`a[[[[…` takes seconds from 25 on; found by
+/// fuzzing), so that a typo in a template cannot stall the controller.
+fn balanced(code: &str) -> Result<(), String> {
+    let mut open: Vec<(char, usize)> = Vec::new();
+    for (i, c) in code.chars().enumerate() {
+        match c {
+            '(' | '[' | '{' => {
+                open.push((c, i + 1));
+                if open.len() > MAX_NESTING {
+                    return Err(format!(
+                        "brackets nested deeper than {MAX_NESTING} at column {}",
+                        i + 1
+                    ));
+                }
+            }
+            ')' | ']' | '}' => {
+                let want = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                match open.pop() {
+                    Some((o, _)) if o == want => {}
+                    Some((o, at)) => {
+                        return Err(format!(
+                            "{c:?} at column {} closes {o:?} from column {at}",
+                            i + 1
+                        ));
+                    }
+                    None => return Err(format!("{c:?} at column {} closes nothing", i + 1)),
+                }
+            }
+            _ => {}
+        }
+    }
+    match open.last() {
+        Some((o, at)) => Err(format!("{o:?} at column {at} is never closed")),
+        None => Ok(()),
+    }
+}
+
+/// Runs the expression engine so that it cannot take the caller down:
+/// expr-lang 2.1 reaches `unreachable!` on some inputs (a map literal with
+/// a bare name as a value, `{a: b}`; found by fuzzing), and a template's
+/// condition must fail as an error, not crash the controller.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(format!("the expression engine failed on it ({why})"))
+    })
 }
 
 fn one_line(s: &str) -> String {
@@ -708,14 +880,16 @@ pub fn evaluate(metric: &Metric, value: &QueryValue) -> Verdict {
     ctx.insert("result", value.to_expr());
     let eval = |field: &str, condition: &Option<String>| -> Result<Option<bool>, String> {
         let Some(c) = condition else { return Ok(None) };
-        match env.eval(c, &ctx) {
+        let checked =
+            screened(c).and_then(|()| guarded(|| env.eval(c, &ctx).map_err(|e| e.to_string())));
+        match checked {
             Ok(expr::Value::Bool(b)) => Ok(Some(b)),
             Ok(other) => Err(format!(
                 "{field} {c:?} gave {other:?} for result {value}, expected true or false"
             )),
             Err(e) => Err(format!(
                 "{field} {c:?} failed for result {value}: {}",
-                one_line(&e.to_string())
+                one_line(&e)
             )),
         }
     };
@@ -1157,6 +1331,74 @@ mod tests {
         let e = check_condition("result[0] <").unwrap_err();
         assert!(e.contains("does not parse"), "{e}");
         assert!(check_condition(&"(".repeat(2000)).is_err());
+        // Unbalanced brackets are refused before the expression engine's
+        // parser, which backtracks exponentially on them (found by fuzzing).
+        let slow = format!("a{}", "[".repeat(25));
+        let started = std::time::Instant::now();
+        let e = check_condition(&slow).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(100),
+            "{e}"
+        );
+        assert!(e.contains("'[' at column 26 is never closed"), "{e}");
+        for (bad, why) in [
+            (
+                "len(result] > 0",
+                "']' at column 11 closes '(' from column 4",
+            ),
+            ("result[0]) < 1", "')' at column 10 closes nothing"),
+            ("result == \"up", "unclosed \" string"),
+        ] {
+            let e = check_condition(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(check_condition("result[0] == \"(\" || all(result, {# > [0][0]})").is_ok());
+        // A range is built whole: only small literal ones (found by fuzzing).
+        assert!(check_condition("result[0] in 200..299").is_ok());
+        assert!(check_condition("result[0] in -5..-1 || result[0] == \"0..99999999\"").is_ok());
+        let e = check_condition("len(999..99397652) > 0").unwrap_err();
+        assert!(
+            e.contains("a range (a..b) holds at most 10000 numbers"),
+            "{e}"
+        );
+        for bad in [
+            "any(0..result[0], {# > 1})",
+            "0x10..0xFFFFFFF",
+            "1_000..99_999_999",
+            "x1..2",
+        ] {
+            let e = check_condition(bad).unwrap_err();
+            assert!(
+                e.contains("needs integer literals at both ends"),
+                "{bad}: {e}"
+            );
+        }
+        let many = format!(
+            "any(result, {{{}}})",
+            "# > 1 ? true : ".repeat(20) + "false"
+        );
+        let e = check_condition(&many).unwrap_err();
+        assert!(e.contains("20 `?` operators; at most 16"), "{e}");
+        assert!(check_condition("result[0] ?? 0 > 1 ? true : false").is_ok());
+        let e = check_condition(&format!("{} 1 > 0", "+if".repeat(9))).unwrap_err();
+        assert!(e.contains("9 `if`/`let`; at most 8"), "{e}");
+        let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        assert!(
+            check_condition(&deep)
+                .unwrap_err()
+                .contains("nested deeper than 32")
+        );
+    }
+
+    #[test]
+    fn a_condition_the_expression_engine_panics_on_is_an_error() {
+        // Found by fuzzing: expr-lang 2.1 reaches unreachable!() here.
+        let condition = "all(result, {a: b})";
+        let e = check_condition(condition).unwrap_err();
+        assert!(e.contains("the expression engine failed on it"), "{e}");
+        let v = evaluate(&metric(Some(condition), None), &Vector(vec![0.1]));
+        assert_eq!(v.phase, Error);
+        assert!(v.message.unwrap().contains("successCondition"));
     }
 
     #[test]
