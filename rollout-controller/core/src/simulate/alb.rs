@@ -99,31 +99,23 @@ impl Simulation {
                 .map(|s| (s.name.clone(), s.hash.clone()))
                 .collect();
         self.set_gates(&up, &services);
-        let mut registrable = BTreeMap::new();
         let mut views = Vec::new();
         for (service, hash) in &services {
             let mut endpoints = Vec::new();
-            let mut register = BTreeSet::new();
             for p in self.world.pods.iter().filter(|p| selects(hash, p)) {
                 let Some(up) = up.get(&p.name).copied() else {
                     continue;
                 };
                 let gates = self.gates.get(&p.name);
-                let ip = pod_ip(p);
-                if up {
-                    register.insert(ip.clone());
-                }
                 endpoints.push(EndpointView {
                     ready: up && gates.is_none_or(|g| g.values().all(|g| g.healthy)),
                     health_gate: gates.and_then(|g| g.get(service)).copied(),
-                    ip,
+                    ip: pod_ip(p),
                     pod: Some(p.name.clone()),
                 });
             }
-            registrable.insert(service.clone(), register);
             views.push(endpoints);
         }
-        self.registrable = registrable;
         let w = &mut self.world;
         for (s, endpoints) in [&mut w.stable_service, &mut w.canary_service]
             .into_iter()
@@ -197,8 +189,18 @@ impl Simulation {
             return;
         }
         let now = self.world.now;
+        // The LB controller registers the pods behind a Service whose
+        // containers are ready (Ready, or waiting for a readiness gate).
+        let up = self.containers_ready();
         for service in [&plan.stable_service, &plan.canary_service] {
-            let pods = self.registrable.get(service).cloned().unwrap_or_default();
+            let pods = [&self.world.stable_service, &self.world.canary_service]
+                .into_iter()
+                .flatten()
+                .filter(|s| s.name == *service)
+                .flat_map(|s| &s.endpoints)
+                .filter(|e| e.pod.as_ref().and_then(|p| up.get(p)) == Some(&true))
+                .map(|e| e.ip.clone())
+                .collect();
             self.lb.see_endpoints(now, service, pods);
         }
         if alb.direct.is_none()

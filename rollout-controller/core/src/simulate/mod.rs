@@ -15,7 +15,7 @@
 //! measurements and invariants; `handles`: what a test or human does and
 //! reads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::analysis::QueryValue;
 use crate::decide::{Decision, decide};
@@ -53,10 +53,6 @@ pub struct Simulation {
     /// Each pod's readiness gates: by the Service whose group it is for,
     /// the condition the LB controller last set.
     gates: BTreeMap<String, BTreeMap<String, HealthGate>>,
-    /// What the LB controller registers in each Service's target group:
-    /// the pods behind it whose containers are ready (Ready or waiting
-    /// for a readiness gate).
-    registrable: BTreeMap<String, BTreeSet<String>>,
     /// Broken safety invariants, in the order they happened.
     pub violations: Vec<String>,
     /// When `Some`, someone subscribes to notifications: every reconcile
@@ -106,7 +102,6 @@ impl Simulation {
             lb: Lb::default(),
             readiness_gates: false,
             gates: BTreeMap::new(),
-            registrable: BTreeMap::new(),
             violations: Vec::new(),
             notifications: None,
             created: 0,
