@@ -4,9 +4,14 @@
 //! once when the holder released it on a graceful shutdown (standbys look
 //! every `retry`). Updates use the Lease's resourceVersion, so two
 //! candidates cannot both win.
+//!
+//! A holder that cannot renew (API server gone, answers too slow) keeps
+//! trying every `retry` and stops leading once `renew_deadline` has passed
+//! since its last renewal began, as client-go's does: that is before
+//! `duration` has, so it has stopped before anyone can take the lease.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -22,6 +27,9 @@ pub struct Elector {
     pub name: String,
     pub identity: String,
     pub duration: Duration,
+    /// How long a holder may fail to renew before it stops leading
+    /// (shorter than `duration`).
+    pub renew_deadline: Duration,
     pub renew: Duration,
     /// How often a standby looks for a released or expired lease.
     pub retry: Duration,
@@ -49,7 +57,8 @@ impl Elector {
             name: name.into(),
             identity: identity.into(),
             duration: Duration::from_secs(15),
-            renew: Duration::from_secs(5),
+            renew_deadline: Duration::from_secs(10),
+            renew: Duration::from_secs(2),
             retry: Duration::from_millis(500),
         }
     }
@@ -117,28 +126,47 @@ impl Elector {
     /// Runs elections until `stop`, publishing leadership on `tx`. It does
     /// not release the lease: the caller does, once nothing writes any more.
     pub async fn run(self: Arc<Self>, tx: watch::Sender<bool>, stop: CancellationToken) {
-        let mut last_error = String::new();
+        let mut failure = Failure::default();
+        // When the last successful renewal was sent: the lease as others
+        // see it runs from a moment after that.
+        let mut renewed: Option<Instant> = None;
         while !stop.is_cancelled() {
-            let leading = match self.try_acquire(Timestamp::now()).await {
-                Ok(l) => {
-                    last_error.clear();
-                    l
+            let asked = Instant::now();
+            let budget = match renewed {
+                Some(at) => self.renew_deadline.saturating_sub(at.elapsed()),
+                None => self.renew_deadline,
+            };
+            let round = tokio::select! {
+                round = tokio::time::timeout(budget, self.try_acquire(Timestamp::now())) => round,
+                _ = stop.cancelled() => break,
+            };
+            let answered = match round {
+                Ok(Ok(won)) => {
+                    failure.clear();
+                    renewed = won.then_some(asked);
+                    true
                 }
-                Err(e) => {
-                    // Once per distinct error, not every round.
-                    let text = e.to_string();
-                    if text != last_error {
-                        tracing::warn!(error = %text, "leader election failed; not leading");
-                        last_error = text;
-                    }
+                Ok(Err(e)) => {
+                    failure.report(&e.to_string(), renewed.is_some());
+                    false
+                }
+                Err(_) => {
+                    let why = format!("no answer from the API server within {budget:?}");
+                    failure.report(&why, renewed.is_some());
                     false
                 }
             };
+            renewed = renewed.filter(|at| at.elapsed() < self.renew_deadline);
+            let leading = renewed.is_some();
             if *tx.borrow() != leading {
                 tracing::info!(leading, identity = %self.identity, "leadership changed");
             }
             tx.send_replace(leading);
-            let wait = if leading { self.renew } else { self.retry };
+            let wait = if leading && answered {
+                self.renew
+            } else {
+                self.retry
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => {}
@@ -186,5 +214,26 @@ fn won<T>(write: Result<T, kube::Error>) -> Result<bool, kube::Error> {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// The last election error, so each is logged once, not every round.
+#[derive(Default)]
+struct Failure(String);
+
+impl Failure {
+    fn report(&mut self, error: &str, leading: bool) {
+        if self.0 != error {
+            if leading {
+                tracing::warn!(%error, "cannot renew the leader lease; still leading until the renew deadline");
+            } else {
+                tracing::warn!(%error, "leader election failed; not leading");
+            }
+            self.0 = error.to_string();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }

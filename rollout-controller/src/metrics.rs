@@ -46,6 +46,11 @@ struct DroppedLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabel {
+    watch: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -59,6 +64,8 @@ pub struct Metrics {
     notifications_sent: Family<NotificationLabels, Counter>,
     notifications_dropped: Family<DroppedLabels, Counter>,
     notification_seconds: Histogram,
+    watch_up: Family<WatchLabel, Gauge>,
+    watch_failures: Family<WatchLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -116,8 +123,22 @@ impl Default for Metrics {
             "From the reconcile that saw an occurrence to the destination accepting it",
             notification_seconds.clone(),
         );
+        let watch_up = Family::<WatchLabel, Gauge>::default();
+        let watch_failures = Family::<WatchLabel, Counter>::default();
+        registry.register(
+            "watch_up",
+            "1 while a watch follows the cluster; 0 while it is down or listing again (decisions wait)",
+            watch_up.clone(),
+        );
+        registry.register(
+            "watch_failures",
+            "Watches that failed and were listed again",
+            watch_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            watch_up,
+            watch_failures,
             notifications_sent,
             notifications_dropped,
             notification_seconds,
@@ -217,6 +238,17 @@ impl Metrics {
             reason: reason.to_string(),
         };
         self.notifications_dropped.get_or_create(&labels).inc();
+    }
+
+    /// A watch's state: up, or not (a failure when `failed`).
+    pub fn watch_state(&self, watch: &str, up: bool, failed: bool) {
+        let label = WatchLabel {
+            watch: watch.to_string(),
+        };
+        self.watch_up.get_or_create(&label).set(up.into());
+        if failed {
+            self.watch_failures.get_or_create(&label).inc();
+        }
     }
 
     /// The Prometheus text exposition.

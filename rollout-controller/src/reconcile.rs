@@ -10,7 +10,9 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, ResourceExt};
@@ -19,9 +21,11 @@ use serde_json::json;
 use crate::cache::{CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
+use crate::expectations::{Expectations, Kind, Ledger, versions};
 use crate::metrics::Metrics;
 use crate::notifications::Notifier;
 use crate::replica_sets::{move_pod_metadata, new_replica_set, recorded_metadata};
+use crate::watches::Watches;
 use rollout_core::alb::{self, ForwardWeights};
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::decide::{Action, decide, pending_restart};
@@ -61,6 +65,11 @@ pub struct Context {
     pub notifier: Option<Arc<Notifier>>,
     /// Only the leader writes; the others keep their caches warm.
     pub leader: AtomicBool,
+    /// Whether the caches follow the cluster: nothing is decided while a
+    /// watch is down.
+    pub watches: Watches,
+    /// Each Rollout's own writes the caches have not shown yet.
+    pub expectations: Expectations,
 }
 
 impl Context {
@@ -79,6 +88,8 @@ impl Context {
             metrics,
             notifier: None,
             leader: AtomicBool::new(false),
+            watches: Watches::default(),
+            expectations: Expectations::default(),
         }
     }
 }
@@ -90,12 +101,26 @@ pub async fn reconcile(
     if !ctx.leader.load(Ordering::Relaxed) {
         return Ok(Requeue::await_change());
     }
+    // Every Rollout is reconciled again once the watches are all up.
+    if let Err(why) = ctx.watches.fresh() {
+        tracing::debug!(rollout = %cached.name_any(), "not decided while {why}");
+        return Ok(Requeue::await_change());
+    }
+    let ns = cached.namespace().unwrap_or_default();
+    if let Some(unseen) = ctx
+        .expectations
+        .unseen((&ns, &cached.name_any()), &ctx.caches)
+    {
+        // The watch event that shows it wakes the Rollout; the requeue is
+        // a backstop.
+        tracing::debug!(rollout = %cached.name_any(), "not decided before the cache shows the last write: {unseen}");
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let started = Instant::now();
     let rollout = cached
         .rollout()
         .map(Arc::new)
         .map_err(|e| kube::runtime::finalizer::Error::ApplyFailed(e.into()))?;
-    let ns = rollout.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, rollout, |event| async {
         match event {
@@ -110,10 +135,23 @@ pub async fn reconcile(
 }
 
 pub fn error_policy(
-    _: Arc<CachedRollout>,
+    cached: Arc<CachedRollout>,
     error: &kube::runtime::finalizer::Error<Error>,
     _: Arc<Context>,
 ) -> Requeue {
+    use kube::runtime::finalizer::Error::{AddFinalizer, ApplyFailed, CleanupFailed};
+    let conflict = match error {
+        ApplyFailed(Error::Kube(kube::Error::Api(e)))
+        | CleanupFailed(Error::Kube(kube::Error::Api(e)))
+        | AddFinalizer(kube::Error::Api(e)) => e.code == 409,
+        _ => false,
+    };
+    if conflict {
+        // Changed since the cache was read: decided again once it shows
+        // the change (its watch event wakes the Rollout sooner).
+        tracing::info!(rollout = %cached.name_any(), %error, "write refused, the object changed: deciding again");
+        return Requeue::requeue(Duration::from_secs(1));
+    }
     tracing::warn!(%error, "reconcile failed");
     Requeue::requeue(Duration::from_secs(5))
 }
@@ -126,6 +164,12 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     // Validated once for the glue; `decide` validates again and reports.
     let plan = validate(&rollout.spec).ok();
     let plan = plan.as_ref();
+    let versions = versions(&ctx.caches, rollout, plan, &ns);
+    let mut ledger = Ledger::new(
+        &ctx.expectations,
+        (ns.clone(), rollout.name_any()),
+        versions,
+    );
     let mut world = observe(rollout, plan, &ns, ctx).await?;
     let mut own = observing.elapsed();
     if let Some(plan) = plan {
@@ -141,18 +185,27 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         Some(notifier) => notifier.due(rollout, plan, &mut decision.status),
         None => Vec::new(),
     };
+    let name = rollout.name_any();
     for action in &decision.actions {
-        tracing::info!(rollout = %rollout.name_any(), ?action, "acting");
-        execute(rollout, plan, &world, action, ctx).await?;
+        // A replica that lost its lease mid-reconcile stops writing.
+        if !ctx.leader.load(Ordering::Relaxed) {
+            tracing::info!(rollout = %name, "no longer leading: the rest is left to the leader");
+            return Ok(Requeue::await_change());
+        }
+        tracing::info!(rollout = %name, ?action, "acting");
+        execute(rollout, plan, &world, action, ctx, &mut ledger).await?;
     }
     if let Some(patch) = status_patch(rollout.status.as_ref(), &decision.status) {
         let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &rollout.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        let patch = ledger.guard(Kind::Rollout, &name, patch);
+        let written = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ledger.wrote(
+            Kind::Rollout,
+            &name,
+            written.metadata.resource_version.as_ref(),
+        );
     }
     if let Some(notifier) = &ctx.notifier {
         notifier.send(notices);
@@ -470,12 +523,15 @@ fn replica_set_view(rs: &CachedReplicaSet) -> Option<ReplicaSetView> {
     })
 }
 
+/// Carries out one action; each write is conditional on the version the
+/// decision saw, and remembered until the caches show it.
 async fn execute(
     rollout: &Rollout,
     plan: Option<&Plan>,
     world: &World,
     action: &Action,
     ctx: &Context,
+    ledger: &mut Ledger<'_>,
 ) -> Result<(), Error> {
     let client = &ctx.client;
     let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
@@ -493,33 +549,51 @@ async fn execute(
                 .pod_template(&rollout.spec)
                 .expect("decided with the pod template observed");
             let rs = new_replica_set(rollout, template, selector, hash, *replicas, pod_metadata);
+            let name = rs.metadata.name.clone().unwrap_or_default();
             match replica_sets.create(&PostParams::default(), &rs).await {
                 Err(kube::Error::Api(e)) if e.code == 409 => {} // created by an earlier attempt
-                other => {
-                    other?;
-                }
+                other => ledger.wrote(
+                    Kind::ReplicaSet,
+                    &name,
+                    other?.metadata.resource_version.as_ref(),
+                ),
             }
         }
         Action::ScaleReplicaSet { name, replicas } => {
-            replica_sets
-                .patch(
-                    name,
-                    &params,
-                    &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
-                )
+            let patch = json!({ "spec": { "replicas": replicas } });
+            let patch = ledger.guard(Kind::ReplicaSet, name, patch);
+            let rs = replica_sets
+                .patch(name, &params, &Patch::Merge(patch))
                 .await?;
+            ledger.wrote(
+                Kind::ReplicaSet,
+                name,
+                rs.metadata.resource_version.as_ref(),
+            );
         }
         Action::ScheduleScaleDown { name, at } => {
             let value = at.map(|t| t.to_string());
             let patch = json!({ "metadata": { "annotations": { SCALE_DOWN_AT: value } } });
-            replica_sets
+            let patch = ledger.guard(Kind::ReplicaSet, name, patch);
+            let rs = replica_sets
                 .patch(name, &params, &Patch::Merge(patch))
                 .await?;
+            ledger.wrote(
+                Kind::ReplicaSet,
+                name,
+                rs.metadata.resource_version.as_ref(),
+            );
         }
         Action::DeleteReplicaSet { name } => {
-            replica_sets
-                .delete(name, &DeleteParams::background())
-                .await?;
+            let mut params = DeleteParams::background();
+            params.preconditions = ledger
+                .version(Kind::ReplicaSet, name)
+                .map(|v| Preconditions {
+                    resource_version: Some(v.clone()),
+                    uid: None,
+                });
+            replica_sets.delete(name, &params).await?;
+            ledger.wrote(Kind::ReplicaSet, name, None);
         }
         Action::SetServiceSelector { service, hash, at } => {
             let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -527,9 +601,15 @@ async fn execute(
                 "metadata": { "annotations": { SELECTED_AT: at.to_string() } },
                 "spec": { "selector": { POD_TEMPLATE_HASH: hash } }
             });
-            services
+            let patch = ledger.guard(Kind::Service, service, patch);
+            let written = services
                 .patch(service, &params, &Patch::Merge(patch))
                 .await?;
+            ledger.wrote(
+                Kind::Service,
+                service,
+                written.metadata.resource_version.as_ref(),
+            );
         }
         Action::SetIngressAction {
             ingress,
@@ -537,18 +617,40 @@ async fn execute(
         } => {
             let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
             let patch = json!({ "metadata": { "annotations": annotations } });
-            ingresses
+            let patch = ledger.guard(Kind::Ingress, ingress, patch);
+            let written = ingresses
                 .patch(ingress, &params, &Patch::Merge(patch))
                 .await?;
+            ledger.wrote(
+                Kind::Ingress,
+                ingress,
+                written.metadata.resource_version.as_ref(),
+            );
         }
         Action::SetPodMetadata {
             name,
             hash,
             from,
             to,
-        } => move_pod_metadata(client, rollout, selector, ns, (name, hash), (from, to)).await?,
+        } => {
+            let version = ledger.version(Kind::ReplicaSet, name);
+            let replica_set = (name.as_str(), hash.as_str());
+            let after = move_pod_metadata(
+                client,
+                rollout,
+                selector,
+                ns,
+                replica_set,
+                (from, to),
+                version,
+            )
+            .await?;
+            ledger.wrote(Kind::ReplicaSet, name, after.as_ref());
+        }
         Action::ScaleDeployment { name, replicas } => {
-            scale_deployment(client, ns, name, *replicas).await?
+            let version = ledger.version(Kind::Deployment, name);
+            let after = scale_deployment(client, ns, name, *replicas, version).await?;
+            ledger.wrote(Kind::Deployment, name, after.as_ref());
         }
         Action::EvictPod { name } => evict_pod(client, ns, name).await?,
         Action::SetAlbWeights { canary_weight } => {
@@ -578,21 +680,26 @@ pub async fn evict_pod(client: &Client, ns: &str, name: &str) -> Result<(), Erro
     }
 }
 
-/// `workloadRef.scaleDown`: the Deployment's replicas. A GitOps tool that
-/// syncs the Deployment should ignore `spec.replicas` (Argo CD's
-/// ignoreDifferences), as with Argo Rollouts.
+/// `workloadRef.scaleDown`: the Deployment's replicas, conditional on
+/// `version` when given; its version after. A GitOps tool that syncs the
+/// Deployment should ignore `spec.replicas` (Argo CD's ignoreDifferences),
+/// as with Argo Rollouts.
 pub async fn scale_deployment(
     client: &Client,
     ns: &str,
     name: &str,
     replicas: i32,
-) -> Result<(), Error> {
+    version: Option<&String>,
+) -> Result<Option<String>, Error> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let patch = json!({ "spec": { "replicas": replicas } });
-    deployments
+    let mut patch = json!({ "spec": { "replicas": replicas } });
+    if let Some(v) = version {
+        patch["metadata"] = json!({ "resourceVersion": v });
+    }
+    let written = deployments
         .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
-    Ok(())
+    Ok(written.metadata.resource_version)
 }
 
 /// A pod of one of the Rollout's ReplicaSets, for restarts.

@@ -106,7 +106,8 @@ pub async fn move_pod_metadata(
     ns: &str,
     (name, hash): (&str, &str),
     (from, to): (&PodMetadata, &PodMetadata),
-) -> Result<(), kube::Error> {
+    version: Option<&String>,
+) -> Result<Option<String>, kube::Error> {
     let params = PatchParams::default();
     let pod_patch = metadata_patch(from, to);
     let recorded = if to.is_empty() {
@@ -115,11 +116,11 @@ pub async fn move_pod_metadata(
         Value::String(record(to))
     };
     let rs_patch = json!({
-        "metadata": { "annotations": { POD_METADATA: recorded } },
+        "metadata": { "annotations": { POD_METADATA: recorded }, "resourceVersion": version },
         "spec": { "template": { "metadata": pod_patch.clone() } },
     });
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    replica_sets
+    let written = replica_sets
         .patch(name, &params, &Patch::Merge(&rs_patch))
         .await?;
     let mut labels = selector_string(selector).unwrap_or_default();
@@ -141,5 +142,5 @@ pub async fn move_pod_metadata(
         }
     }
     tracing::info!(rollout = %rollout.name_any(), replica_set = %name, "role metadata moved");
-    Ok(())
+    Ok(written.metadata.resource_version)
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt as _, TryStreamExt as _};
-use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt as _, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::net::TcpListener;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{
     self, BINDING_GROUP, BINDING_PLURAL, BINDING_VERSION, CachedDeployment, CachedEndpointSlice,
     CachedIngress, CachedPod, CachedReplicaSet, CachedRollout, CachedService,
-    CachedTargetGroupBinding, HealthGates, Writers,
+    CachedTargetGroupBinding, Writers,
 };
 use crate::client::Limits;
 use crate::elbv2::Elbv2;
@@ -31,6 +31,7 @@ use crate::notifications::Notifier;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::references::{Kind, References};
 use crate::server::Readiness;
+use crate::watches::Watches;
 use rollout_core::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
 
 /// How long in-flight reconciles may take after a stop signal before the
@@ -133,6 +134,8 @@ async fn manage(
     if !wait_for_crds(&client, &readiness, &stop).await {
         return Ok(());
     }
+    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<()>();
+    ctx.watches = Watches::reporting(readiness, ctx.metrics.clone(), trigger_tx.clone());
     let elector = Arc::new(Elector::new(
         client.clone(),
         &settings.lease_namespace,
@@ -142,7 +145,8 @@ async fn manage(
     let (tx, rx) = watch::channel(false);
     let election = tokio::spawn(elector.clone().run(tx, stop.clone()));
     let ctx = Arc::new(ctx);
-    control(&settings, client, ctx, writers, rx, readiness, stop).await;
+    let trigger = (trigger_tx, trigger_rx);
+    control(&settings, client, ctx, writers, rx, trigger, stop).await;
     // Nothing reconciles any more: only now may another replica lead.
     let _ = election.await;
     if let Err(e) = elector.release().await {
@@ -206,6 +210,10 @@ async fn missing_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
         .collect())
 }
 
+/// Sends on it reconcile every Rollout: on winning the lease, and when
+/// every watch is up again after an outage.
+type ReconcileAll = (UnboundedSender<()>, UnboundedReceiver<()>);
+
 /// The controller itself, until `stop` (then in-flight reconciles finish).
 /// Every kind it reads is watched into a trimmed cache; a change to a
 /// child or a referenced object wakes the Rollouts it concerns.
@@ -215,14 +223,14 @@ async fn control(
     ctx: Arc<Context>,
     writers: Writers,
     mut leading: watch::Receiver<bool>,
-    readiness: Readiness,
+    (trigger_tx, trigger_rx): ReconcileAll,
     stop: CancellationToken,
 ) {
     let ns = settings.namespace.as_deref();
     let references = References::default();
+    let watches = &ctx.watches;
 
     // Only the leader reconciles; on winning, reconcile everything.
-    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<()>();
     let leader_ctx = ctx.clone();
     tokio::spawn(async move {
         while leading.changed().await.is_ok() {
@@ -236,52 +244,73 @@ async fn control(
     });
 
     let indexed = references.clone();
-    let rollouts = watcher(scoped::<CachedRollout>(&client, ns), list_in_pages())
-        .default_backoff()
+    let rollouts = watches
+        .watch(
+            "rollouts",
+            scoped::<CachedRollout>(&client, ns),
+            list_in_pages(),
+        )
         .reflect(writers.rollouts)
         .inspect_ok(move |event| indexed.observe(event))
         .applied_objects();
     let store = ctx.caches.rollouts.clone();
-    report_ready_when_synced(store.clone(), readiness);
-    let replica_sets = watcher(
-        scoped::<CachedReplicaSet>(&client, ns),
-        list_in_pages().labels(POD_TEMPLATE_HASH),
-    )
-    .default_backoff()
-    .modify(cache::trim_replica_set)
-    .reflect(writers.replica_sets)
-    .touched_objects();
-    let services = watcher(scoped::<CachedService>(&client, ns), list_in_pages())
-        .default_backoff()
+    let replica_sets = watches
+        .watch(
+            "replicasets",
+            scoped::<CachedReplicaSet>(&client, ns),
+            list_in_pages().labels(POD_TEMPLATE_HASH),
+        )
+        .modify(cache::trim_replica_set)
+        .reflect(writers.replica_sets)
+        .touched_objects();
+    let services = watches
+        .watch(
+            "services",
+            scoped::<CachedService>(&client, ns),
+            list_in_pages(),
+        )
         .modify(cache::trim_service)
         .reflect(writers.services)
         .touched_objects();
-    let ingresses = watcher(scoped::<CachedIngress>(&client, ns), list_in_pages())
-        .default_backoff()
+    let ingresses = watches
+        .watch(
+            "ingresses",
+            scoped::<CachedIngress>(&client, ns),
+            list_in_pages(),
+        )
         .modify(cache::trim_ingress)
         .reflect(writers.ingresses)
         .touched_objects();
-    let templates = watcher(scoped::<AnalysisTemplate>(&client, ns), list_in_pages())
-        .default_backoff()
+    let templates = watches
+        .watch(
+            "analysistemplates",
+            scoped::<AnalysisTemplate>(&client, ns),
+            list_in_pages(),
+        )
         .modify(cache::trim_template)
         .reflect(writers.templates)
         .touched_objects();
 
-    let deployments = watcher(scoped::<CachedDeployment>(&client, ns), list_in_pages())
-        .default_backoff()
+    let deployments = watches
+        .watch(
+            "deployments",
+            scoped::<CachedDeployment>(&client, ns),
+            list_in_pages(),
+        )
         .reflect(writers.deployments)
         .touched_objects();
     let endpoints = ctx.caches.endpoints.clone();
-    let endpoint_slices = watcher(
-        scoped::<CachedEndpointSlice>(&client, ns),
-        list_in_pages().labels(cache::SERVICE_NAME),
-    )
-    .default_backoff()
-    .modify(cache::trim_endpoint_slice)
-    .inspect_ok(move |event| endpoints.observe(event))
-    .touched_objects();
+    let endpoint_slices = watches
+        .watch(
+            "endpointslices",
+            scoped::<CachedEndpointSlice>(&client, ns),
+            list_in_pages().labels(cache::SERVICE_NAME),
+        )
+        .modify(cache::trim_endpoint_slice)
+        .inspect_ok(move |event| endpoints.observe(event))
+        .touched_objects();
 
-    let (pods, bindings) = health_gate_watches(&client, ns, &ctx.caches.health_gates).await;
+    let (pods, bindings) = health_gate_watches(&client, ns, &ctx).await;
 
     let (by_service, by_ingress, by_template, by_deployment, by_slice) = (
         references.clone(),
@@ -358,26 +387,31 @@ type Touched<K> = BoxStream<'static, Result<K, watcher::Error>>;
 async fn health_gate_watches(
     client: &Client,
     ns: Option<&str>,
-    gates: &HealthGates,
+    ctx: &Context,
 ) -> (Touched<CachedPod>, Touched<CachedTargetGroupBinding>) {
     if !serves_target_group_bindings(client).await {
         return (stream::pending().boxed(), stream::pending().boxed());
     }
+    let gates = &ctx.caches.health_gates;
     let (pod_gates, binding_gates) = (gates.clone(), gates.clone());
-    let pods = watcher(
-        scoped::<CachedPod>(client, ns),
-        list_in_pages().labels(POD_TEMPLATE_HASH),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| pod_gates.observe_pod(event))
-    .touched_objects();
-    let bindings = watcher(
-        scoped::<CachedTargetGroupBinding>(client, ns),
-        list_in_pages(),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| binding_gates.observe_binding(event))
-    .touched_objects();
+    let pods = ctx
+        .watches
+        .watch(
+            "pods",
+            scoped::<CachedPod>(client, ns),
+            list_in_pages().labels(POD_TEMPLATE_HASH),
+        )
+        .inspect_ok(move |event| pod_gates.observe_pod(event))
+        .touched_objects();
+    let bindings = ctx
+        .watches
+        .watch(
+            "targetgroupbindings",
+            scoped::<CachedTargetGroupBinding>(client, ns),
+            list_in_pages(),
+        )
+        .inspect_ok(move |event| binding_gates.observe_binding(event))
+        .touched_objects();
     (pods.boxed(), bindings.boxed())
 }
 
@@ -410,23 +444,6 @@ async fn serves_target_group_bindings(client: &Client) -> bool {
 /// 500 full Rollouts costs ≈ 20 MiB for good.
 fn list_in_pages() -> watcher::Config {
     watcher::Config::default().page_size(100)
-}
-
-/// `/readyz` turns ready once the Rollout cache has synced.
-fn report_ready_when_synced(store: Store<CachedRollout>, readiness: Readiness) {
-    tokio::spawn(async move {
-        // The store's readiness is a oneshot that wakes only its latest
-        // waiter, and the controller waits on it too: look again every
-        // second (once anyone saw it ready, it answers at once).
-        loop {
-            let wait = store.wait_until_ready();
-            match tokio::time::timeout(Duration::from_secs(1), wait).await {
-                Ok(Ok(())) => break readiness.ready(),
-                Ok(Err(_)) => break,
-                Err(_) => {}
-            }
-        }
-    });
 }
 
 /// `--namespace`'s objects of kind `K`, or all namespaces' without it.

@@ -8,6 +8,7 @@
 pub mod alb_sim;
 pub mod aws;
 pub mod browser;
+pub mod canary;
 pub mod cluster;
 pub mod controller;
 pub mod fixtures;
@@ -15,6 +16,7 @@ pub mod github;
 pub mod kube_fake;
 pub mod kube_mock;
 pub mod oci;
+pub mod outage;
 pub mod prom;
 
 use std::net::{TcpListener, TcpStream};

@@ -222,7 +222,7 @@ async fn a_workload_ref_rollout_runs_its_deployments_template_with_role_metadata
     let world = observe(&rollout, Some(&plan), "shop", &ctx).await.unwrap();
     assert_eq!(world.workload.as_ref().unwrap().replicas, 2);
     reconcile(rollout.cached(), ctx.clone()).await.unwrap();
-    scale_deployment(&ctx.client, "shop", "backend", 1)
+    scale_deployment(&ctx.client, "shop", "backend", 1, None)
         .await
         .unwrap();
     let sent = timeout_after_1s(server).await;
@@ -269,6 +269,7 @@ async fn role_metadata_moves_onto_the_template_and_the_running_pods() {
         "shop",
         ("backend-aaa", "aaa"),
         (&from, &to),
+        None,
     )
     .await
     .unwrap();

@@ -5,236 +5,16 @@
 //! receiver that does not answer neither holds the rollout back nor grows
 //! the queue past its capacity (the rest dropped and counted).
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use gantry_tests::controller::Controller;
-use gantry_tests::fixtures::no_alb_timing;
-use gantry_tests::kube_fake::{self, FakeApi};
-use gantry_tests::{free_port, http_get, serve};
+use gantry_tests::canary::{
+    HMAC_KEY, PAUSES, ROLLOUTS, Received, Receiver, SLACK_PATH, cluster, controller, release, wait,
+    wait_phase,
+};
+use gantry_tests::http_get;
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
-use tokio::sync::watch;
-
-const ROLLOUTS: &str = "apis/gantry.dev/v1alpha1/rollouts";
-const HMAC_KEY: &str = "hmac-key-never-logged";
-const SLACK_PATH: &str = "/slack/T0000/B0000/token-never-logged";
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    at: Timestamp,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-}
-
-#[derive(Default)]
-struct Behaviour {
-    got: Mutex<Vec<Received>>,
-    answered: Mutex<usize>,
-    /// Answer 500 to this many requests first.
-    fail: Mutex<usize>,
-}
-
-/// An HTTP receiver on loopback; `hold` keeps every answer back until
-/// set to false.
-struct Receiver {
-    port: u16,
-    state: Arc<(Behaviour, watch::Sender<bool>)>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-async fn receive(
-    State(state): State<Arc<(Behaviour, watch::Sender<bool>)>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let (behaviour, hold) = &*state;
-    behaviour.got.lock().unwrap().push(Received {
-        path: uri.path().to_string(),
-        headers,
-        body,
-        at: Timestamp::now(),
-    });
-    let _ = hold.subscribe().wait_for(|held| !held).await;
-    *behaviour.answered.lock().unwrap() += 1;
-    let mut fail = behaviour.fail.lock().unwrap();
-    if *fail > 0 {
-        *fail -= 1;
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    StatusCode::OK
-}
-
-impl Receiver {
-    fn start(fail: usize, hold: bool) -> Receiver {
-        let behaviour = Behaviour {
-            fail: Mutex::new(fail),
-            ..Default::default()
-        };
-        let state = Arc::new((behaviour, watch::Sender::new(hold)));
-        let app = Router::new().fallback(receive).with_state(state.clone());
-        let (port, runtime) = serve(app, "the notification receiver");
-        Receiver {
-            port,
-            state,
-            _runtime: runtime,
-        }
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.state.0.got.lock().unwrap().clone()
-    }
-
-    fn answered(&self) -> usize {
-        *self.state.0.answered.lock().unwrap()
-    }
-
-    /// The requests with `event` (X-Gantry-Event) to `path`.
-    fn events(&self, path: &str, event: &str) -> Vec<Received> {
-        self.got()
-            .into_iter()
-            .filter(|r| r.path == path && r.header("x-gantry-event") == event)
-            .collect()
-    }
-
-    fn wait_for(&self, path: &str, event: &str) -> Received {
-        wait(
-            &format!("{event} at {path}: got {:?}", self.summary()),
-            || self.events(path, event).last().cloned(),
-        )
-    }
-
-    fn summary(&self) -> Vec<(String, String)> {
-        self.got()
-            .iter()
-            .map(|r| (r.path.clone(), r.header("x-gantry-delivery").to_string()))
-            .collect()
-    }
-}
-
-fn wait<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(t) = done() {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "waited 30 s for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn base64(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// The destinations, the Secret, and `backend` with its Services and Ingress.
-fn cluster(receiver: &Receiver, audit_triggers: &str, annotations: Value) -> FakeApi {
-    let (api, runtime) = kube_fake::start_with(kube_fake::Options {
-        crds_installed: true,
-        kubelet: true,
-        ..Default::default()
-    });
-    std::mem::forget(runtime); // serves until the test process ends
-    let base = format!("http://127.0.0.1:{}", receiver.port);
-    api.create("api/v1/configmaps", json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "gantry-notifications", "namespace": "gantry-system"},
-        "data": {
-            "destination.audit": format!("webhook:\n  url: {base}/audit\n  headers: {{X-Team: payments}}\n  hmacSecret: $audit-hmac\ntriggers: {audit_triggers}\n"),
-            "destination.chat": "slack: {url: $slack-url}\n",
-        }
-    }));
-    api.create("api/v1/secrets", json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "gantry-notifications", "namespace": "gantry-system"},
-        "data": {"audit-hmac": base64(HMAC_KEY), "slack-url": base64(&format!("{base}{SLACK_PATH}"))}
-    }));
-    api.create(ROLLOUTS, json!({
-        "apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "backend", "namespace": "shop", "annotations": annotations,
-                     // The fake cannot add the first finalizer (a JSON patch to a
-                     // missing list), so it is there from the start.
-                     "finalizers": ["gantry.dev/rollout-cleanup"]},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "backend"}},
-            "template": {"metadata": {"labels": {"app": "backend"}},
-                         "spec": {"containers": [{"name": "api", "image": "shop/backend:1.0.0"}]}},
-            "strategy": {"canary": {"canaryService": "backend-canary", "stableService": "backend",
-                "trafficRouting": {"alb": {"ingress": "backend", "servicePort": 80, "targetHealth": no_alb_timing()}},
-                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}}
-    }));
-    for name in ["backend", "backend-canary"] {
-        api.create("api/v1/services", json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "shop"},
-            "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80}]}
-        }));
-    }
-    api.create("apis/networking.k8s.io/v1/ingresses", json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "backend", "namespace": "shop"},
-        "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": "backend", "port": {"name": "use-annotation"}}}}]}}]}
-    }));
-    api
-}
-
-fn controller(api: &FakeApi, dir: &std::path::Path, extra: &[&str]) -> Controller {
-    let mut args = vec![
-        "--lease-namespace",
-        "gantry-system",
-        "--verify-alb-weights",
-        "never",
-    ];
-    args.extend_from_slice(extra);
-    let controller = Controller::start(api, dir, free_port(), &args);
-    gantry_tests::wait_for_port(controller.port, "the controller's endpoints");
-    controller
-}
-
-fn phase(api: &FakeApi) -> (String, String) {
-    let r = api.get(ROLLOUTS, "shop", "backend").unwrap();
-    let s = &r["status"];
-    (
-        s["phase"].as_str().unwrap_or("").into(),
-        s["stepDisplay"].as_str().unwrap_or("").into(),
-    )
-}
-
-fn wait_phase(api: &FakeApi, want: (&str, &str)) {
-    wait(
-        &format!("Rollout at {want:?}, is at {:?}", phase(api)),
-        || {
-            let (p, s) = phase(api);
-            (p == want.0 && s == want.1).then_some(())
-        },
-    );
-}
-
-fn release(api: &FakeApi, image: &str) {
-    let patch =
-        json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}});
-    api.merge_patch(ROLLOUTS, "shop", "backend", &patch);
-}
 
 fn verify_signature(r: &Received) {
     use hmac::Mac as _;
@@ -259,6 +39,7 @@ fn notifications_reach_the_receivers_once_signed_and_retried() {
         "[rollout-started, paused, completed]",
         json!({"notifications.gantry.dev/subscribe.aborted.chat": "",
                "notifications.gantry.dev/subscribe.paused.chat": ""}),
+        PAUSES,
     );
     let dir = tempfile::tempdir().unwrap();
     let mut first = controller(&api, dir.path(), &[]);
@@ -404,6 +185,7 @@ fn a_receiver_that_does_not_answer_holds_nothing_back() {
         &receiver,
         "[rollout-started, step-completed, paused, completed]",
         json!({}),
+        PAUSES,
     );
     let dir = tempfile::tempdir().unwrap();
     let controller = controller(&api, dir.path(), &["--notifications-capacity", "1"]);

@@ -15,6 +15,7 @@
 //! counted.
 
 mod endpoints;
+mod faults;
 mod query;
 mod server;
 mod store;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 
 pub use endpoints::pod_ip;
 use server::Shared;
+pub use store::Stale;
 use store::Store;
 
 /// How the fake cluster behaves.
@@ -82,6 +84,7 @@ pub fn start_with(options: Options) -> (FakeApi, tokio::runtime::Runtime) {
         requests: Mutex::new(Vec::new()),
         writes: Mutex::new(Vec::new()),
         forbid_patches: Mutex::new(None),
+        faults: Default::default(),
     });
     let app = Router::new()
         .fallback(server::handle)
@@ -97,13 +100,17 @@ impl FakeApi {
 
     /// A kubeconfig file for the fake (token auth, namespace `default`).
     pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        self.kubeconfig_via(dir, self.port)
+    }
+
+    /// The same, for a relay to the fake on `port`.
+    pub fn kubeconfig_via(&self, dir: &std::path::Path, port: u16) -> std::path::PathBuf {
         let path = dir.join("kubeconfig");
         let yaml = format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
-             clusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
+             clusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\n\
              users: [{{name: fake, user: {{token: fake-token}}}}]\n\
-             contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: default}}}}]\n",
-            self.url()
+             contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: default}}}}]\n"
         );
         std::fs::write(&path, yaml).unwrap();
         path
@@ -193,6 +200,51 @@ impl FakeApi {
     /// Refuses every PATCH from now on with 403 and `message`, as RBAC would.
     pub fn forbid_patches(&self, message: &str) {
         *self.shared.forbid_patches.lock().unwrap() = Some(message.to_string());
+    }
+
+    /// Every watch stream open now ends, without an error (as at the
+    /// server's watch timeout).
+    pub fn end_watches(&self) {
+        self.shared.faults.ended.send_modify(|n| *n += 1);
+    }
+
+    /// Compacts the history: a watch resumed from any version before now
+    /// is answered `410 Gone`.
+    pub fn compact(&self) {
+        let now = self.shared.store.lock().unwrap().resource_version;
+        *self.shared.faults.compacted.lock().unwrap() = now;
+    }
+
+    /// The next writes are refused with these status codes (and
+    /// `Retry-After` seconds), in order.
+    pub fn refuse_writes(&self, refusals: &[(u16, Option<u32>)]) {
+        let mut queue = self.shared.faults.refusals.lock().unwrap();
+        queue.extend(refusals.iter().copied());
+    }
+
+    /// A second writer: `patch` is applied to the status at `path`
+    /// (`/apis/…/status`) just before the next write to it arrives, which
+    /// then conflicts if it was based on the version before.
+    pub fn interpose_status_write(&self, path: &str, patch: Value) {
+        *self.shared.faults.interposed.lock().unwrap() = Some((path.to_string(), patch));
+    }
+
+    /// How many refusals set by `refuse_writes` are still to come.
+    pub fn refusals_left(&self) -> usize {
+        self.shared.faults.refusals.lock().unwrap().len()
+    }
+
+    /// Every answer from now on waits `delay` first.
+    pub fn slow_down(&self, delay: std::time::Duration) {
+        *self.shared.faults.delay.lock().unwrap() = delay;
+    }
+
+    /// The conditional writes refused so far because the object had
+    /// changed since the version they were based on, and how many writes
+    /// were conditional.
+    pub fn stale_writes(&self) -> (Vec<Stale>, u64) {
+        let store = self.shared.store.lock().unwrap();
+        (store.stale.clone(), store.conditional)
     }
 
     /// The requests received since the last call: method and path with query.

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::faults::Faults;
 use super::query::{Query, params};
 use super::store::{Change, Key, Refusal, Store, not_found};
 
@@ -24,9 +25,11 @@ pub struct Shared {
     pub writes: Mutex<Vec<(Method, String, Value)>>,
     /// When set, every PATCH is refused with 403 and this message (RBAC).
     pub forbid_patches: Mutex<Option<String>>,
+    pub faults: Faults,
 }
 
 /// Where a request points: a collection, perhaps one object and a subresource.
+#[derive(Clone)]
 struct Target {
     collection: String,
     namespace: Option<String>,
@@ -48,6 +51,10 @@ pub async fn handle(
         .lock()
         .unwrap()
         .push((method.clone(), uri.to_string()));
+    let delay = shared.faults.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     if method == Method::GET && path == "/apis/gantry.dev/v1alpha1" {
         return discovery(shared.store.lock().unwrap().crds_installed);
     }
@@ -65,6 +72,9 @@ pub async fn handle(
                 .iter()
                 .find(|(k, _)| k == "resourceVersion")
                 .and_then(|(_, v)| v.parse().ok());
+            if let Some(from) = from.filter(|v| shared.faults.gone(*v)) {
+                return gone(from);
+            }
             let query = Query::new(target.collection, target.namespace, &params);
             watch_stream(shared, query, from)
         }
@@ -81,10 +91,24 @@ pub async fn handle(
             if method != Method::GET {
                 let write = (method.clone(), uri.to_string(), body.clone());
                 shared.writes.lock().unwrap().push(write);
+                if let Some((code, retry_after)) = shared.faults.take_refusal() {
+                    return overloaded(code, retry_after);
+                }
             }
             let forbidden = shared.forbid_patches.lock().unwrap().clone();
             if let Some(message) = forbidden.filter(|_| method == Method::PATCH) {
                 return status((403, message, json!({})));
+            }
+            if let Some(patch) = shared.faults.take_interposed(path) {
+                let second = Target { ..target.clone() };
+                let second = write(
+                    &shared,
+                    &Method::PATCH,
+                    second,
+                    "application/merge-patch+json",
+                    patch,
+                );
+                second.expect("the second writer's patch applies");
             }
             let result = write(&shared, &method, target, content_type, body);
             match result {
@@ -153,7 +177,7 @@ fn write(
                 .patch(key(name), status, content_type, &body)
                 .map(|o| (200, o))
         }
-        (&Method::DELETE, Some(name)) => store.delete(key(name)).map(|o| (200, o)),
+        (&Method::DELETE, Some(name)) => store.delete(key(name), &body).map(|o| (200, o)),
         // Subresources other than status (evictions) have nothing to act on.
         (&Method::POST, Some(name)) => {
             let key = key(name);
@@ -201,14 +225,15 @@ fn list(store: &Store, query: &Query, params: &[(String, String)]) -> Response {
 /// level-triggered client needs no more.
 fn watch_stream(shared: Arc<Shared>, query: Query, from: Option<u64>) -> Response {
     let grew = shared.grew.subscribe();
+    let ended = shared.faults.ended.subscribe();
     let cursor = {
         let store = shared.store.lock().unwrap();
         let from = from.unwrap_or(store.resource_version);
         store.log.partition_point(|entry| entry.rv <= from)
     };
-    let state = (cursor, shared, grew, query);
-    let events =
-        futures::stream::unfold(state, |(mut cursor, shared, mut grew, query)| async move {
+    let state = (cursor, shared, (grew, ended), query);
+    let events = futures::stream::unfold(state, |(mut cursor, shared, mut signals, query)| {
+        async move {
             loop {
                 let chunk = {
                     let store = shared.store.lock().unwrap();
@@ -217,14 +242,18 @@ fn watch_stream(shared: Arc<Shared>, query: Query, from: Option<u64>) -> Respons
                     chunk
                 };
                 if !chunk.is_empty() {
-                    let next = (cursor, shared, grew, query);
+                    let next = (cursor, shared, signals, query);
                     return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next));
                 }
-                if grew.changed().await.is_err() {
-                    return None;
+                let (grew, ended) = &mut signals;
+                tokio::select! {
+                    changed = grew.changed() => changed.ok()?,
+                    // The server's watch timeout: the stream just ends.
+                    _ = ended.changed() => return None,
                 }
             }
-        });
+        }
+    });
     Body::from_stream(events).into_response()
 }
 
@@ -250,6 +279,26 @@ fn events_since(store: &Store, cursor: usize, query: &Query) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+/// A watch resumed from a resourceVersion compacted away: the API server
+/// answers 200 and one ERROR event with `410 Gone`.
+fn gone(from: u64) -> Response {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": format!("too old resource version: {from}"),
+                        "reason": "Expired", "code": 410});
+    let line = json!({"type": "ERROR", "object": status}).to_string() + "\n";
+    reply_raw(200, line)
+}
+
+/// A write refused by an overloaded server: 429 (with `Retry-After`) or 503.
+fn overloaded(code: u16, retry_after: Option<u32>) -> Response {
+    let mut response = status((code, "the server is overloaded".into(), json!({})));
+    if let Some(seconds) = retry_after {
+        let value = axum::http::HeaderValue::from(seconds);
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
 }
 
 fn discovery(installed: bool) -> Response {
@@ -299,6 +348,8 @@ fn status((code, message, details): Refusal) -> Response {
         404 => "NotFound",
         403 => "Forbidden",
         409 => "Conflict",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
         _ => "BadRequest",
     };
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -307,7 +358,11 @@ fn status((code, message, details): Refusal) -> Response {
 }
 
 fn reply(code: u16, body: &Value) -> Response {
+    reply_raw(code, body.to_string())
+}
+
+fn reply_raw(code: u16, body: String) -> Response {
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, json, body.to_string()).into_response()
+    (code, json, body).into_response()
 }

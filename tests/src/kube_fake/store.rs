@@ -29,6 +29,15 @@ pub struct Logged {
 /// Why a request was refused: HTTP status, message, the Status details.
 pub type Refusal = (u16, String, Value);
 
+/// A write conditional on a resourceVersion that was no longer the
+/// object's: what the writer had seen, and what the object was at.
+#[derive(Clone, Debug)]
+pub struct Stale {
+    pub key: Key,
+    pub based_on: String,
+    pub current: String,
+}
+
 #[derive(Default)]
 pub struct Store {
     pub crds_installed: bool,
@@ -44,6 +53,10 @@ pub struct Store {
     pub objects: BTreeMap<Key, Value>,
     pub log: Vec<Logged>,
     pub resource_version: u64,
+    /// Every conditional write refused because the object had changed.
+    pub stale: Vec<Stale>,
+    /// How many writes were conditional on a resourceVersion.
+    pub conditional: u64,
 }
 
 impl Store {
@@ -77,18 +90,13 @@ impl Store {
 
     /// PUT: refused when the body's resourceVersion is not the current one.
     pub fn replace(&mut self, key: Key, object: Value) -> Result<Value, Refusal> {
-        let Some(current) = self.objects.get(&key) else {
+        if !self.objects.contains_key(&key) {
             return Err(not_found(&key));
-        };
-        let expected = &current["metadata"]["resourceVersion"];
-        if object["metadata"]["resourceVersion"] != *expected {
-            return Err((
-                409,
-                "the object has been modified; please apply your changes to the latest version and try again"
-                    .into(),
-                json!({}),
-            ));
         }
+        let based_on = object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        self.precondition(&key, based_on)?;
         Ok(self.write(key, object, Change::Modified))
     }
 
@@ -104,6 +112,9 @@ impl Store {
         let Some(current) = self.objects.get(&key).cloned() else {
             return Err(not_found(&key));
         };
+        if let Some(based_on) = patch["metadata"]["resourceVersion"].as_str() {
+            self.precondition(&key, based_on)?;
+        }
         let mut patched = current.clone();
         if content_type.starts_with("application/json-patch+json") {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
@@ -135,11 +146,40 @@ impl Store {
         Ok(self.write(key, object, Change::Modified))
     }
 
-    /// DELETE: an object with finalizers is only marked for deletion.
-    pub fn delete(&mut self, key: Key) -> Result<Value, Refusal> {
-        let Some(current) = self.objects.get(&key).cloned() else {
+    /// The API server's optimistic concurrency: a write based on
+    /// `based_on` is refused (409) when the object is at another version.
+    fn precondition(&mut self, key: &Key, based_on: &str) -> Result<(), Refusal> {
+        self.conditional += 1;
+        let current = self.objects[key]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if based_on == current {
+            return Ok(());
+        }
+        self.stale.push(Stale {
+            key: key.clone(),
+            based_on: based_on.to_string(),
+            current,
+        });
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+            plural(key),
+            key.2
+        );
+        Err((409, message, json!({"name": key.2, "kind": plural(key)})))
+    }
+
+    /// DELETE, with the body's preconditions: an object with finalizers is
+    /// only marked for deletion.
+    pub fn delete(&mut self, key: Key, options: &Value) -> Result<Value, Refusal> {
+        if !self.objects.contains_key(&key) {
             return Err(not_found(&key));
-        };
+        }
+        if let Some(based_on) = options["preconditions"]["resourceVersion"].as_str() {
+            self.precondition(&key, based_on)?;
+        }
+        let current = self.objects[&key].clone();
         let finalizers = current["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
