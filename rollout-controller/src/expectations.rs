@@ -140,6 +140,17 @@ impl<'a> Ledger<'a> {
         self.versions.of(kind, name)
     }
 
+    /// A write of `kind/name` was refused with a conflict (409): the cache
+    /// is behind the object, and the next decision waits until it shows a
+    /// version other than the one this write was based on.
+    pub fn conflicted(&mut self, kind: Kind, name: &str) {
+        if let Some(before) = self.versions.of(kind, name) {
+            let (ns, rollout) = &self.rollout;
+            self.expectations
+                .wrote((ns, rollout), (kind, name), Some(before), None);
+        }
+    }
+
     /// `kind/name` was written and is now at `after` (`None`: deleted).
     pub fn wrote(&mut self, kind: Kind, name: &str, after: Option<&String>) {
         let (ns, rollout) = &self.rollout;

@@ -140,13 +140,13 @@ pub fn error_policy(
     _: Arc<Context>,
 ) -> Requeue {
     use kube::runtime::finalizer::Error::{AddFinalizer, ApplyFailed, CleanupFailed};
-    let conflict = match error {
-        ApplyFailed(Error::Kube(kube::Error::Api(e)))
-        | CleanupFailed(Error::Kube(kube::Error::Api(e)))
-        | AddFinalizer(kube::Error::Api(e)) => e.code == 409,
+    let conflicted = match error {
+        ApplyFailed(Error::Kube(e)) | CleanupFailed(Error::Kube(e)) | AddFinalizer(e) => {
+            conflict(e)
+        }
         _ => false,
     };
-    if conflict {
+    if conflicted {
         // Changed since the cache was read: decided again once it shows
         // the change (its watch event wakes the Rollout sooner).
         tracing::info!(rollout = %cached.name_any(), %error, "write refused, the object changed: deciding again");
@@ -154,6 +154,11 @@ pub fn error_policy(
     }
     tracing::warn!(%error, "reconcile failed");
     Requeue::requeue(Duration::from_secs(5))
+}
+
+/// A write refused because the object changed since it was read.
+fn conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 409)
 }
 
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
@@ -193,14 +198,25 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
             return Ok(Requeue::await_change());
         }
         tracing::info!(rollout = %name, ?action, "acting");
-        execute(rollout, plan, &world, action, ctx, &mut ledger).await?;
+        let done = execute(rollout, plan, &world, action, ctx, &mut ledger).await;
+        if let (Err(Error::Kube(e)), Some((kind, target))) = (&done, written_object(action))
+            && conflict(e)
+        {
+            ledger.conflicted(kind, target);
+        }
+        done?;
     }
     if let Some(patch) = status_patch(rollout.status.as_ref(), &decision.status) {
         let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = ledger.guard(Kind::Rollout, &name, patch);
         let written = api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+            .inspect_err(|e| {
+                if conflict(e) {
+                    ledger.conflicted(Kind::Rollout, &name);
+                }
+            })?;
         ledger.wrote(
             Kind::Rollout,
             &name,
@@ -521,6 +537,22 @@ fn replica_set_view(rs: &CachedReplicaSet) -> Option<ReplicaSetView> {
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
         pod_metadata: recorded_metadata(rs.annotations()),
     })
+}
+
+/// The cached object an action writes, if its write is conditional.
+fn written_object(action: &Action) -> Option<(Kind, &str)> {
+    match action {
+        Action::ScaleReplicaSet { name, .. }
+        | Action::ScheduleScaleDown { name, .. }
+        | Action::DeleteReplicaSet { name }
+        | Action::SetPodMetadata { name, .. } => Some((Kind::ReplicaSet, name)),
+        Action::SetServiceSelector { service, .. } => Some((Kind::Service, service)),
+        Action::SetIngressAction { ingress, .. } => Some((Kind::Ingress, ingress)),
+        Action::ScaleDeployment { name, .. } => Some((Kind::Deployment, name)),
+        Action::CreateReplicaSet { .. }
+        | Action::EvictPod { .. }
+        | Action::SetAlbWeights { .. } => None,
+    }
 }
 
 /// Carries out one action; each write is conditional on the version the
