@@ -219,9 +219,12 @@ impl Expectations {
             }
             true
         });
-        let first = pending.first().map(|e| {
-            let was = e.before.as_deref().unwrap_or("absent");
-            format!("{:?} {} still at {was} in the cache", e.kind, e.name)
+        let first = pending.first().map(|e| match &e.before {
+            Some(v) => format!(
+                "{:?} {} still at resourceVersion {v} in the cache",
+                e.kind, e.name
+            ),
+            None => format!("{:?} {} not in the cache yet", e.kind, e.name),
         });
         if pending.is_empty() {
             all.remove(&key);
@@ -244,5 +247,83 @@ fn cached_version(caches: &Caches, ns: &str, kind: Kind, name: &str) -> Option<S
         Kind::Service => version(&caches.services, ns, name),
         Kind::Ingress => version(&caches.ingresses, ns, name),
         Kind::Deployment => version(&caches.deployments, ns, name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+    use crate::cache::{self, CachedService};
+
+    fn service(version: &str) -> CachedService {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": version},
+            "spec": {"selector": {"app": "web"}}
+        }))
+        .unwrap()
+    }
+
+    const ROLLOUT: (&str, &str) = ("shop", "web");
+
+    #[test]
+    fn a_decision_waits_until_the_cache_shows_each_write() {
+        let (caches, mut writers) = cache::stores();
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(service("7")));
+        let expectations = Expectations::default();
+        let mut versions = Versions::default();
+        versions.saw(Kind::Service, "web", Some(&"7".to_string()));
+        let mut ledger = Ledger::new(&expectations, ("shop".into(), "web".into()), versions);
+        assert_eq!(
+            ledger.guard(Kind::Service, "web", json!({"spec": {}})),
+            json!({"spec": {}, "metadata": {"resourceVersion": "7"}})
+        );
+        ledger.wrote(Kind::Service, "web", Some(&"9".to_string()));
+        // A write that changed nothing is not waited for.
+        ledger.wrote(Kind::Service, "web", Some(&"9".to_string()));
+        // Created: waited for until present.
+        ledger.wrote(Kind::ReplicaSet, "web-1", Some(&"10".to_string()));
+
+        let unseen = expectations.unseen(ROLLOUT, &caches);
+        assert_eq!(
+            unseen.as_deref(),
+            Some("Service web still at resourceVersion 7 in the cache")
+        );
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(service("9")));
+        let unseen = expectations.unseen(ROLLOUT, &caches);
+        assert_eq!(
+            unseen.as_deref(),
+            Some("ReplicaSet web-1 not in the cache yet")
+        );
+        let rs =
+            json!({"metadata": {"name": "web-1", "namespace": "shop", "resourceVersion": "10"}});
+        let rs = serde_json::from_value(rs).unwrap();
+        writers.replica_sets.apply_watcher_event(&Event::Apply(rs));
+        assert_eq!(expectations.unseen(ROLLOUT, &caches), None);
+        assert_eq!(expectations.unseen(("shop", "other"), &caches), None);
+    }
+
+    #[test]
+    fn a_conflict_waits_for_a_newer_version_than_the_one_refused() {
+        let (caches, mut writers) = cache::stores();
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(service("7")));
+        let expectations = Expectations::default();
+        let mut versions = Versions::default();
+        versions.saw(Kind::Service, "web", Some(&"7".to_string()));
+        let mut ledger = Ledger::new(&expectations, ("shop".into(), "web".into()), versions);
+        ledger.conflicted(Kind::Service, "web");
+        assert!(expectations.unseen(ROLLOUT, &caches).is_some());
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(service("8")));
+        assert_eq!(expectations.unseen(ROLLOUT, &caches), None);
     }
 }

@@ -161,7 +161,8 @@ impl Elector {
             if *tx.borrow() != leading {
                 tracing::info!(leading, identity = %self.identity, "leadership changed");
             }
-            tx.send_replace(leading);
+            // Receivers hear of changes only.
+            tx.send_if_modified(|was| std::mem::replace(was, leading) != leading);
             let wait = if leading && answered {
                 self.renew
             } else {

@@ -231,10 +231,17 @@ async fn control(
     let watches = &ctx.watches;
 
     // Only the leader reconciles; on winning, reconcile everything.
+    // Leading again after losing the lease: fresh caches first.
     let leader_ctx = ctx.clone();
     tokio::spawn(async move {
+        let mut led = false;
         while leading.changed().await.is_ok() {
-            let now_leading = *leading.borrow();
+            let now_leading = *leading.borrow_and_update();
+            if now_leading && led {
+                tracing::info!("leading again: every watch lists anew before any decision");
+                leader_ctx.watches.relist_all();
+            }
+            led |= now_leading;
             leader_ctx.leader.store(now_leading, Ordering::Relaxed);
             if now_leading {
                 let _ = trigger_tx.unbounded_send(());

@@ -25,6 +25,7 @@ use futures::stream::{self, BoxStream};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::server::Readiness;
@@ -43,6 +44,8 @@ enum State {
 pub struct Watches {
     states: Arc<Mutex<BTreeMap<&'static str, State>>>,
     report: Option<Report>,
+    /// Bumped to make every watch list again from scratch.
+    relists: Arc<watch::Sender<u64>>,
 }
 
 #[derive(Clone)]
@@ -68,7 +71,26 @@ impl Watches {
                 metrics,
                 recovered,
             }),
+            relists: Arc::default(),
         }
+    }
+
+    /// Every watch lists again from scratch, and counts as listing from
+    /// now (not from when its stream next runs): a replica that led
+    /// before, lost the lease and leads again may have had a watch hang
+    /// silently meanwhile, and decides only from caches listed anew.
+    pub fn relist_all(&self) {
+        let names: Vec<&'static str> = self
+            .states
+            .lock()
+            .expect("watch states lock")
+            .keys()
+            .copied()
+            .collect();
+        for name in names {
+            self.set(name, State::Listing);
+        }
+        self.relists.send_modify(|n| *n += 1);
     }
 
     /// Ok when every watch is up (the caches follow the cluster); else
@@ -100,12 +122,22 @@ impl Watches {
             watches: self.clone(),
             inner: start(),
             delays: backoff().build(),
+            relists: self.relists.subscribe(),
         };
         stream::unfold(state, move |mut s| {
             let start = start.clone();
             async move {
                 loop {
-                    match s.inner.next().await? {
+                    let next = tokio::select! {
+                        next = s.inner.next() => next?,
+                        relist = s.relists.changed() => {
+                            if relist.is_ok() {
+                                s.inner = start();
+                            }
+                            continue;
+                        }
+                    };
+                    match next {
                         Ok(event) => {
                             s.observe(&event);
                             return Some((Ok(event), s));
@@ -161,6 +193,7 @@ struct Watching<K: Resource + Clone + 'static> {
     watches: Watches,
     inner: BoxStream<'static, Result<Event<K>, watcher::Error>>,
     delays: backon::ExponentialBackoff,
+    relists: watch::Receiver<u64>,
 }
 
 impl<K: Resource + Clone + 'static> Watching<K> {

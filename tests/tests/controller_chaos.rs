@@ -343,9 +343,11 @@ fn a_lease_taken_by_another_identity_stops_every_write_until_it_is_back() {
     );
     assert_eq!(step(&api), 1);
 
-    // Released by the other: taken back at once, and the canary goes on.
+    // Released by the other: taken back at once, every watch listed
+    // anew, and the canary goes on.
     take("");
     wait_phase(&api, ("Paused", "3/4"));
+    controller.wait_for("leading again: every watch lists anew");
     println!(
         "lease taken by another identity noticed in {:.1} s",
         noticed.as_secs_f64()

@@ -169,11 +169,24 @@ async fn count(browser: &Client, css: &str) -> usize {
     browser.find_all(Locator::Css(css)).await.unwrap().len()
 }
 
-/// Clicks the action button `action` and accepts its confirmation.
+/// Clicks the action button `action` and accepts its confirmation. The
+/// page re-renders as the Rollout moves, so a button found may be
+/// replaced before the click lands: then it is found again.
 async fn click(browser: &Client, action: &str) {
     let button = Locator::Css(&format!("button[data-action='{action}']"));
-    browser.find(button).await.unwrap().click().await.unwrap();
-    browser.accept_alert().await.unwrap();
+    for _ in 0..10 {
+        match browser.find(button).await.unwrap().click().await {
+            Err(e) if e.is_stale_element_reference() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            clicked => {
+                clicked.unwrap();
+                browser.accept_alert().await.unwrap();
+                return;
+            }
+        }
+    }
+    panic!("the {action} button kept being replaced");
 }
 
 fn watches_of_rollouts(fake: &FakeApi) -> usize {
