@@ -268,6 +268,13 @@ mod tests {
 
     const ROLLOUT: (&str, &str) = ("shop", "web");
 
+    /// A reconcile of `shop/web` that decided from Service `web` at 7.
+    fn ledger_seeing_service_at_7(expectations: &Expectations) -> Ledger<'_> {
+        let mut versions = Versions::default();
+        versions.saw(Kind::Service, "web", Some(&"7".to_string()));
+        Ledger::new(expectations, ("shop".into(), "web".into()), versions)
+    }
+
     #[test]
     fn a_decision_waits_until_the_cache_shows_each_write() {
         let (caches, mut writers) = cache::stores();
@@ -275,9 +282,7 @@ mod tests {
             .services
             .apply_watcher_event(&Event::Apply(service("7")));
         let expectations = Expectations::default();
-        let mut versions = Versions::default();
-        versions.saw(Kind::Service, "web", Some(&"7".to_string()));
-        let mut ledger = Ledger::new(&expectations, ("shop".into(), "web".into()), versions);
+        let mut ledger = ledger_seeing_service_at_7(&expectations);
         assert_eq!(
             ledger.guard(Kind::Service, "web", json!({"spec": {}})),
             json!({"spec": {}, "metadata": {"resourceVersion": "7"}})
@@ -316,9 +321,7 @@ mod tests {
             .services
             .apply_watcher_event(&Event::Apply(service("7")));
         let expectations = Expectations::default();
-        let mut versions = Versions::default();
-        versions.saw(Kind::Service, "web", Some(&"7".to_string()));
-        let mut ledger = Ledger::new(&expectations, ("shop".into(), "web".into()), versions);
+        let mut ledger = ledger_seeing_service_at_7(&expectations);
         ledger.conflicted(Kind::Service, "web");
         assert!(expectations.unseen(ROLLOUT, &caches).is_some());
         writers
