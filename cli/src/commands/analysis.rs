@@ -13,7 +13,7 @@ use rollout_core::analysis::{self, ArgContext};
 use rollout_core::types::{AnalysisPhase, AnalysisTemplate};
 use rollout_metrics as prometheus;
 
-/// Try AnalysisTemplates against their providers (Prometheus, web).
+/// Try AnalysisTemplates against their providers (Prometheus, web, CloudWatch).
 #[derive(Subcommand)]
 pub enum Command {
     /// Measure a template's metrics once and print each query, value and verdict.

@@ -10,8 +10,8 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
+use rollout_core::display::human;
 use rollout_core::ops::{Op, State, patches, state};
-use rollout_core::plan::human;
 use rollout_core::types::Rollout;
 
 use crate::rollout::view::View;

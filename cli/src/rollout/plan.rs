@@ -8,7 +8,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use rollout_core::plan::{Timeline, human, plan};
+use rollout_core::display::human;
+use rollout_core::plan::{Timeline, plan};
 use rollout_core::types::{AnalysisTemplate, AnalysisTemplateSpec, Rollout};
 use serde::Deserialize as _;
 

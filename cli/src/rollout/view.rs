@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use rollout_core::plan::describe;
+use rollout_core::display::describe;
 use rollout_core::types::{POD_TEMPLATE_HASH, Phase, Rollout, RolloutStatus};
 use rollout_core::validate::validate;
 use serde_json::{Value, json};

@@ -11,13 +11,15 @@
 //! - `notify`: which notifications a status calls for, once each, and
 //!   their destinations and bodies.
 //! - `ops`: what a human's promote/abort/… patches; `simulate`: a cluster
-//!   in memory running the decision; `plan`: the timeline from it.
+//!   in memory running the decision; `plan`: the timeline from it;
+//!   `display`: how steps and durations read to people.
 //! - `error_chain`: an error and its causes on one line (every crate's).
 
 pub mod alb;
 pub mod analysis;
 pub mod argocd;
 pub mod decide;
+pub mod display;
 pub mod error_chain;
 pub mod hash;
 pub mod notify;

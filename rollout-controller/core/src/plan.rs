@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::analysis::{self, ArgContext, Metric};
 use crate::decide::{INCONCLUSIVE_REASON, canary_replicas, stable_replicas, weight_before};
+use crate::display::{describe, human};
 use crate::simulate::Simulation;
 use crate::types::{AnalysisPhase, AnalysisTemplateSpec, Phase, Rollout, WorkloadScaleDown};
 use crate::validate::{Plan, StepKind, validate};
@@ -233,22 +234,6 @@ fn gate_metric(m: &Metric) -> GateMetric {
     }
 }
 
-/// `2m`, `1h 30m`, `45s`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    let parts = [(s / 3600, "h"), (s % 3600 / 60, "m"), (s % 60, "s")];
-    let text: Vec<String> = parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".into()
-    } else {
-        text.join(" ")
-    }
-}
-
 /// The Rollout deployed and settled on its current template; the template
 /// then changes, which starts the canary the plan is about.
 fn deployed(
@@ -423,21 +408,4 @@ fn waits_for_person(status: &crate::types::RolloutStatus, plan: &Plan, index: us
             .pause_conditions
             .iter()
             .any(|p| p.reason == INCONCLUSIVE_REASON)
-}
-
-/// A step as people write it: `setWeight 10`, `pause 2m`, `analysis errors`.
-pub fn describe(step: &StepKind) -> String {
-    match step {
-        StepKind::SetWeight(w) => format!("setWeight {w}"),
-        StepKind::Pause(Some(d)) => format!("pause {}", human(*d)),
-        StepKind::Pause(None) => "pause until promoted".into(),
-        StepKind::Analysis(a) => {
-            let names: Vec<&str> = a
-                .templates
-                .iter()
-                .map(|t| t.template_name.as_str())
-                .collect();
-            format!("analysis {}", names.join(", "))
-        }
-    }
 }

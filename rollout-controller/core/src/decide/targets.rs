@@ -105,7 +105,7 @@ impl Decider<'_> {
         let settle = alb.gates.settle(alb, self.ingress_annotations());
         let message = format!(
             "waiting {} for the ALB to take the weight off {service}'s target group before its selector changes",
-            crate::plan::human(settle)
+            crate::display::human(settle)
         );
         let weights_since = self.status.canary.weights.as_ref();
         let weights_since = weights_since.and_then(|w| w.since.as_deref()?.parse().ok());
@@ -163,7 +163,7 @@ impl Decider<'_> {
                 let settle = alb.gates.settle(alb, self.ingress_annotations());
                 let message = format!(
                     "pods ready behind {service}; waiting {} for the ALB's health checks (without the ELBv2 API, target health shows only in readiness gates, which these pods do not carry for its target group)",
-                    crate::plan::human(settle)
+                    crate::display::human(settle)
                 );
                 let ready_since = self
                     .gate_before(GateKind::TargetsHealthy, service, &hash)
@@ -412,7 +412,7 @@ impl Decider<'_> {
         }
         let why = format!(
             "traffic gate timed out after {}: {message}",
-            crate::plan::human(timeout)
+            crate::display::human(timeout)
         );
         self.status.abort = true;
         self.condition("Healthy", false, GATE_TIMEOUT_REASON, &why);

@@ -14,7 +14,7 @@ pub mod message;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::plan::describe;
+use crate::display::describe;
 use crate::types::{AnalysisPhase, Phase, Rollout, RolloutStatus};
 use crate::validate::Plan;
 

@@ -1,0 +1,40 @@
+//! How steps and durations read to people, in plans, status messages and
+//! notifications alike (below `plan`, `decide` and `notify`, which all
+//! use it).
+
+use std::time::Duration;
+
+use crate::validate::StepKind;
+
+/// `2m`, `1h 30m`, `45s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let parts = [(s / 3600, "h"), (s % 3600 / 60, "m"), (s % 60, "s")];
+    let text: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".into()
+    } else {
+        text.join(" ")
+    }
+}
+
+/// A step as people write it: `setWeight 10`, `pause 2m`, `analysis errors`.
+pub fn describe(step: &StepKind) -> String {
+    match step {
+        StepKind::SetWeight(w) => format!("setWeight {w}"),
+        StepKind::Pause(Some(d)) => format!("pause {}", human(*d)),
+        StepKind::Pause(None) => "pause until promoted".into(),
+        StepKind::Analysis(a) => {
+            let names: Vec<&str> = a
+                .templates
+                .iter()
+                .map(|t| t.template_name.as_str())
+                .collect();
+            format!("analysis {}", names.join(", "))
+        }
+    }
+}
