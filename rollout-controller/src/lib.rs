@@ -5,7 +5,8 @@
 //! `cache` holds the trimmed watch caches it reads, `references` which
 //! Rollouts name which objects; `replica_sets` what is written to
 //! ReplicaSets and their pods; `run` wires the controller, `client` (the
-//! rate-limited API client), `leader` (Lease election), `metrics`,
+//! rate-limited API client), `leader` (Lease election), `telemetry`
+//! (the controller's own metrics, apart from `rollout-metrics`' measurements),
 //! `server` (health and metrics endpoints), `watches` (the watches kept
 //! alive, and whether the caches are fresh), `events`, `notifications`
 //! (destinations and background delivery); `elbv2` is the AWS client.
@@ -17,11 +18,11 @@ pub mod elbv2;
 pub mod events;
 pub mod expectations;
 pub mod leader;
-pub mod metrics;
 pub mod notifications;
 pub mod reconcile;
 pub mod references;
 pub mod replica_sets;
 pub mod run;
 pub mod server;
+pub mod telemetry;
 pub mod watches;

@@ -26,11 +26,11 @@ use crate::cache::{
 use crate::client::Limits;
 use crate::elbv2::Elbv2;
 use crate::leader::Elector;
-use crate::metrics::Metrics;
 use crate::notifications::Notifier;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::references::{Kind, References};
 use crate::server::Readiness;
+use crate::telemetry::Metrics;
 use crate::watches::Watches;
 use rollout_core::types::{AnalysisTemplate, POD_TEMPLATE_HASH, Rollout};
 

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::telemetry::Metrics;
 
 /// Why the controller is not ready yet (`None`: ready), for `/readyz`.
 #[derive(Clone)]

@@ -27,8 +27,8 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
 use crate::server::Readiness;
+use crate::telemetry::Metrics;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {

@@ -713,7 +713,7 @@ fn alert_rules_are_valid_promql_on_metrics_that_exist() {
     }
 
     // The controller's alerts use series its /metrics really exposes.
-    let metrics = rollout_controller::metrics::Metrics::default();
+    let metrics = rollout_controller::telemetry::Metrics::default();
     let rollout: Rollout =
         serde_json::from_value(find(&staging, "Rollout", "backend").clone()).unwrap();
     let status = rollout_core::types::RolloutStatus {

@@ -13,7 +13,7 @@ use rollout_core::notify::config::{Destination, Kind, resolve};
 use rollout_core::notify::{Occurrence, message};
 use sha2::Sha256;
 
-use crate::metrics::Metrics;
+use crate::telemetry::Metrics;
 
 /// Each attempt's limit; a slow receiver only holds its own delivery.
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -22,7 +22,7 @@ use rollout_core::types::{Rollout, RolloutStatus};
 use rollout_core::validate::Plan;
 use tokio::sync::Semaphore;
 
-use crate::metrics::Metrics;
+use crate::telemetry::Metrics;
 
 /// How often the ConfigMap and Secret are read again.
 const RELOAD: Duration = Duration::from_secs(30);

@@ -1,5 +1,7 @@
-//! Prometheus metrics: reconcile latency and errors, Rollouts by phase (as a
-//! count, and per Rollout so alerts can name it), and current canary weights.
+//! The controller's own Prometheus metrics (measurements of the services
+//! under a canary are `rollout-metrics`'): reconcile latency and errors,
+//! Rollouts by phase (as a count, and per Rollout so alerts can name it),
+//! current canary weights, notifications, and the watches' state.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
