@@ -54,12 +54,18 @@ impl Versions {
 
     /// `patch` with the version seen as its precondition (unchanged when
     /// none was seen).
-    pub fn guard(&self, kind: Kind, name: &str, mut patch: Value) -> Value {
-        if let Some(v) = self.of(kind, name) {
-            patch["metadata"]["resourceVersion"] = json!(v);
-        }
-        patch
+    pub fn guard(&self, kind: Kind, name: &str, patch: Value) -> Value {
+        conditional(patch, self.of(kind, name))
     }
+}
+
+/// A merge `patch` the API server applies only to the object at `version`
+/// (unchanged without one).
+pub fn conditional(mut patch: Value, version: Option<&String>) -> Value {
+    if let Some(v) = version {
+        patch["metadata"]["resourceVersion"] = json!(v);
+    }
+    patch
 }
 
 /// The versions the caches hold now of what a decision about `rollout`
@@ -268,6 +274,15 @@ mod tests {
 
     const ROLLOUT: (&str, &str) = ("shop", "web");
 
+    /// Caches holding Service `web` at 7.
+    fn caches_with_service_at_7() -> (Caches, cache::Writers) {
+        let (caches, mut writers) = cache::stores();
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(service("7")));
+        (caches, writers)
+    }
+
     /// A reconcile of `shop/web` that decided from Service `web` at 7.
     fn ledger_seeing_service_at_7(expectations: &Expectations) -> Ledger<'_> {
         let mut versions = Versions::default();
@@ -277,10 +292,7 @@ mod tests {
 
     #[test]
     fn a_decision_waits_until_the_cache_shows_each_write() {
-        let (caches, mut writers) = cache::stores();
-        writers
-            .services
-            .apply_watcher_event(&Event::Apply(service("7")));
+        let (caches, mut writers) = caches_with_service_at_7();
         let expectations = Expectations::default();
         let mut ledger = ledger_seeing_service_at_7(&expectations);
         assert_eq!(
@@ -316,10 +328,7 @@ mod tests {
 
     #[test]
     fn a_conflict_waits_for_a_newer_version_than_the_one_refused() {
-        let (caches, mut writers) = cache::stores();
-        writers
-            .services
-            .apply_watcher_event(&Event::Apply(service("7")));
+        let (caches, mut writers) = caches_with_service_at_7();
         let expectations = Expectations::default();
         let mut ledger = ledger_seeing_service_at_7(&expectations);
         ledger.conflicted(Kind::Service, "web");

@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::cache::{CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
-use crate::expectations::{Expectations, Kind, Ledger, versions};
+use crate::expectations::{Expectations, Kind, Ledger, conditional, versions};
 use crate::notifications::Notifier;
 use crate::replica_sets::{move_pod_metadata, new_replica_set, recorded_metadata};
 use crate::telemetry::Metrics;
@@ -724,10 +724,7 @@ pub async fn scale_deployment(
     version: Option<&String>,
 ) -> Result<Option<String>, Error> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let mut patch = json!({ "spec": { "replicas": replicas } });
-    if let Some(v) = version {
-        patch["metadata"] = json!({ "resourceVersion": v });
-    }
+    let patch = conditional(json!({ "spec": { "replicas": replicas } }), version);
     let written = deployments
         .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;

@@ -12,6 +12,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 
+use crate::expectations::conditional;
 use rollout_core::hash::selector_string;
 use rollout_core::types::{POD_TEMPLATE_HASH, PodMetadata, Rollout};
 
@@ -116,9 +117,10 @@ pub async fn move_pod_metadata(
         Value::String(record(to))
     };
     let rs_patch = json!({
-        "metadata": { "annotations": { POD_METADATA: recorded }, "resourceVersion": version },
+        "metadata": { "annotations": { POD_METADATA: recorded } },
         "spec": { "template": { "metadata": pod_patch.clone() } },
     });
+    let rs_patch = conditional(rs_patch, version);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let written = replica_sets
         .patch(name, &params, &Patch::Merge(&rs_patch))

@@ -127,6 +127,36 @@ fn assert_no_stale_write(api: &FakeApi, allowed: usize) -> u64 {
     conditional
 }
 
+/// A canary taking `steps`, its first release completed, the controller
+/// reaching the fake through a relay that can be cut.
+struct Relayed {
+    receiver: Receiver,
+    api: FakeApi,
+    relay: Outage,
+    controller: Controller,
+    _dir: tempfile::TempDir,
+}
+
+impl Relayed {
+    fn deployed(steps: &str) -> Relayed {
+        let receiver = Receiver::start(0, false);
+        let api = cluster(&receiver, TRIGGERS, json!({}), steps);
+        let relay = Outage::start(api.port);
+        let dir = tempfile::tempdir().unwrap();
+        let controller = controller_via(&api, relay.port, dir.path(), &[]);
+        receiver.wait_for("/audit", "completed");
+        // What the first release wrote is not looked at.
+        api.take_writes();
+        Relayed {
+            receiver,
+            api,
+            relay,
+            controller,
+            _dir: dir,
+        }
+    }
+}
+
 /// Waits for the new release's first weight on the Ingress.
 fn first_weight(api: &FakeApi, weight: i32) {
     wait("the canary's first weight", || {
@@ -166,16 +196,16 @@ fn metric(controller: &Controller, name: &str) -> Option<String> {
 
 #[test]
 fn an_api_server_outage_of_20_s_is_recovered_from_in_seconds() {
-    let receiver = Receiver::start(0, false);
     let steps =
         r#"[{"setWeight": 25}, {"pause": {"duration": "5s"}}, {"setWeight": 50}, {"pause": {}}]"#;
-    let api = cluster(&receiver, TRIGGERS, json!({}), steps);
-    let relay = Outage::start(api.port);
-    let dir = tempfile::tempdir().unwrap();
-    let controller = controller_via(&api, relay.port, dir.path(), &[]);
-    receiver.wait_for("/audit", "completed");
-    // What the first release wrote is not looked at.
-    api.take_writes();
+    // Bound so that the controller stops first, the directory goes last.
+    let Relayed {
+        _dir,
+        receiver,
+        api,
+        relay,
+        controller,
+    } = Relayed::deployed(steps);
     let mut written = Written::default();
 
     let before = running(&api);
@@ -251,14 +281,14 @@ fn an_api_server_outage_of_20_s_is_recovered_from_in_seconds() {
 
 #[test]
 fn dropped_ended_expired_refused_conflicting_and_slow_the_canary_completes() {
-    let receiver = Receiver::start(0, false);
-    let api = cluster(&receiver, TRIGGERS, json!({}), TIMED);
-    let relay = Outage::start(api.port);
-    let dir = tempfile::tempdir().unwrap();
-    let controller = controller_via(&api, relay.port, dir.path(), &[]);
-    receiver.wait_for("/audit", "completed");
-    // What the first release wrote is not looked at.
-    api.take_writes();
+    // Bound so that the controller stops first, the directory goes last.
+    let Relayed {
+        _dir,
+        receiver,
+        api,
+        relay,
+        controller,
+    } = Relayed::deployed(TIMED);
     let mut written = Written::default();
 
     let before = running(&api);
