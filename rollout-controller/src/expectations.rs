@@ -89,7 +89,7 @@ pub fn versions(caches: &Caches, rollout: &Rollout, plan: Option<&Plan>, ns: &st
         );
     }
     let Some(plan) = plan else { return versions };
-    for service in [&plan.stable_service, &plan.canary_service] {
+    for service in plan.services() {
         if let Some(s) = caches.service(ns, service) {
             versions.saw(Kind::Service, service, s.metadata.resource_version.as_ref());
         }

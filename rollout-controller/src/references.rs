@@ -94,10 +94,10 @@ fn targets(rollout: &Rollout) -> Vec<Target> {
         return Vec::new();
     };
     let ns = rollout.namespace().unwrap_or_default();
-    let mut targets = vec![
-        (Kind::Service, ns.clone(), plan.stable_service.clone()),
-        (Kind::Service, ns.clone(), plan.canary_service.clone()),
-    ];
+    let mut targets: Vec<Target> = plan
+        .services()
+        .map(|s| (Kind::Service, ns.clone(), s.to_string()))
+        .collect();
     if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
         targets.push((Kind::Ingress, ns.clone(), alb.ingress.clone()));
     }

@@ -178,10 +178,7 @@ pub fn cluster(
     }));
     api.create(ROLLOUTS, json!({
         "apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "backend", "namespace": "shop", "annotations": annotations,
-                     // The fake cannot add the first finalizer (a JSON patch to a
-                     // missing list), so it is there from the start.
-                     "finalizers": ["gantry.dev/rollout-cleanup"]},
+        "metadata": {"name": "backend", "namespace": "shop", "annotations": annotations},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "backend"}},
             "template": {"metadata": {"labels": {"app": "backend"}},
                          "spec": {"containers": [{"name": "api", "image": "shop/backend:1.0.0"}]}},

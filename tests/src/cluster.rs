@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
@@ -164,6 +166,23 @@ impl Drop for Cluster {
                 .block_on(namespaces.delete(&self.ns, &DeleteParams::default()));
         }
     }
+}
+
+/// The kinds the process tests read and write through `Cluster`.
+pub fn rollouts() -> ApiResource {
+    ApiResource::erase::<Rollout>(&())
+}
+
+pub fn services() -> ApiResource {
+    ApiResource::erase::<Service>(&())
+}
+
+pub fn replica_sets() -> ApiResource {
+    ApiResource::erase::<ReplicaSet>(&())
+}
+
+pub fn ingresses() -> ApiResource {
+    ApiResource::erase::<Ingress>(&())
 }
 
 /// Waits up to 2 minutes for `probe` to give a value.

@@ -384,6 +384,25 @@ Events:
 }
 
 #[test]
+fn get_shows_a_basic_canarys_share_of_pods() {
+    let (mut r, rs, _) = canary_world();
+    r["status"]["canary"] = json!({});
+    r["spec"]["strategy"]["canary"]["canaryService"] = json!("");
+    r["spec"]["strategy"]["canary"]["stableService"] = json!("");
+    let view = gantry::rollout::view::View {
+        rollout: serde_json::from_value(r).unwrap(),
+        replica_sets: serde_json::from_value(rs["items"].clone()).unwrap(),
+        events: Vec::new(),
+    };
+    let text = view.text("2026-01-01T00:10:00Z".parse().unwrap());
+    assert_eq!(
+        text.lines().nth(3),
+        Some("Traffic:    by pods (no traffic routing): canary 1 / stable 5 available"),
+        "{text}"
+    );
+}
+
+#[test]
 fn get_shows_what_traffic_waits_for_at_the_alb() {
     let (mut r, _, _) = canary_world();
     let gate = "1 of 2 pods of backend-bbb healthy in c's target group";

@@ -2,7 +2,9 @@
 //! (`tests/fixtures/argo/`, written for these tests): canary with ALB,
 //! analysis with args, background analysis with a dry-run metric,
 //! experiments, blueGreen, header routes, a ClusterAnalysisTemplate,
-//! workloadRef, a basic canary. Each conversion's output and report are
+//! workloadRef, a basic canary, and the shape of Argo's getting-started
+//! Rollout (no Services named), which is then run to completion on the
+//! simulated cluster. Each conversion's output and report are
 //! golden files (`GANTRY_BLESS=1` to accept a change); what converts
 //! cleanly is then planned by `gantry rollout plan`, which validates it as
 //! the controller would.
@@ -10,16 +12,19 @@
 use std::path::PathBuf;
 
 use gantry_tests::{Run, gantry, repo, run};
+use rollout_core::simulate::Simulation;
+use rollout_core::types::{Phase, Rollout};
 
-const CORPUS: [(&str, i32); 8] = [
+const CORPUS: [(&str, i32); 9] = [
     ("canary-alb", 0),
     ("background-analysis", 0),
     ("cluster-template", 0),
     ("workload-ref", 0),
+    ("basic-canary", 0),
+    ("getting-started", 0),
     ("experiment", 2),
     ("bluegreen", 2),
     ("header-routes", 2),
-    ("basic-canary", 2),
 ];
 
 fn fixture(name: &str) -> PathBuf {
@@ -105,7 +110,13 @@ fn plan_converted(name: &str) -> Run {
 
 #[test]
 fn converted_manifests_plan_as_the_controller_would_run_them() {
-    for name in ["canary-alb", "background-analysis", "cluster-template"] {
+    for name in [
+        "canary-alb",
+        "background-analysis",
+        "cluster-template",
+        "basic-canary",
+        "getting-started",
+    ] {
         let plan = plan_converted(name);
         assert_eq!(plan.code, 0, "{name}: {}", plan.stderr);
         assert!(
@@ -123,6 +134,37 @@ fn converted_manifests_plan_as_the_controller_would_run_them() {
         "{}",
         plan.stdout
     );
+}
+
+#[test]
+fn the_getting_started_rollout_runs_to_completion_once_converted() {
+    let converted = convert("getting-started", &[]);
+    assert_eq!(converted.code, 0, "{}", converted.stderr);
+    let rollout: Rollout = serde_yaml::from_str(&converted.stdout).unwrap();
+    let mut sim = Simulation::new(rollout);
+    sim.settle().expect("the first deploy settles");
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    let blue = sim.hash();
+    let containers = &mut sim.rollout.spec.template.spec.as_mut().unwrap().containers;
+    containers[0].image = Some("argoproj/rollouts-demo:yellow".into());
+    let yellow = sim.hash();
+    let mut shares = Vec::new();
+    // The one `pause: {}` is promoted as `gantry rollout promote` does.
+    sim.run_to_healthy(100, |sim, _| {
+        assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+        let share = (sim.replicas(&yellow), sim.replicas(&blue));
+        if shares.last() != Some(&share) {
+            shares.push(share);
+        }
+    });
+    let status = sim.status().unwrap();
+    assert_eq!(status.phase, Some(Phase::Healthy), "{status:#?}");
+    assert_eq!(status.stable_rs.as_deref(), Some(yellow.as_str()));
+    assert_eq!(status.current_step_index, Some(8));
+    // Each setWeight as a share of the 5 pods, then all of them.
+    for want in [(1, 4), (2, 3), (3, 2), (4, 1), (5, 0)] {
+        assert!(shares.contains(&want), "{want:?} never held: {shares:?}");
+    }
 }
 
 #[test]

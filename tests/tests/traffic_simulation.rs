@@ -30,33 +30,15 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use gantry_tests::alb_sim::{AlbHandle, AlbSim, Report, Route, RuleReader, Timing, Weights};
 use gantry_tests::aws::{ALB_PRELUDE, AwsProxy, target_health_xml};
-use gantry_tests::cluster::Cluster;
+use gantry_tests::cluster::{Cluster, ingresses, replica_sets, rollouts, services};
 use gantry_tests::controller::Controller;
 use gantry_tests::free_port;
 use gantry_tests::oci::Moto;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
 use kube::core::ApiResource;
 use rollout_controller::elbv2::Elbv2;
-use rollout_core::types::{AlbDirect, Rollout};
+use rollout_core::types::AlbDirect;
 use serde_json::{Value, json};
 
-fn rollouts() -> ApiResource {
-    ApiResource::erase::<Rollout>(&())
-}
-
-fn services() -> ApiResource {
-    ApiResource::erase::<Service>(&())
-}
-
-fn replica_sets() -> ApiResource {
-    ApiResource::erase::<ReplicaSet>(&())
-}
-
-fn ingresses() -> ApiResource {
-    ApiResource::erase::<Ingress>(&())
-}
 const KEY: &str = "alb.ingress.kubernetes.io/actions.backend-service";
 const HEALTH_CHECK: Duration = Duration::from_secs(5);
 const DEREGISTRATION: Duration = Duration::from_secs(10);
@@ -411,8 +393,7 @@ impl Run {
             None => json!({"ingress": "shop", "servicePort": 80, "targetHealth": timing}),
         };
         json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout",
-            // kube's finalizer helper adds to an existing list on the fake.
-            "metadata": {"name": "backend", "finalizers": ["gantry.dev/rollout-cleanup"]},
+            "metadata": {"name": "backend"},
             "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "backend"}},
                 "template": {"metadata": {"labels": {"app": "backend"}},
                              "spec": {"containers": [{"name": "api", "image": "backend:1"}]}},

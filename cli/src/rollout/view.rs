@@ -58,6 +58,8 @@ impl View {
                     w.canary.weight, w.stable.weight
                 ),
             );
+        } else if let Some(share) = pod_share(r, self.replica_sets.iter()) {
+            field(&mut out, "Traffic", &share);
         }
         if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
             field(&mut out, "ALB", alb);
@@ -168,6 +170,38 @@ pub fn proof(verified: Option<bool>) -> &'static str {
         Some(false) => "not yet applied by the ALB",
         None => "set on the Ingress",
     }
+}
+
+/// Without traffic routing the weight is a share of pods: `by pods:
+/// canary 2 / stable 2 available` while a canary runs (None otherwise).
+pub fn pod_share<'a>(
+    rollout: &Rollout,
+    replica_sets: impl Iterator<Item = &'a ReplicaSet>,
+) -> Option<String> {
+    let status = rollout.status.as_ref()?;
+    let plan = validate(&rollout.spec).ok()?;
+    if plan.alb.is_some()
+        || status.stable_rs.is_none()
+        || status.stable_rs == status.current_pod_hash
+    {
+        return None;
+    }
+    let (mut canary, mut stable) = (0, 0);
+    for rs in replica_sets {
+        let available = rs
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0);
+        match role(rs, status) {
+            "canary" => canary += available,
+            "stable" => stable += available,
+            _ => {}
+        }
+    }
+    Some(format!(
+        "by pods (no traffic routing): canary {canary} / stable {stable} available"
+    ))
 }
 
 /// Each step with its mark: done (✔), current (►) or pending (·); or

@@ -178,9 +178,18 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
             plan.min_ready_seconds
         ));
     }
+    let services = match (plan.stable_service.is_empty(), plan.canary_service.is_empty()) {
+        (true, true) => {
+            "no Service is named: one of yours selecting the app's pods reaches both revisions in that share".to_string()
+        }
+        _ => format!(
+            "{} selects its role's pods",
+            plan.services().collect::<Vec<_>>().join(" and ")
+        ),
+    };
     notes.push(match plan.alb {
         None => format!(
-            "No traffic routing: the weight is the canary's share of the {} pods; moves keep at most {} extra and {} unavailable (maxSurge, maxUnavailable).",
+            "No traffic routing: the weight is the canary's share of the {} pods; moves keep at most {} extra and {} unavailable (maxSurge, maxUnavailable); {services}.",
             plan.replicas, plan.max_surge, plan.max_unavailable
         ),
         Some(_) => "Traffic routing: the stable keeps all its pods until the canary is promoted (maxSurge/maxUnavailable do not apply).".into(),

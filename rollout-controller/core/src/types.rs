@@ -156,9 +156,12 @@ pub struct Strategy {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStrategy {
-    /// Required (validated, so that a missing one is reported with the rest).
+    /// The Service gantry points at the canary's pods. Required with
+    /// `trafficRouting`; optional for a basic canary (validated, so that a
+    /// missing one is reported with the rest).
     #[serde(default)]
     pub canary_service: String,
+    /// The Service gantry points at the stable pods (as `canaryService`).
     #[serde(default)]
     pub stable_service: String,
     #[serde(default)]

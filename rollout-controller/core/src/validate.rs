@@ -23,6 +23,8 @@ const DEFAULT_PROGRESS_DEADLINE: i32 = 600;
 pub struct Plan {
     pub replicas: i32,
     pub steps: Vec<StepKind>,
+    /// The Services pointed at each role's ReplicaSet; empty when not
+    /// named (a basic canary may go without; traffic routing needs both).
     pub canary_service: String,
     pub stable_service: String,
     pub alb: Option<Alb>,
@@ -58,6 +60,13 @@ pub struct Workload {
 }
 
 impl Plan {
+    /// The Services the Rollout names (none, one or both).
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        [self.stable_service.as_str(), self.canary_service.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+    }
+
     /// Every analysis of the plan: `(run name, field path, analysis)`.
     pub fn analyses(&self) -> impl Iterator<Item = (String, String, &RolloutAnalysis)> {
         let steps = self.steps.iter().enumerate().filter_map(|(i, s)| match s {
@@ -228,14 +237,19 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     if replicas < 0 {
         errors.push(format!("spec.replicas: must be 0 or more, got {replicas}"));
     }
-    for (field, value) in [
-        ("canaryService", &canary.canary_service),
-        ("stableService", &canary.stable_service),
-    ] {
-        if value.is_empty() {
-            errors.push(format!(
-                "{c}.{field}: required (gantry points a Service at each of the two ReplicaSets; create one and name it here)"
-            ));
+    // A basic canary may name either Service, both or neither (a Service
+    // of the user's then selects both ReplicaSets, and the weight is the
+    // canary's share of the pods); traffic routing weighs the two.
+    if canary.traffic_routing.is_some() {
+        for (field, value) in [
+            ("canaryService", &canary.canary_service),
+            ("stableService", &canary.stable_service),
+        ] {
+            if value.is_empty() {
+                errors.push(format!(
+                    "{c}.{field}: required with trafficRouting (the ALB weighs a target group per Service; create one and name it here)"
+                ));
+            }
         }
     }
     if !canary.canary_service.is_empty() && canary.canary_service == canary.stable_service {

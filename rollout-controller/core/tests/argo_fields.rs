@@ -1,7 +1,7 @@
 //! The Argo Rollouts fields canary users rely on, through the pure
 //! decision on the simulated cluster: the progress deadline, role
-//! metadata, a basic canary's maxSurge/maxUnavailable, workloadRef with
-//! each scaleDown, and dry-run metrics.
+//! metadata, a basic canary's maxSurge/maxUnavailable (with or without
+//! Services), workloadRef with each scaleDown, and dry-run metrics.
 
 use k8s_openapi::jiff::SignedDuration;
 use rollout_core::analysis::QueryValue;
@@ -350,6 +350,140 @@ fn max_surge_and_max_unavailable_cannot_both_be_zero() {
         e.contains("spec.strategy.canary.maxSurge: expected a number of pods or a percentage"),
         "{e}"
     );
+}
+
+#[test]
+fn a_canary_replaced_mid_rollout_keeps_its_pods_until_the_capacity_is_back() {
+    // maxUnavailable 0: the first canary's two available pods may go only
+    // once the stable and the new canary have all four available again
+    // (they are kept beyond maxSurge meanwhile). With Services, the canary
+    // Service keeps them until the new canary serves; without, a Service
+    // of the user's selects them all along.
+    let extra = r#"{spec: {replicas: 4, strategy: {canary: {trafficRouting: null,
+        canaryService: "", stableService: "", maxSurge: 1, maxUnavailable: 0}}}}"#;
+    let mut sim = deployed("[{setWeight: 50}, {pause: {}}]", extra);
+    release(&mut sim, "backend:2");
+    settle_within(&mut sim, 1, 0);
+    let first = sim.hash();
+    assert_eq!(sim.replicas(&first), 2);
+    let run = |sim: &mut Simulation| {
+        for _ in 0..30 {
+            step(sim);
+            let available: i32 = sim.world.replica_sets.iter().map(|r| r.available).sum();
+            assert!(available >= 4, "{:#?}", sim.world.replica_sets);
+            sim.advance(SignedDuration::from_secs(10));
+        }
+    };
+    sim.kubelet = false;
+    release(&mut sim, "backend:3");
+    run(&mut sim);
+    assert_eq!(sim.replicas(&first), 2, "{:#?}", sim.world.replica_sets);
+    sim.kubelet = true;
+    run(&mut sim);
+    assert_eq!(sim.replicas(&first), 0, "{:#?}", sim.world.replica_sets);
+    assert_eq!(sim.replicas(&sim.hash()), 2);
+}
+
+#[test]
+fn a_lower_weight_shrinks_the_canary_only_once_the_stable_grew_back() {
+    let mut sim = basic(
+        "1",
+        "0",
+        "[{setWeight: 50}, {pause: {}}, {setWeight: 25}, {pause: {}}]",
+    );
+    let stable = sim.hash();
+    release(&mut sim, "backend:2");
+    settle_within(&mut sim, 1, 0);
+    let canary = sim.hash();
+    sim.kubelet = false;
+    sim.promote();
+    settle_within(&mut sim, 1, 0);
+    assert_eq!(
+        sim.replicas(&canary),
+        2,
+        "held while the stable's pod is not available"
+    );
+    sim.kubelet = true;
+    step(&mut sim);
+    settle_within(&mut sim, 1, 0);
+    assert_eq!((sim.replicas(&canary), sim.replicas(&stable)), (1, 3));
+}
+
+// ---------------------------------------------------------------------------
+// A basic canary that names no Service (Argo's getting-started Rollout)
+
+/// `backend` without traffic routing and without canary or stable Service:
+/// a Service of the user's selects every revision's pods.
+fn serviceless(steps: &str) -> Simulation {
+    deployed(
+        steps,
+        r#"{spec: {strategy: {canary: {trafficRouting: null, canaryService: "", stableService: ""}}}}"#,
+    )
+}
+
+#[test]
+fn a_canary_without_services_moves_pods_only_and_completes() {
+    let steps = "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10}}, \
+                 {setWeight: 60}, {pause: {duration: 10}}, {setWeight: 80}, {pause: {duration: 10}}]";
+    let mut sim = serviceless(steps);
+    let stable = sim.hash();
+    assert_eq!(sim.phase(), Some(Phase::Healthy));
+    release(&mut sim, "backend:2");
+    let canary = sim.hash();
+    let mut seen = Vec::new();
+    let healthy = sim.run_to_healthy(200, |sim, d| {
+        safe(sim);
+        assert!(
+            !d.actions
+                .iter()
+                .any(|a| matches!(a, Action::SetServiceSelector { .. })),
+            "no Service is named, none is touched: {:?}",
+            d.actions
+        );
+        let pods = (sim.replicas(&canary), sim.replicas(&stable));
+        if seen.last() != Some(&pods) {
+            seen.push(pods);
+        }
+    });
+    assert!(healthy, "{}", message(&sim));
+    assert_eq!(sim.status().unwrap().stable_rs.as_deref(), Some(&*canary));
+    // 20/40/60/80% of 5 pods, within 25% surge (2) and unavailable (1);
+    // nothing keeps the old stable at 100%.
+    for want in [(1, 4), (2, 3), (3, 2), (4, 1), (5, 0)] {
+        assert!(seen.contains(&want), "{want:?} never held: {seen:?}");
+    }
+    assert!(sim.status().unwrap().canary.weights.is_none());
+}
+
+#[test]
+fn services_are_optional_only_without_traffic_routing() {
+    // One Service of the two is fine for a basic canary: it follows its role.
+    let mut sim = deployed(
+        "[{setWeight: 40}, {pause: {}}]",
+        r#"{spec: {strategy: {canary: {trafficRouting: null, canaryService: ""}}}}"#,
+    );
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    assert!(sim.world.canary_service.is_none());
+    let stable_service = sim.world.stable_service.as_ref().unwrap();
+    assert_eq!(
+        stable_service.hash.as_deref(),
+        sim.status().unwrap().stable_rs.as_deref()
+    );
+
+    let e = errors(with(
+        common::rollout(STEPS),
+        r#"{spec: {strategy: {canary: {canaryService: "", stableService: ""}}}}"#,
+    ));
+    for field in ["canaryService", "stableService"] {
+        assert!(
+            e.contains(&format!(
+                "spec.strategy.canary.{field}: required with trafficRouting"
+            )),
+            "{e}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use rollout_core::types::{AnalysisTemplate, Rollout, RolloutStatus};
 use super::actions::ACTIONS;
 use super::chart;
 use super::history::Series;
-use crate::rollout::view::{ago, event_time, proof, role, steps};
+use crate::rollout::view::{ago, event_time, pod_share, proof, role, steps};
 
 /// The page around a fragment: styles, script, the CSRF token for actions,
 /// and where the fragment's updates come from.
@@ -53,10 +53,12 @@ fn phase(status: &RolloutStatus) -> String {
     status.phase.map_or("Pending".into(), |p| format!("{p:?}"))
 }
 
-/// `canary 20% / stable 80%` and whether AWS shows them.
-fn traffic(status: &RolloutStatus) -> Markup {
+/// `canary 20% / stable 80%` and whether AWS shows them; without traffic
+/// routing, the pods each side has.
+fn traffic<'a>(r: &Rollout, replica_sets: impl Iterator<Item = &'a ReplicaSet>) -> Markup {
+    let status = r.status.clone().unwrap_or_default();
     let Some(w) = &status.canary.weights else {
-        return html! { "–" };
+        return html! { (pod_share(r, replica_sets).unwrap_or_else(|| "–".into())) };
     };
     let class = match w.verified {
         Some(true) => "ok",
@@ -91,7 +93,7 @@ pub fn index(
                             td { a href={ "/rollouts/" (ns) "/" (name) } { (ns) "/" (name) } }
                             td { span.phase.(phase(&status)) { (phase(&status)) } }
                             td { (status.step_display.as_deref().unwrap_or("–")) }
-                            td { (traffic(&status)) }
+                            td { (traffic(r, owned(r, replica_sets).into_iter())) }
                             td { @for image in r.images() { code { (image) } br; } }
                             td {
                                 @for rs in owned(r, replica_sets) {
@@ -150,7 +152,7 @@ pub fn rollout(d: &Detail) -> Markup {
         p #state { (state(r).1) }
         dl.facts {
             dt { "Step" } dd #step { (status.step_display.as_deref().unwrap_or("–")) }
-            dt { "Traffic" } dd #traffic { (traffic(&status)) }
+            dt { "Traffic" } dd #traffic { (traffic(r, d.replica_sets.iter().copied())) }
             @if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
                 dt { "ALB" } dd { (alb) }
             }

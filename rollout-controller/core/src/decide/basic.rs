@@ -24,16 +24,18 @@ impl Decider<'_> {
         // The stable's last pod may push the total past maxSurge.
         let limit = (plan.replicas + plan.max_surge).max(canary_want + stable_want);
         let room_up = |others: i32, own: i32| (limit - others - own).max(0);
+        // Only pods beyond `replicas - maxUnavailable` available may go.
+        let mut spare =
+            (canary_available + stable_available - (plan.replicas - plan.max_unavailable)).max(0);
         let canary_target = if canary_want > canary_now {
             canary_want.min(canary_now + room_up(stable_now, canary_now))
         } else {
-            canary_want
+            let target = canary_want.max(canary_now - spare);
+            spare -= canary_now - target;
+            target
         };
         let stable_target = if stable_want < stable_now {
-            // Only pods beyond `replicas - maxUnavailable` available may go.
-            let spare =
-                canary_available + stable_available - (plan.replicas - plan.max_unavailable);
-            stable_want.max(stable_now - spare.max(0))
+            stable_want.max(stable_now - spare)
         } else {
             stable_want.min(stable_now + room_up(canary_target, stable_now))
         };

@@ -322,11 +322,14 @@ pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
 }
 
 /// Stable pods for a weight: all of them with traffic routing; without,
-/// the rest of `replicas` (at least one while its Service selects them).
+/// the rest of `replicas` (at least one while a stable Service selects
+/// them; none at 100% without one, as Argo's basic canary).
 pub fn stable_replicas(plan: &Plan, weight: i32) -> i32 {
-    match plan.alb {
-        Some(_) => plan.replicas,
-        None => (plan.replicas - canary_replicas(plan.replicas, weight)).max(plan.replicas.min(1)),
+    let rest = plan.replicas - canary_replicas(plan.replicas, weight);
+    match (&plan.alb, plan.stable_service.is_empty()) {
+        (Some(_), _) => plan.replicas,
+        (None, true) => rest.max(0),
+        (None, false) => rest.max(plan.replicas.min(1)),
     }
 }
 

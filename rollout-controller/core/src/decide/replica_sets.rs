@@ -65,8 +65,8 @@ impl Decider<'_> {
         for rs in candidates {
             // Never scale down what a Service selects: its pods get traffic
             // or are about to be registered.
-            let selected = [&plan.stable_service, &plan.canary_service]
-                .iter()
+            let selected = plan
+                .services()
                 .any(|s| self.service_hash(s).as_deref() == Some(rs.hash.as_str()));
             if rs.replicas == 0 {
                 idle.push(rs);
@@ -83,7 +83,7 @@ impl Decider<'_> {
                     at: Some(due.max(drained_by)),
                 }),
                 Some(at) if at <= now => {
-                    if !self.drained(plan, &rs) {
+                    if !self.drained(plan, &rs) || !self.spare(plan, keep, &rs) {
                         continue;
                     }
                     self.actions.push(Action::ScaleReplicaSet {
@@ -105,6 +105,19 @@ impl Decider<'_> {
                 name: rs.name.clone(),
             });
         }
+    }
+
+    /// Whether `rs`'s available pods may go: always with traffic routing
+    /// (the stable stays at full size); in a basic canary, a Service may
+    /// select every revision, so only while the ReplicaSets kept have
+    /// `replicas - maxUnavailable` available without it.
+    fn spare(&self, plan: &Plan, keep: &[&str], rs: &ReplicaSetView) -> bool {
+        let kept: i32 = keep
+            .iter()
+            .filter_map(|h| self.rs(h))
+            .map(|r| r.available)
+            .sum();
+        plan.alb.is_some() || rs.available == 0 || kept >= plan.replicas - plan.max_unavailable
     }
 
     pub(super) fn observe_counts(&mut self, hash: &str) {

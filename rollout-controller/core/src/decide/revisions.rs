@@ -56,8 +56,14 @@ impl Decider<'_> {
         self.status.controller_pause = false;
         self.status.pause_conditions.clear();
         let sized = match plan.alb {
-            // The stable keeps a pod until the Services leave it.
-            None => self.scale_basic(plan, stable, hash, plan.replicas, plan.replicas.min(1)),
+            // The stable keeps a pod until its Service leaves it.
+            None => self.scale_basic(
+                plan,
+                stable,
+                hash,
+                plan.replicas,
+                stable_replicas(plan, 100),
+            ),
             Some(_) => {
                 self.ensure_replicas(plan, hash, plan.replicas);
                 true

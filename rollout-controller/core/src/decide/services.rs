@@ -9,7 +9,7 @@ impl Decider<'_> {
             ("canaryService", &plan.canary_service),
             ("stableService", &plan.stable_service),
         ] {
-            if self.service(name).is_none() {
+            if !name.is_empty() && self.service(name).is_none() {
                 return Err(format!("{field} {name:?} not found"));
             }
         }
@@ -40,12 +40,17 @@ impl Decider<'_> {
     }
 
     pub(super) fn services_on(&self, plan: &Plan, stable: &str, canary: &str) -> bool {
-        self.service_hash(&plan.stable_service).as_deref() == Some(stable)
-            && self.service_hash(&plan.canary_service).as_deref() == Some(canary)
+        self.on(&plan.stable_service, stable) && self.on(&plan.canary_service, canary)
+    }
+
+    /// Whether `service` selects `hash`; a Service the Rollout does not
+    /// name (empty) is where it should be, whatever the revision.
+    pub(super) fn on(&self, service: &str, hash: &str) -> bool {
+        service.is_empty() || self.service_hash(service).as_deref() == Some(hash)
     }
 
     pub(super) fn point(&mut self, service: &str, hash: &str) {
-        if self.service_hash(service).as_deref() != Some(hash) {
+        if !self.on(service, hash) {
             self.actions.push(Action::SetServiceSelector {
                 service: service.to_string(),
                 hash: hash.to_string(),

@@ -170,7 +170,7 @@ impl Decider<'_> {
             if weight > 0 {
                 self.point(&plan.canary_service, hash);
             }
-            return weight == 0 || self.service_hash(&plan.canary_service).as_deref() == Some(hash);
+            return weight == 0 || self.on(&plan.canary_service, hash);
         }
         // The canary Service selects the pods before they are created (its
         // patch goes first when both are decided at once), so that the LB

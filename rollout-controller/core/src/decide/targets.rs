@@ -48,10 +48,10 @@ impl Decider<'_> {
     /// `hash`. A Service not yet pointed at any ReplicaSet selects every
     /// pod of the app, the new ones among them: narrowing it is safe.
     pub(super) fn repoint(&mut self, plan: &Plan, service: &str, hash: &str) -> bool {
-        let current = self.service_hash(service);
-        if current.as_deref() == Some(hash) {
+        if self.on(service, hash) {
             return true;
         }
+        let current = self.service_hash(service);
         if plan.alb.is_none() || current.is_none() {
             self.point(service, hash);
             return false;

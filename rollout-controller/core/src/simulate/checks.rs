@@ -34,6 +34,21 @@ impl Simulation {
         }
     }
 
+    /// Available pods of every revision: what a Service of the user's
+    /// selecting all of them (a basic canary without Services) reaches.
+    pub(super) fn available_pods(&self) -> i32 {
+        self.world.replica_sets.iter().map(|r| r.available).sum()
+    }
+
+    /// A scale-down never takes the last available pods away.
+    pub(super) fn check_last_pods(&mut self, name: &str, before: i32) {
+        if before > 0 && self.available_pods() == 0 {
+            self.violations.push(format!(
+                "scaled {name} down: no available pod of any revision left"
+            ));
+        }
+    }
+
     /// What the glue does before deciding: measure the metrics due, with
     /// the same resolution, scheduling and judgement.
     pub(super) fn measure(&self) -> Vec<Taken> {

@@ -36,11 +36,13 @@ impl Simulation {
                 if *replicas == 0 {
                     self.check_scale_down(name);
                 }
+                let serving = self.available_pods();
                 if let Some(rs) = self.world.replica_sets.iter_mut().find(|r| &r.name == name) {
                     rs.replicas = *replicas;
                     rs.available = rs.available.min(*replicas);
                     rs.ready = rs.ready.min(*replicas);
                 }
+                self.check_last_pods(name, serving);
             }
             Action::ScheduleScaleDown { name, at } => {
                 if let Some(rs) = self.world.replica_sets.iter_mut().find(|r| &r.name == name) {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use k8s_openapi::jiff::SignedDuration;
 
-use crate::decide::annotated_canary_weight;
+use crate::decide::{Decision, annotated_canary_weight};
 use crate::hash::pod_template_hash;
 use crate::ops::{self, Op};
 use crate::types::{Phase, RolloutStatus};
@@ -77,6 +77,29 @@ impl Simulation {
         self.world.now = end;
         self.sync_traffic();
         self.check_lb();
+    }
+
+    /// Drives the rollout to Healthy as a patient human would: a reconcile
+    /// at a time, promoting each pause that waits for it and letting 5 s
+    /// pass otherwise; `each` sees every decision as it was applied.
+    /// Whether it got there within `reconciles`.
+    pub fn run_to_healthy(
+        &mut self,
+        reconciles: usize,
+        mut each: impl FnMut(&Simulation, &Decision),
+    ) -> bool {
+        for _ in 0..reconciles {
+            let decision = self.step();
+            each(self, &decision);
+            match self.phase() {
+                Some(Phase::Healthy) => return true,
+                Some(Phase::Paused) if self.status().is_some_and(|s| s.controller_pause) => {
+                    self.promote()
+                }
+                _ => self.advance(SignedDuration::from_secs(5)),
+            }
+        }
+        false
     }
 
     pub fn status(&self) -> Option<&RolloutStatus> {

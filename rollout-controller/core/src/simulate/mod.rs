@@ -68,7 +68,7 @@ impl Simulation {
     pub fn new(rollout: Rollout) -> Simulation {
         let canary = rollout.spec.strategy.canary.as_ref();
         let service = |name: Option<&String>| {
-            name.map(|n| ServiceView {
+            name.filter(|n| !n.is_empty()).map(|n| ServiceView {
                 name: n.clone(),
                 hash: None,
                 selected_at: None,

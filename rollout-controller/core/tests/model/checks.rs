@@ -147,6 +147,21 @@ impl Model {
                 total(&now)
             ));
         }
+        // Pods are taken away only from spare capacity: a Service selecting
+        // every revision (a basic canary without Services) keeps
+        // replicas - maxUnavailable available, or as many as it had.
+        let available = |w: &rollout_core::world::World| -> i32 {
+            w.replica_sets.iter().map(|r| r.available).sum()
+        };
+        let floor = (self.plan.replicas - self.plan.max_unavailable).min(available(seen));
+        if self.plan.alb.is_none() && available(&self.sim.world) < floor {
+            return Err(format!(
+                "available pods fell from {} to {}, below replicas - maxUnavailable ({})",
+                available(seen),
+                available(&self.sim.world),
+                self.plan.replicas - self.plan.max_unavailable
+            ));
+        }
         let (stable, canary) = now;
         for (r, want) in [
             (stable, &self.plan.stable_metadata),

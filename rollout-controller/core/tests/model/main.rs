@@ -18,8 +18,10 @@
 //!   earlier canary never gains any, an abort sends it all back;
 //! - the status is consistent (a Healthy rollout carries no pause or abort
 //!   leftovers and no stale message) and the server holds what was decided;
-//! - a basic canary keeps its pods within maxSurge, and each role's pods
-//!   carry that role's metadata;
+//! - a basic canary keeps its pods within maxSurge and its available pods
+//!   (what a Service selecting every revision reaches) above
+//!   replicas - maxUnavailable, and each role's pods carry that role's
+//!   metadata;
 //! - each notification goes out once per revision, and every pause,
 //!   abort and completion the status shows has been notified;
 //! - a restarted controller decides exactly what it would have decided;
@@ -48,18 +50,24 @@ mod events;
 const PAUSE_REASON: &str = "CanaryPauseStep";
 
 /// The step lists the releases walk (`ANALYSIS`: a step analysis).
-const STEPS: [&str; 4] = [
+const STEPS: [&str; 5] = [
     "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, ANALYSIS, {setWeight: 60}, {pause: {duration: 1m}}, {setWeight: 80}]",
     "[{setWeight: 10}, {pause: {duration: 10s}}, {setWeight: 40}, {pause: {}}, {setWeight: 70}, {pause: {duration: 20s}}]",
     "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
+    "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
 ];
-/// The last variant: Argo's basic canary (no traffic routing, pods shared
-/// within maxSurge/maxUnavailable), role metadata, and a progress deadline
-/// that aborts.
+/// Variant 3: Argo's basic canary (no traffic routing, pods shared within
+/// maxSurge/maxUnavailable), role metadata, and a progress deadline that
+/// aborts.
 const BASIC: &str = r#"{spec: {progressDeadlineSeconds: 120, progressDeadlineAbort: true,
   strategy: {canary: {trafficRouting: null, maxSurge: 1, maxUnavailable: 0,
     canaryMetadata: {labels: {role: canary}}, stableMetadata: {labels: {role: stable}}}}}}"#;
+/// Variant 4: a basic canary that names no Service (Argo's getting-started
+/// shape: a Service of the user's selects every revision's pods), with
+/// Argo's default maxSurge and maxUnavailable (25%).
+const NO_SERVICES: &str = r#"{spec: {strategy: {canary: {trafficRouting: null,
+  canaryService: "", stableService: ""}}}}"#;
 const ANALYSIS: &str = "{analysis: {templates: [{templateName: error-rate}]}}";
 
 #[derive(Debug, Clone)]
@@ -135,7 +143,7 @@ fn alb() -> impl Strategy<Value = Alb> {
     })
 }
 
-/// The Rollout of variant `v` (a background analysis in the last one),
+/// The Rollout of variant `v` (a background analysis in variant 2),
 /// deployed once on `backend:1` behind an ALB with `alb`'s timing.
 fn deployed(v: usize, alb: Alb) -> Simulation {
     let mut rollout: Rollout = common::rollout(&STEPS[v].replace("ANALYSIS", ANALYSIS));
@@ -153,9 +161,14 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
                 .unwrap();
         rollout.spec.strategy.canary.as_mut().unwrap().analysis = Some(background);
     }
-    if v == 3 {
+    let variant = match v {
+        3 => Some(BASIC),
+        4 => Some(NO_SERVICES),
+        _ => None,
+    };
+    if let Some(patch) = variant {
         let mut doc = serde_json::to_value(&rollout).unwrap();
-        json_patch::merge(&mut doc, &serde_yaml::from_str(BASIC).unwrap());
+        json_patch::merge(&mut doc, &serde_yaml::from_str(patch).unwrap());
         rollout = serde_json::from_value(doc).unwrap();
     }
     let mut sim = Simulation::new(rollout);
