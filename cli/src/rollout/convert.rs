@@ -230,22 +230,14 @@ fn missing(path: &str, input: &Value, kept: &Value, found: &mut Vec<String>) {
 
 /// What to do about an Argo field Gantry does not have.
 fn instead(path: &str) -> &'static str {
-    const KNOWN: [(&str, &str); 6] = [
+    const KNOWN: [(&str, &str); 4] = [
         (
             "spec.analysis",
             "gantry keeps each canary's analysis runs in the Rollout status; remove it",
         ),
         (
-            "scaleDownDelayRevisionLimit",
-            "old ReplicaSets are scaled down scaleDownDelaySeconds after traffic left them; remove it",
-        ),
-        (
             "minPodsPerReplicaSet",
             "a canary with any weight gets at least one pod; remove it",
-        ),
-        (
-            "spec.rollbackWindow",
-            "going back to the stable template skips the steps already; remove it",
         ),
         (
             "trafficRouting.maxTrafficWeight",

@@ -172,6 +172,17 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
     } else {
         format!("Progress deadline {deadline}: an update without progress that long (pauses not counted) is Degraded; it carries on if progress resumes.")
     });
+    if plan.rollback_window > 0 {
+        notes.push(format!(
+            "Rollback window {}: going back to one of the last {} revisions (the stable one counted, its ReplicaSet still kept) skips the steps.",
+            plan.rollback_window, plan.rollback_window
+        ));
+    }
+    if let Some(limit) = plan.scale_down_revision_limit {
+        notes.push(format!(
+            "scaleDownDelayRevisionLimit {limit}: at most {limit} old ReplicaSet(s) wait out the scale-down delay; older ones go as soon as their pods left the load balancer."
+        ));
+    }
     if plan.min_ready_seconds > 0 {
         notes.push(format!(
             "minReadySeconds {}: a pod counts as available that long after it is ready.",

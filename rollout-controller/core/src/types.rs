@@ -93,11 +93,23 @@ pub struct RolloutSpec {
     /// Abort the canary when the progress deadline is exceeded (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_abort: Option<bool>,
+    /// Going back to one of the last `revisions` revisions (its ReplicaSet
+    /// still kept) skips the steps, as a rollback to the stable one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
     /// Pods created before this time (RFC 3339) are restarted, one at a
     /// time, each only while every other pod is available (`gantry rollout
     /// restart`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<String>,
+}
+
+/// `spec.rollbackWindow`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct RollbackWindow {
+    /// Revisions counted back from the stable one, itself included.
+    #[serde(default)]
+    pub revisions: i32,
 }
 
 /// `spec.workloadRef`: the Deployment whose pod template the Rollout runs.
@@ -171,6 +183,11 @@ pub struct CanaryStrategy {
     /// Seconds the old stable ReplicaSet keeps running after traffic left it (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_delay_seconds: Option<i32>,
+    /// How many old ReplicaSets may wait out `scaleDownDelaySeconds` at
+    /// once (default: all); older ones go as soon as their pods left the
+    /// load balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// Seconds the canary keeps running after an abort (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_scale_down_delay_seconds: Option<i32>,

@@ -29,8 +29,13 @@ pub struct Plan {
     pub stable_service: String,
     pub alb: Option<Alb>,
     pub scale_down_delay: Duration,
+    /// `scaleDownDelayRevisionLimit`: old ReplicaSets that may wait out
+    /// the delay at once (None: all).
+    pub scale_down_revision_limit: Option<usize>,
     pub abort_scale_down_delay: Duration,
     pub revision_history_limit: i32,
+    /// `rollbackWindow.revisions` (0: none).
+    pub rollback_window: usize,
     pub paused: bool,
     pub min_ready_seconds: i32,
     /// `progressDeadlineSeconds`: no progress for this long is Degraded.
@@ -276,6 +281,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     let (max_surge, max_unavailable) = surge_and_unavailable(c, canary, replicas, &mut errors);
     let (canary_metadata, stable_metadata) = role_metadata(spec, canary, &mut errors);
     let workload = workload(spec, &mut errors);
+    let rollback_window = rollback_window(spec, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -286,11 +292,13 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         stable_service: canary.stable_service.clone(),
         alb,
         scale_down_delay: timing.scale_down_delay,
+        scale_down_revision_limit: timing.scale_down_revision_limit,
         abort_scale_down_delay: timing.abort_scale_down_delay,
         revision_history_limit: spec
             .revision_history_limit
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .max(0),
+        rollback_window,
         paused: spec.paused.unwrap_or(false),
         min_ready_seconds: timing.min_ready_seconds,
         progress_deadline: timing.progress_deadline,
@@ -308,6 +316,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
 /// The Rollout's durations and times, validated.
 struct Timing {
     scale_down_delay: Duration,
+    scale_down_revision_limit: Option<usize>,
     abort_scale_down_delay: Duration,
     min_ready_seconds: i32,
     progress_deadline: Duration,
@@ -334,6 +343,15 @@ fn timing(spec: &RolloutSpec, canary: &CanaryStrategy, errors: &mut Vec<String>)
         canary.abort_scale_down_delay_seconds,
         errors,
     );
+    let scale_down_revision_limit = match canary.scale_down_delay_revision_limit {
+        Some(n) if n < 0 => {
+            errors.push(format!(
+                "{c}.scaleDownDelayRevisionLimit: must be 0 or more ReplicaSets, got {n}"
+            ));
+            None
+        }
+        other => other.map(|n| n as usize),
+    };
     let min_ready_seconds = spec.min_ready_seconds.unwrap_or(0);
     if min_ready_seconds < 0 {
         errors.push(format!(
@@ -361,11 +379,23 @@ fn timing(spec: &RolloutSpec, canary: &CanaryStrategy, errors: &mut Vec<String>)
     };
     Timing {
         scale_down_delay,
+        scale_down_revision_limit,
         abort_scale_down_delay,
         min_ready_seconds,
         progress_deadline: Duration::from_secs(progress_deadline.max(1) as u64),
         restart_at,
     }
+}
+
+/// `rollbackWindow.revisions`: 0 or more.
+fn rollback_window(spec: &RolloutSpec, errors: &mut Vec<String>) -> usize {
+    let revisions = spec.rollback_window.as_ref().map_or(0, |w| w.revisions);
+    if revisions < 0 {
+        errors.push(format!(
+            "spec.rollbackWindow.revisions: must be 0 or more, got {revisions}"
+        ));
+    }
+    revisions.max(0) as usize
 }
 
 /// `canaryMetadata` and `stableMetadata`, validated.
@@ -672,7 +702,11 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
             step.set_mirror_route.is_some(),
             "the ALB cannot mirror traffic; use a setWeight step",
         ),
-        ("plugin", step.plugin.is_some(), "remove the step"),
+        (
+            "plugin",
+            step.plugin.is_some(),
+            "step plugins run code gantry does not load; gate on what the plugin checks with an analysis step (a web metric can call any HTTP endpoint), or remove the step",
+        ),
     ];
     if let Some((name, _, instead)) = unsupported.iter().find(|(_, set, _)| *set) {
         return Err(format!(

@@ -65,6 +65,12 @@ fn errors(rollout: Rollout) -> String {
     validate(&rollout.spec).unwrap_err().join("\n")
 }
 
+/// `extra` merged into `backend`'s spec is invalid, saying `why`.
+fn rejected(extra: &str, why: &str) {
+    let e = errors(with(common::rollout(STEPS), extra));
+    assert!(e.contains(why), "{e}");
+}
+
 // ---------------------------------------------------------------------------
 // progressDeadlineSeconds / progressDeadlineAbort
 
@@ -266,10 +272,9 @@ fn changing_role_metadata_moves_it_without_a_new_revision() {
 #[test]
 fn role_labels_may_not_touch_the_selector() {
     let extra = "{spec: {strategy: {canary: {canaryMetadata: {labels: {app: canary}}}}}}";
-    let e = errors(with(common::rollout(STEPS), extra));
-    assert!(
-        e.contains("spec.strategy.canary.canaryMetadata.labels.app: a selector label"),
-        "{e}"
+    rejected(
+        extra,
+        "spec.strategy.canary.canaryMetadata.labels.app: a selector label",
     );
 }
 
@@ -339,16 +344,11 @@ fn a_basic_canary_moves_pods_within_max_surge_and_max_unavailable() {
 #[test]
 fn max_surge_and_max_unavailable_cannot_both_be_zero() {
     let extra = "{spec: {strategy: {canary: {maxSurge: 0, maxUnavailable: '0%'}}}}";
-    let e = errors(with(common::rollout(STEPS), extra));
-    assert!(
-        e.contains("maxSurge and maxUnavailable cannot both be 0"),
-        "{e}"
-    );
+    rejected(extra, "maxSurge and maxUnavailable cannot both be 0");
     let extra = "{spec: {strategy: {canary: {maxSurge: 'lots'}}}}";
-    let e = errors(with(common::rollout(STEPS), extra));
-    assert!(
-        e.contains("spec.strategy.canary.maxSurge: expected a number of pods or a percentage"),
-        "{e}"
+    rejected(
+        extra,
+        "spec.strategy.canary.maxSurge: expected a number of pods or a percentage",
     );
 }
 
@@ -487,6 +487,101 @@ fn services_are_optional_only_without_traffic_routing() {
 }
 
 // ---------------------------------------------------------------------------
+// scaleDownDelayRevisionLimit
+
+/// Releases `backend:2` and `backend:3`, each to completion, with a long
+/// scale-down delay; the three hashes.
+fn three_releases(limit: &str) -> (Simulation, [String; 3]) {
+    let extra = format!(
+        "{{spec: {{strategy: {{canary: {{scaleDownDelaySeconds: 600, scaleDownDelayRevisionLimit: {limit}}}}}}}}}"
+    );
+    let mut sim = deployed("[{setWeight: 50}]", &extra);
+    let first = sim.hash();
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    let second = sim.hash();
+    release(&mut sim, "backend:3");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    let third = sim.hash();
+    (sim, [first, second, third])
+}
+
+#[test]
+fn only_the_newest_old_replica_sets_wait_out_the_scale_down_delay() {
+    let (mut sim, [first, second, third]) = three_releases("1");
+    assert_eq!(
+        (
+            sim.replicas(&first),
+            sim.replicas(&second),
+            sim.replicas(&third)
+        ),
+        (0, 5, 5),
+        "one old ReplicaSet waits, the older one went once drained"
+    );
+    sim.advance(SignedDuration::from_secs(600));
+    settle(&mut sim);
+    assert_eq!(sim.replicas(&second), 0);
+
+    let (sim, [first, second, _]) = three_releases("0");
+    assert_eq!((sim.replicas(&first), sim.replicas(&second)), (0, 0));
+
+    // Without a limit, every old one waits its delay.
+    let (sim, [first, second, _]) = three_releases("null");
+    assert_eq!((sim.replicas(&first), sim.replicas(&second)), (5, 5));
+
+    let extra = "{spec: {strategy: {canary: {scaleDownDelayRevisionLimit: -1}}}}";
+    rejected(
+        extra,
+        "spec.strategy.canary.scaleDownDelayRevisionLimit: must be 0 or more ReplicaSets, got -1",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// rollbackWindow
+
+#[test]
+fn going_back_within_the_rollback_window_skips_the_steps() {
+    let extra = "{spec: {rollbackWindow: {revisions: 3}}}";
+    let mut sim = deployed("[{setWeight: 50}, {pause: {}}]", extra);
+    // Revisions 1 (deployed) to 4, each promoted past its pause.
+    let mut hashes = vec![sim.hash()];
+    for image in ["backend:2", "backend:3", "backend:4"] {
+        release(&mut sim, image);
+        settle(&mut sim);
+        assert_eq!(sim.phase(), Some(Phase::Paused), "{image}");
+        sim.promote();
+        settle(&mut sim);
+        assert_eq!(sim.phase(), Some(Phase::Healthy), "{image}");
+        hashes.push(sim.hash());
+        sim.advance(SignedDuration::from_secs(60));
+        settle(&mut sim);
+    }
+    let stable = |sim: &Simulation| sim.status().unwrap().stable_rs.clone().unwrap();
+    // From 4 back to 2: revisions 3 and 4 are after it, fewer than 3.
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    assert_eq!(stable(&sim), hashes[1], "no pause held it");
+    // Forward again to 4 is not a rollback: every step.
+    release(&mut sim, "backend:4");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused));
+    sim.promote();
+    settle(&mut sim);
+    assert_eq!(stable(&sim), hashes[3]);
+    // From 4 back to 1: revisions 2, 3 and 4 are after it: outside.
+    release(&mut sim, "backend:1");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused), "{}", message(&sim));
+
+    rejected(
+        "{spec: {rollbackWindow: {revisions: -2}}}",
+        "spec.rollbackWindow.revisions: must be 0 or more, got -2",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // workloadRef
 
 fn referencing(scale_down: &str) -> Simulation {
@@ -594,15 +689,11 @@ fn a_missing_deployment_is_reported_and_nothing_is_created() {
 #[test]
 fn workload_ref_is_a_deployment_instead_of_a_template() {
     let extra = "{spec: {workloadRef: {apiVersion: apps/v1, kind: StatefulSet, name: db}}}";
-    let e = errors(with(common::rollout(STEPS), extra));
-    assert!(
-        e.contains("spec.template: give template or workloadRef, not both"),
-        "{e}"
+    rejected(
+        extra,
+        "spec.template: give template or workloadRef, not both",
     );
-    assert!(
-        e.contains("only apiVersion apps/v1, kind Deployment"),
-        "{e}"
-    );
+    rejected(extra, "only apiVersion apps/v1, kind Deployment");
     let e = errors(with(
         common::rollout(STEPS),
         "{spec: {template: null, selector: null}}",

@@ -49,19 +49,23 @@ impl Decider<'_> {
     /// Scales down every ReplicaSet not in `keep` at `due` (or, when the
     /// ALB cannot be asked per pod, once its drain time passed), except
     /// one a Service still selects or whose pods have not left the target
-    /// groups; prunes old history.
+    /// groups; beyond `scaleDownDelayRevisionLimit` waiting ones (newest
+    /// first), an older one goes once drained, without the delay; prunes
+    /// old history.
     pub(super) fn retire_at(&mut self, plan: &Plan, keep: &[&str], due: Timestamp) {
         let now = self.world.now;
         let drained_by =
             now + SignedDuration::try_from(self.drain_time(plan)).unwrap_or(SignedDuration::MAX);
         let mut idle: Vec<ReplicaSetView> = Vec::new();
-        let candidates: Vec<ReplicaSetView> = self
+        let mut candidates: Vec<ReplicaSetView> = self
             .world
             .replica_sets
             .iter()
             .filter(|rs| !keep.contains(&rs.hash.as_str()))
             .cloned()
             .collect();
+        candidates.sort_by_key(|r| std::cmp::Reverse(r.created));
+        let mut waiting = 0;
         for rs in candidates {
             // Never scale down what a Service selects: its pods get traffic
             // or are about to be registered.
@@ -77,11 +81,25 @@ impl Decider<'_> {
                 self.cancel_scale_down(&rs.hash);
                 continue;
             }
+            let over_limit = plan.scale_down_revision_limit.is_some_and(|l| waiting >= l);
+            waiting += 1;
+            let due = if over_limit {
+                drained_by
+            } else {
+                due.max(drained_by)
+            };
             match rs.scale_down_at {
                 None => self.actions.push(Action::ScheduleScaleDown {
                     name: rs.name.clone(),
-                    at: Some(due.max(drained_by)),
+                    at: Some(due),
                 }),
+                Some(at) if over_limit && at > due => {
+                    self.actions.push(Action::ScheduleScaleDown {
+                        name: rs.name.clone(),
+                        at: Some(due),
+                    });
+                    self.requeue_in(due.duration_since(now).unsigned_abs());
+                }
                 Some(at) if at <= now => {
                     if !self.drained(plan, &rs) || !self.spare(plan, keep, &rs) {
                         continue;

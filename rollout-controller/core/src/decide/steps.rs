@@ -20,6 +20,16 @@ impl Decider<'_> {
                     format!("canary {hash} started")
                 },
             ));
+            if self.within_rollback_window(plan, stable, hash) {
+                self.status.promote_full = true;
+                self.events.push((
+                    "RollbackWithinWindow".into(),
+                    format!(
+                        "{hash} is one of the last {} revisions: its steps are skipped",
+                        plan.rollback_window
+                    ),
+                ));
+            }
         }
         // A basic canary shares `replicas` with the stable (`set_weight`);
         // an abort brings the stable back to full size at once.
@@ -143,6 +153,27 @@ impl Decider<'_> {
             self.condition("Paused", false, "Progressing", "");
             self.progressing(&format!("canary at step {}/{n}", index + 1));
         }
+    }
+
+    /// `rollbackWindow`: `hash` is an earlier revision whose ReplicaSet is
+    /// kept, with fewer than `revisions` ReplicaSets created after it up
+    /// to the stable one (Argo: from 5 with a window of 3, back to 4 or 3).
+    /// History is pruned oldest first, so every ReplicaSet newer than a
+    /// kept one is still there to be counted.
+    fn within_rollback_window(&self, plan: &Plan, stable: &str, hash: &str) -> bool {
+        let (Some(back), Some(stable)) = (self.rs(hash), self.rs(stable)) else {
+            return false;
+        };
+        let (Some(from), Some(to)) = (back.created, stable.created) else {
+            return false;
+        };
+        let between = self
+            .world
+            .replica_sets
+            .iter()
+            .filter(|r| r.created.is_some_and(|c| from < c && c <= to))
+            .count();
+        from < to && between < plan.rollback_window
     }
 
     /// The first or the stable template has no canary progress: whatever

@@ -62,10 +62,17 @@ impl Model {
         // one aborted again before it looked.
         let retried =
             std::mem::take(&mut self.retry) && !before.abort && before.aborted_at.is_some();
-        if retried || before.current_pod_hash.as_deref() != Some(hash.as_str()) {
+        let new_revision = before.current_pod_hash.as_deref() != Some(hash.as_str());
+        if retried || new_revision {
             self.reached.clear();
             self.released.clear();
-            self.full = false;
+            // Going back within the rollback window skips the steps.
+            self.full = new_revision && self.within_rollback_window(before, seen, &hash);
+            if self.full && !status.promote_full {
+                return Err(format!(
+                    "{hash} is within the rollback window: its steps ran"
+                ));
+            }
             from = if before.stable_rs.as_deref() == Some(hash.as_str()) {
                 n
             } else {
@@ -117,6 +124,33 @@ impl Model {
             self.reached.entry(to).or_insert(now);
         }
         Ok(())
+    }
+
+    /// `hash` is an earlier revision than the stable one, with fewer than
+    /// `rollbackWindow.revisions` ReplicaSets made after it.
+    fn within_rollback_window(
+        &self,
+        before: &RolloutStatus,
+        seen: &rollout_core::world::World,
+        hash: &str,
+    ) -> bool {
+        let created = |h: Option<&str>| {
+            seen.replica_sets
+                .iter()
+                .find(|r| Some(r.hash.as_str()) == h)
+                .and_then(|r| r.created)
+        };
+        let (Some(back), Some(stable)) =
+            (created(Some(hash)), created(before.stable_rs.as_deref()))
+        else {
+            return false;
+        };
+        let after = seen
+            .replica_sets
+            .iter()
+            .filter(|r| r.created.is_some_and(|c| back < c && c <= stable))
+            .count();
+        back < stable && after < self.plan.rollback_window
     }
 
     /// A basic canary never grows its stable and canary together past

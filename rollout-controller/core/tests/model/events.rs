@@ -13,7 +13,7 @@ impl Model {
                 self.releases += 1;
                 let image = format!("backend:{}", self.releases);
                 self.set_image(&image);
-                self.canaries.push(self.sim.hash());
+                self.revisions.push(self.sim.hash());
             }
             Event::BackToStable => {
                 if let Some(stable) = self.status().stable_rs {
@@ -21,12 +21,13 @@ impl Model {
                     self.set_image(&image);
                 }
             }
-            Event::EarlierCanary(i) => {
+            Event::EarlierRevision(i) => {
                 let status = self.status();
                 let current = self.sim.hash();
                 let earlier: Vec<&String> = self
-                    .canaries
+                    .revisions
                     .iter()
+                    .rev()
                     .filter(|h| **h != current && Some(*h) != status.stable_rs.as_ref())
                     .collect();
                 if let Some(hash) = earlier.get(i % earlier.len().max(1)) {

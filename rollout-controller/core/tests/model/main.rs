@@ -8,7 +8,8 @@
 //! late, and analysis results. After every reconcile a model that knows
 //! only the events and the steps checks that:
 //!
-//! - a revision passes its steps in order: a pause only after a human
+//! - a revision passes its steps in order (none when going back within the
+//!   rollback window): a pause only after a human
 //!   released it or its duration elapsed, an analysis only on a successful
 //!   run (or a promote past an inconclusive one), a setWeight only once its
 //!   weight is in force; progress restarts exactly when a new revision
@@ -35,7 +36,8 @@ use rollout_core::decide::{INCONCLUSIVE_REASON, canary_replicas, decide};
 use rollout_core::ops::Op;
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{
-    AnalysisPhase, AnalysisTemplate, GateKind, Phase, Rollout, RolloutAnalysis, RolloutStatus,
+    AnalysisPhase, AnalysisTemplate, GateKind, Phase, RollbackWindow, Rollout, RolloutAnalysis,
+    RolloutStatus,
 };
 use rollout_core::validate::{Plan, StepKind, validate};
 use rollout_core::world::{Observed, ReplicaSetView};
@@ -57,6 +59,9 @@ const STEPS: [&str; 5] = [
     "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
 ];
+/// Variant 1: only the newest old ReplicaSet waits out the scale-down delay.
+const REVISION_LIMIT: &str =
+    "{spec: {strategy: {canary: {scaleDownDelaySeconds: 60, scaleDownDelayRevisionLimit: 1}}}}";
 /// Variant 3: Argo's basic canary (no traffic routing, pods shared within
 /// maxSurge/maxUnavailable), role metadata, and a progress deadline that
 /// aborts.
@@ -76,8 +81,9 @@ enum Event {
     Advance(i64),
     Release,
     BackToStable,
-    /// Back to the n-th earlier canary that is neither current nor stable.
-    EarlierCanary(usize),
+    /// Back to the n-th latest earlier revision that is neither current nor
+    /// stable (a canary cut short, or a former stable: a rollback).
+    EarlierRevision(usize),
     Human(Op),
     /// A human's op landing between the controller's read and its writes.
     Racing(Op),
@@ -93,7 +99,7 @@ fn event() -> impl Strategy<Value = Event> {
         4 => (1i64..90).prop_map(Event::Advance),
         2 => Just(Event::Release),
         1 => Just(Event::BackToStable),
-        1 => (0usize..4).prop_map(Event::EarlierCanary),
+        1 => (0usize..4).prop_map(Event::EarlierRevision),
         3 => Just(Event::Human(Op::Promote { full: false })),
         1 => Just(Event::Human(Op::Promote { full: true })),
         1 => Just(Event::Human(Op::Abort)),
@@ -143,7 +149,8 @@ fn alb() -> impl Strategy<Value = Alb> {
     })
 }
 
-/// The Rollout of variant `v` (a background analysis in variant 2),
+/// The Rollout of variant `v` (a background analysis in variant 2; a
+/// rollback window of 2 in all),
 /// deployed once on `backend:1` behind an ALB with `alb`'s timing.
 fn deployed(v: usize, alb: Alb) -> Simulation {
     let mut rollout: Rollout = common::rollout(&STEPS[v].replace("ANALYSIS", ANALYSIS));
@@ -162,6 +169,7 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
         rollout.spec.strategy.canary.as_mut().unwrap().analysis = Some(background);
     }
     let variant = match v {
+        1 => Some(REVISION_LIMIT),
         3 => Some(BASIC),
         4 => Some(NO_SERVICES),
         _ => None,
@@ -171,6 +179,8 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
         json_patch::merge(&mut doc, &serde_yaml::from_str(patch).unwrap());
         rollout = serde_json::from_value(doc).unwrap();
     }
+    // Back to the revision stable before this one: no steps.
+    rollout.spec.rollback_window = Some(RollbackWindow { revisions: 2 });
     let mut sim = Simulation::new(rollout);
     sim.lb.lag = SignedDuration::from_secs(alb.lag);
     sim.lb.health_check = SignedDuration::from_secs(alb.health);
@@ -215,9 +225,10 @@ spec:
 struct Model {
     sim: Simulation,
     plan: Plan,
-    /// Image by pod template hash, and the canaries released, in order.
+    /// Image by pod template hash, and every revision released (the first
+    /// deploy's included), in order.
     images: BTreeMap<String, String>,
-    canaries: Vec<String>,
+    revisions: Vec<String>,
     releases: usize,
     /// A retry was asked: progress may start afresh at the next reconcile
     /// (as it does when the template's hash is not the status's
@@ -240,7 +251,7 @@ impl Model {
         Model {
             plan,
             images: BTreeMap::from([(hash.clone(), "backend:1".to_string())]),
-            canaries: Vec::new(),
+            revisions: vec![hash.clone()],
             releases: 1,
             retry: false,
             reached: BTreeMap::new(),

@@ -1,0 +1,201 @@
+//! Argo fields run by the built `rollout-controller` on the cluster
+//! `KUBECONFIG` names (the e2e suite: CRDs installed, a fresh namespace,
+//! the kubelet played where there are no nodes) or else on the fake API
+//! server:
+//! - a basic canary that names no Service (Argo's getting-started shape):
+//!   a Service of the user's selects every revision's pods; the controller
+//!   never touches it, moves only pods (each setWeight a share of
+//!   `replicas`), never lets the available pods drop below
+//!   `replicas - maxUnavailable`, and leaves the old revision at zero once
+//!   promoted;
+//! - `rollbackWindow`: going back to the previous revision skips the steps.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use gantry_tests::cluster::{Cluster, replica_sets, rollouts, services};
+use gantry_tests::controller::Controller;
+use gantry_tests::free_port;
+use serde_json::{Value, json};
+
+const HASH: &str = "rollouts-pod-template-hash";
+
+struct Run {
+    cluster: Cluster,
+    controller: Controller,
+    /// The fewest available pods seen across every revision since the
+    /// first deploy was Healthy.
+    fewest_available: i64,
+    /// Every phase seen since the last release.
+    phases: BTreeSet<String>,
+}
+
+impl Run {
+    /// The user's Service `demo` selecting every revision, a Rollout `demo`
+    /// naming none (`spec` merged into a basic canary's), the controller.
+    fn start(dir: &std::path::Path, name: &str, spec: Value) -> Run {
+        let cluster = Cluster::new(name, dir);
+        cluster.create(
+            &services(),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo"},
+                "spec": {"selector": {"app": "demo"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        );
+        let mut rollout = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "demo"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "demo"}},
+                "template": {"metadata": {"labels": {"app": "demo"}, "annotations": {"demo/revision": "1"}},
+                    "spec": {"terminationGracePeriodSeconds": 0,
+                             "containers": [{"name": "demo", "image": "registry.k8s.io/pause:3.9"}]}},
+                "strategy": {"canary": {"maxSurge": 1, "maxUnavailable": 0,
+                    "steps": [{"setWeight": 25}, {"pause": {"duration": "2s"}},
+                              {"setWeight": 50}, {"pause": {}}]}}}});
+        json_patch::merge(&mut rollout, &json!({ "spec": spec }));
+        cluster.create(&rollouts(), rollout);
+        let ns = cluster.ns.clone();
+        let controller = Controller::start_on(
+            &cluster.kubeconfig,
+            dir,
+            free_port(),
+            &["--namespace", &ns, "--lease-namespace", &ns],
+            &[],
+        );
+        Run {
+            cluster,
+            controller,
+            fewest_available: i64::MAX,
+            phases: BTreeSet::new(),
+        }
+    }
+
+    fn status(&self) -> Value {
+        self.cluster
+            .get(&rollouts(), "demo")
+            .map(|r| r["status"].clone())
+            .unwrap_or_default()
+    }
+
+    /// A new template: the `demo/revision` annotation.
+    fn release(&mut self, revision: &str) {
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {"demo/revision": revision}}}}});
+        self.cluster.merge_patch(&rollouts(), "demo", &patch, false);
+        self.phases.clear();
+    }
+
+    fn promote(&self) {
+        let patch = json!({"status": {"pauseConditions": null}});
+        self.cluster.merge_patch(&rollouts(), "demo", &patch, true);
+    }
+
+    /// Replicas wanted of the ReplicaSet with pod-template-hash `hash`.
+    fn replicas(&self, hash: &str) -> i64 {
+        self.cluster
+            .list(&replica_sets())
+            .iter()
+            .find(|rs| rs["metadata"]["labels"][HASH] == hash)
+            .map_or(0, |rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
+    }
+
+    fn available(&self) -> i64 {
+        self.cluster
+            .list(&replica_sets())
+            .iter()
+            .map(|rs| rs["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            .sum()
+    }
+
+    /// Waits up to 2 minutes for `done`, noting the available pods and
+    /// the phases.
+    fn wait(&mut self, what: &str, done: impl Fn(&Run, &Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = self.status();
+            if status["stableRS"].is_string() {
+                self.fewest_available = self.fewest_available.min(self.available());
+            }
+            if let Some(phase) = status["phase"].as_str() {
+                self.phases.insert(phase.to_string());
+            }
+            if done(self, &status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {status:#}\n{}",
+                self.controller.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn paused_at(status: &Value, step: i64) -> bool {
+        status["phase"] == "Paused" && status["currentStepIndex"] == step
+    }
+
+    fn healthy_on(status: &Value, hash: &str) -> bool {
+        status["phase"] == "Healthy" && status["stableRS"] == hash
+    }
+}
+
+#[test]
+fn a_canary_without_services_moves_pods_and_leaves_the_users_service_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::start(dir.path(), "gantry-basic", json!({}));
+    let service_before = run.cluster.get(&services(), "demo").unwrap();
+
+    let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    let stable = first["stableRS"].as_str().unwrap().to_string();
+    run.release("2");
+    let half = run.wait("50% and the untimed pause", |_, s| Run::paused_at(s, 3));
+    let canary = half["currentPodHash"].as_str().unwrap().to_string();
+    assert_ne!(canary, stable);
+    assert_eq!((run.replicas(&canary), run.replicas(&stable)), (2, 2));
+    // A share of pods, not of traffic: no weights to report.
+    assert!(half["canary"]["weights"].is_null(), "{half:#}");
+
+    run.promote();
+    let done = run.wait("promotion", |r, s| {
+        Run::healthy_on(s, &canary) && r.replicas(&stable) == 0
+    });
+    assert_eq!(run.replicas(&canary), 4, "{done:#}");
+    assert!(
+        run.fewest_available >= 4,
+        "available pods fell to {} (maxUnavailable 0)",
+        run.fewest_available
+    );
+    // The user's Service is as it was: no selector, no annotation added.
+    let service_after = run.cluster.get(&services(), "demo").unwrap();
+    assert_eq!(
+        service_after["metadata"]["resourceVersion"], service_before["metadata"]["resourceVersion"],
+        "{service_after:#}"
+    );
+    let log = run.controller.log().join("\n");
+    assert!(!log.contains("\"ERROR\""), "{log}");
+}
+
+#[test]
+fn going_back_within_the_rollback_window_skips_the_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = json!({"rollbackWindow": {"revisions": 2}});
+    let mut run = Run::start(dir.path(), "gantry-window", window);
+    let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    let first = first["stableRS"].as_str().unwrap().to_string();
+    run.release("2");
+    run.wait("the untimed pause", |_, s| Run::paused_at(s, 3));
+    run.promote();
+    let second = run.wait("release 2", |_, s| {
+        s["phase"] == "Healthy" && s["stableRS"] != first.as_str()
+    });
+    let second = second["stableRS"].as_str().unwrap().to_string();
+
+    // Back to the first template: straight to Healthy, no pause on the way.
+    run.release("1");
+    run.wait("the rollback", |r, s| {
+        Run::healthy_on(s, &first) && r.replicas(&first) == 4
+    });
+    assert!(!run.phases.contains("Paused"), "{:?}", run.phases);
+    assert!(run.fewest_available >= 4, "{}", run.fewest_available);
+    // Forward to the second again is no rollback: its steps hold it.
+    run.release("2");
+    run.wait("the pause at 25%", |_, s| Run::paused_at(s, 1));
+    run.wait("the untimed pause", |_, s| Run::paused_at(s, 3));
+    assert_eq!(run.status()["currentPodHash"], second.as_str());
+}
