@@ -8,17 +8,30 @@
 //!   `replicas`), never lets the available pods drop below
 //!   `replicas - maxUnavailable`, and leaves the old revision at zero once
 //!   promoted;
-//! - `rollbackWindow`: going back to the previous revision skips the steps.
+//! - `rollbackWindow`: going back to the previous revision skips the steps;
+//! - `setCanaryScale` with ALB routing: the canary's pods apart from the
+//!   weight the Ingress carries.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use gantry_tests::cluster::{Cluster, replica_sets, rollouts, services};
+use gantry_tests::cluster::{Cluster, ingresses, replica_sets, rollouts, services};
 use gantry_tests::controller::Controller;
 use gantry_tests::free_port;
+use rollout_core::alb::parse_action;
 use serde_json::{Value, json};
 
 const HASH: &str = "rollouts-pod-template-hash";
+const ACTION: &str = "alb.ingress.kubernetes.io/actions.demo-stable";
+
+/// ALB routing through the Ingress `demo`, weights trusted once written (no
+/// load balancer here: settle and drain 0).
+fn routed(steps: Value) -> Value {
+    json!({"strategy": {"canary": {"canaryService": "demo-canary", "stableService": "demo-stable",
+        "trafficRouting": {"alb": {"ingress": "demo", "servicePort": 80,
+            "targetHealth": {"settleSeconds": 0, "drainSeconds": 0}}},
+        "steps": steps}}})
+}
 
 struct Run {
     cluster: Cluster,
@@ -31,14 +44,24 @@ struct Run {
 }
 
 impl Run {
-    /// The user's Service `demo` selecting every revision, a Rollout `demo`
-    /// naming none (`spec` merged into a basic canary's), the controller.
+    /// The user's Service `demo` selecting every revision (and `demo-stable`,
+    /// `demo-canary` and an ALB Ingress `demo` for `ROUTED`), a Rollout
+    /// `demo` naming none (`spec` merged into a basic canary's), the
+    /// controller.
     fn start(dir: &std::path::Path, name: &str, spec: Value) -> Run {
         let cluster = Cluster::new(name, dir);
+        for service in ["demo", "demo-stable", "demo-canary"] {
+            cluster.create(
+                &services(),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
+                    "spec": {"selector": {"app": "demo"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+            );
+        }
         cluster.create(
-            &services(),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo"},
-                "spec": {"selector": {"app": "demo"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+            &ingresses(),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "demo"},
+                "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "demo-stable", "port": {"name": "use-annotation"}}}}]}}]}}),
         );
         let mut rollout = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "demo"},
             "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "demo"}},
@@ -126,6 +149,13 @@ impl Run {
         }
     }
 
+    /// The canary's weight the Ingress carries.
+    fn weight(&self) -> Option<i32> {
+        let ingress = self.cluster.get(&ingresses(), "demo")?;
+        let action = ingress["metadata"]["annotations"][ACTION].as_str()?;
+        parse_action(action).ok()?.weight_of("demo-canary")
+    }
+
     fn paused_at(status: &Value, step: i64) -> bool {
         status["phase"] == "Paused" && status["currentStepIndex"] == step
     }
@@ -198,4 +228,34 @@ fn going_back_within_the_rollback_window_skips_the_steps() {
     run.wait("the pause at 25%", |_, s| Run::paused_at(s, 1));
     run.wait("the untimed pause", |_, s| Run::paused_at(s, 3));
     assert_eq!(run.status()["currentPodHash"], second.as_str());
+}
+
+#[test]
+fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = json!([{"setCanaryScale": {"replicas": 3}}, {"pause": {}},
+        {"setWeight": 25}, {"pause": {}}, {"setCanaryScale": {"matchTrafficWeight": true}},
+        {"setWeight": 50}, {"pause": {}}]);
+    let mut run = Run::start(dir.path(), "gantry-scale", routed(steps));
+    let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    let stable = first["stableRS"].as_str().unwrap().to_string();
+    run.release("2");
+    let scaled = run.wait("the first pause", |_, s| Run::paused_at(s, 1));
+    let canary = scaled["currentPodHash"].as_str().unwrap().to_string();
+    // Three pods ready before any traffic; the stable keeps all four.
+    assert_eq!((run.replicas(&canary), run.replicas(&stable)), (3, 4));
+    assert_eq!(run.weight(), Some(0));
+    run.promote();
+    run.wait("25%", |_, s| Run::paused_at(s, 3));
+    assert_eq!((run.replicas(&canary), run.weight()), (3, Some(25)));
+    run.promote();
+    run.wait("50%", |_, s| Run::paused_at(s, 6));
+    // Following the weight again: 50% of 4 is 2, and the third pod stays
+    // (a lower scale never takes pods from the running canary).
+    assert_eq!((run.replicas(&canary), run.weight()), (3, Some(50)));
+    run.promote();
+    run.wait("promotion", |r, s| {
+        Run::healthy_on(s, &canary) && r.weight() == Some(0)
+    });
+    assert_eq!(run.replicas(&canary), 4);
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::validate::StepKind;
+use crate::validate::{CanaryScale, StepKind};
 
 /// `2m`, `1h 30m`, `45s`.
 pub fn human(d: Duration) -> String {
@@ -26,6 +26,13 @@ pub fn human(d: Duration) -> String {
 pub fn describe(step: &StepKind) -> String {
     match step {
         StepKind::SetWeight(w) => format!("setWeight {w}"),
+        StepKind::SetCanaryScale(CanaryScale::Replicas(n)) => format!("setCanaryScale {n} pod(s)"),
+        StepKind::SetCanaryScale(CanaryScale::Weight(w)) => {
+            format!("setCanaryScale {w}% of the pods")
+        }
+        StepKind::SetCanaryScale(CanaryScale::MatchTrafficWeight) => {
+            "setCanaryScale: follow the weight".into()
+        }
         StepKind::Pause(Some(d)) => format!("pause {}", human(*d)),
         StepKind::Pause(None) => "pause until promoted".into(),
         StepKind::Analysis(a) => {

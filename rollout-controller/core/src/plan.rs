@@ -14,7 +14,7 @@ use k8s_openapi::jiff::SignedDuration;
 use serde::Serialize;
 
 use crate::analysis::{self, ArgContext, Metric};
-use crate::decide::{INCONCLUSIVE_REASON, canary_replicas, stable_replicas, weight_before};
+use crate::decide::{INCONCLUSIVE_REASON, canary_replicas_after, stable_replicas, weight_before};
 use crate::display::{describe, human};
 use crate::simulate::Simulation;
 use crate::types::{AnalysisPhase, AnalysisTemplateSpec, Phase, Rollout, WorkloadScaleDown};
@@ -356,7 +356,7 @@ fn walk(sim: &mut Simulation, plan: &Plan, failing: Option<&str>) -> Result<Walk
                 description: describe(&plan.steps[completed]),
                 completed_after_seconds: elapsed.as_secs(),
                 canary_weight: weight,
-                canary_replicas: canary_replicas(plan.replicas, weight),
+                canary_replicas: canary_replicas_after(plan, completed),
                 stable_replicas: stable_replicas(plan, weight),
                 waits_for_promote: matches!(plan.steps[completed], StepKind::Pause(None)),
                 traffic_gate_seconds: std::mem::take(&mut gated).as_secs(),

@@ -232,8 +232,7 @@ pub struct Step {
     #[schemars(schema_with = "opaque")]
     pub experiment: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub set_canary_scale: Option<Value>,
+    pub set_canary_scale: Option<SetCanaryScale>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub set_header_route: Option<Value>,
@@ -243,6 +242,22 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub plugin: Option<Value>,
+}
+
+/// `setCanaryScale`: the canary's pods apart from its traffic weight (with
+/// traffic routing). Exactly one field must be set.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetCanaryScale {
+    /// This many pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// This share of `replicas` (rounded up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// Back to following the traffic weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_traffic_weight: Option<bool>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::types::{
     AlbDirect, AlbTrafficRouting, CanaryStrategy, POD_TEMPLATE_HASH, PodMetadata, RolloutAnalysis,
-    RolloutSpec, Step, TrafficRouting, WorkloadScaleDown,
+    RolloutSpec, SetCanaryScale, Step, TrafficRouting, WorkloadScaleDown,
 };
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
@@ -102,6 +102,37 @@ pub enum StepKind {
     /// `None`: wait for promote.
     Pause(Option<Duration>),
     Analysis(RolloutAnalysis),
+    SetCanaryScale(CanaryScale),
+}
+
+/// `setCanaryScale`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryScale {
+    Replicas(i32),
+    /// A share of `replicas`, as a setWeight's pods.
+    Weight(i32),
+    MatchTrafficWeight,
+}
+
+impl Plan {
+    /// The canary's pods while step `index` runs with `weight` in force:
+    /// the last setCanaryScale before it, else the weight's share.
+    pub fn canary_pods(&self, index: usize, weight: i32) -> i32 {
+        let scale = self.steps[..index.min(self.steps.len())]
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                StepKind::SetCanaryScale(scale) => Some(*scale),
+                _ => None,
+            });
+        match scale {
+            Some(CanaryScale::Replicas(n)) => n,
+            Some(CanaryScale::Weight(w)) => crate::decide::canary_replicas(self.replicas, w),
+            Some(CanaryScale::MatchTrafficWeight) | None => {
+                crate::decide::canary_replicas(self.replicas, weight)
+            }
+        }
+    }
 }
 
 /// ALB routing: through the AWS Load Balancer Controller's Ingress
@@ -285,7 +316,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Plan {
+    let plan = Plan {
         replicas,
         steps,
         canary_service: canary.canary_service.clone(),
@@ -310,7 +341,12 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         max_surge,
         max_unavailable,
         workload,
-    })
+    };
+    check_canary_scale(c, &plan, &mut errors);
+    match errors.is_empty() {
+        true => Ok(plan),
+        false => Err(errors),
+    }
 }
 
 /// The Rollout's durations and times, validated.
@@ -688,11 +724,6 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
             "judge the canary itself with an analysis step (args valueFrom podTemplateHashValue: Latest)",
         ),
         (
-            "setCanaryScale",
-            step.set_canary_scale.is_some(),
-            "canary pods follow the weight of the last setWeight",
-        ),
-        (
             "setHeaderRoute",
             step.set_header_route.is_some(),
             "send header-matched requests to the canary Service with an ALB Ingress rule of its own",
@@ -717,9 +748,15 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
         step.set_weight.is_some(),
         step.pause.is_some(),
         step.analysis.is_some(),
+        step.set_canary_scale.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("exactly one of setWeight, pause or analysis must be set".into());
+        return Err(
+            "exactly one of setWeight, pause, analysis or setCanaryScale must be set".into(),
+        );
+    }
+    if let Some(scale) = &step.set_canary_scale {
+        return canary_scale(scale).map(StepKind::SetCanaryScale);
     }
     if let Some(w) = step.set_weight {
         if !(0..=100).contains(&w) {
@@ -738,6 +775,56 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
     Ok(StepKind::Analysis(
         step.analysis.clone().unwrap_or_default(),
     ))
+}
+
+fn canary_scale(scale: &SetCanaryScale) -> Result<CanaryScale, String> {
+    let given = [
+        scale.replicas.is_some(),
+        scale.weight.is_some(),
+        scale.match_traffic_weight == Some(true),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(
+            "setCanaryScale: exactly one of replicas, weight or matchTrafficWeight: true must be set"
+                .into(),
+        );
+    }
+    match (scale.replicas, scale.weight) {
+        (Some(n), _) if n < 0 => Err(format!(
+            "setCanaryScale.replicas: must be 0 or more, got {n}"
+        )),
+        (Some(n), _) => Ok(CanaryScale::Replicas(n)),
+        (_, Some(w)) if !(0..=100).contains(&w) => Err(format!(
+            "setCanaryScale.weight: must be between 0 and 100, got {w}"
+        )),
+        (_, Some(w)) => Ok(CanaryScale::Weight(w)),
+        _ => Ok(CanaryScale::MatchTrafficWeight),
+    }
+}
+
+/// setCanaryScale needs traffic routing (without it the weight is the
+/// pods), and no step may send weight to a canary scaled to no pods (the
+/// ALB would answer 503 for its share).
+fn check_canary_scale(c: &str, plan: &Plan, errors: &mut Vec<String>) {
+    let mut weight = 0;
+    for (i, step) in plan.steps.iter().enumerate() {
+        match step {
+            StepKind::SetCanaryScale(_) if plan.alb.is_none() => {
+                errors.push(format!(
+                    "{c}.steps[{i}]: setCanaryScale needs trafficRouting (without it the weight is the canary's share of the pods)"
+                ));
+                return;
+            }
+            StepKind::SetWeight(w) => weight = *w,
+            _ => {}
+        }
+        if weight > 0 && plan.canary_pods(i + 1, weight) == 0 {
+            errors.push(format!(
+                "{c}.steps[{i}]: the canary carries {weight}% of the traffic while setCanaryScale gives it no pods (the ALB would answer 503 for that share)"
+            ));
+            return;
+        }
+    }
 }
 
 fn check_direct(

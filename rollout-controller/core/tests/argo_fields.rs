@@ -582,6 +582,61 @@ fn going_back_within_the_rollback_window_skips_the_steps() {
 }
 
 // ---------------------------------------------------------------------------
+// setCanaryScale
+
+#[test]
+fn set_canary_scale_decouples_the_canarys_pods_from_its_weight() {
+    let steps = "[{setCanaryScale: {replicas: 2}}, {pause: {}}, {setWeight: 20}, {pause: {}}, \
+                 {setCanaryScale: {weight: 60}}, {pause: {}}, {setCanaryScale: {replicas: 1}}, {pause: {}}, \
+                 {setCanaryScale: {matchTrafficWeight: true}}, {setWeight: 80}, {pause: {}}]";
+    let mut sim = deployed(steps, "{}");
+    let stable = sim.hash();
+    release(&mut sim, "backend:2");
+    let canary = sim.hash();
+    // (canary pods, canary weight) at each pause; the stable keeps its 5.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        settle(&mut sim);
+        assert_eq!(sim.phase(), Some(Phase::Paused), "{}", message(&sim));
+        assert_eq!(sim.replicas(&stable), 5);
+        held.push((sim.replicas(&canary), sim.canary_weight().unwrap_or(0)));
+        sim.promote();
+    }
+    // 2 pods before any weight; 60% of 5 = 3 pods at 20%; a lower scale
+    // keeps the running canary's pods; then the weight's share.
+    assert_eq!(held, [(2, 0), (2, 20), (3, 20), (3, 20), (4, 80)]);
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    assert_eq!(sim.replicas(&canary), 5);
+}
+
+#[test]
+fn set_canary_scale_is_checked_against_the_weights() {
+    let basic = "{spec: {strategy: {canary: {trafficRouting: null, steps: [{setCanaryScale: {replicas: 1}}]}}}}";
+    rejected(
+        basic,
+        "spec.strategy.canary.steps[0]: setCanaryScale needs trafficRouting",
+    );
+    let starved =
+        "{spec: {strategy: {canary: {steps: [{setWeight: 10}, {setCanaryScale: {replicas: 0}}]}}}}";
+    rejected(
+        starved,
+        "spec.strategy.canary.steps[1]: the canary carries 10% of the traffic while setCanaryScale gives it no pods",
+    );
+    let both =
+        "{spec: {strategy: {canary: {steps: [{setCanaryScale: {replicas: 1, weight: 5}}]}}}}";
+    rejected(
+        both,
+        "spec.strategy.canary.steps[0]: setCanaryScale: exactly one of replicas, weight or matchTrafficWeight: true must be set",
+    );
+    let weight = "{spec: {strategy: {canary: {steps: [{setCanaryScale: {weight: 120}}]}}}}";
+    rejected(
+        weight,
+        "setCanaryScale.weight: must be between 0 and 100, got 120",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // workloadRef
 
 fn referencing(scale_down: &str) -> Simulation {

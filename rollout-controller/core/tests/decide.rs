@@ -438,7 +438,7 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
         ),
         (
             "[{setWeight: 10, pause: {}}]",
-            "steps[0]: exactly one of setWeight, pause or analysis",
+            "steps[0]: exactly one of setWeight, pause, analysis or setCanaryScale",
         ),
         (
             "[{pause: {duration: 5x}}]",

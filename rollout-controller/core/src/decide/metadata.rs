@@ -19,20 +19,30 @@ impl Decider<'_> {
         }
     }
 
-    /// Moves every running ReplicaSet's pods to its role's metadata.
+    /// Moves every running ReplicaSet's pods to its role's metadata; one
+    /// this decision scales up from zero (going back to an earlier
+    /// revision) gets it before its scale-up, so no pod starts with the
+    /// role it had before.
     pub(super) fn sync_pod_metadata(&mut self, plan: &Plan) {
         let world = self.world;
         for rs in &world.replica_sets {
             let Some(want) = self.role_metadata(plan, &rs.hash) else {
                 continue;
             };
-            if rs.replicas > 0 && rs.pod_metadata != *want {
-                self.actions.push(Action::SetPodMetadata {
+            let scaled_up = self.actions.iter().position(|a| {
+                matches!(a, Action::ScaleReplicaSet { name, replicas } if *name == rs.name && *replicas > 0)
+            });
+            if (rs.replicas > 0 || scaled_up.is_some()) && rs.pod_metadata != *want {
+                let set = Action::SetPodMetadata {
                     name: rs.name.clone(),
                     hash: rs.hash.clone(),
                     from: rs.pod_metadata.clone(),
                     to: want.clone(),
-                });
+                };
+                match scaled_up {
+                    Some(at) if rs.replicas == 0 => self.actions.insert(at, set),
+                    _ => self.actions.push(set),
+                }
             }
         }
     }

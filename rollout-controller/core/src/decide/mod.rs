@@ -321,6 +321,17 @@ pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
     ((replicas * weight + 99) / 100).max(1)
 }
 
+/// Canary pods once step `step` completed: with traffic routing, the most
+/// any step so far asked for (a lower setWeight or setCanaryScale never
+/// takes pods from the running canary); without, the weight's share.
+pub fn canary_replicas_after(plan: &Plan, step: usize) -> i32 {
+    let at = |i: usize| plan.canary_pods(i + 1, weight_before(plan, i + 1));
+    match plan.alb {
+        Some(_) => (0..=step).map(at).max().unwrap_or(0),
+        None => at(step),
+    }
+}
+
 /// Stable pods for a weight: all of them with traffic routing; without,
 /// the rest of `replicas` (at least one while a stable Service selects
 /// them; none at 100% without one, as Argo's basic canary).

@@ -120,17 +120,21 @@ impl Decider<'_> {
             return;
         }
         while index < n {
-            let reached = match &plan.steps[index as usize] {
-                StepKind::SetWeight(w) => self.set_weight(plan, hash, *w),
+            let i = index as usize;
+            let reached = match &plan.steps[i] {
+                StepKind::SetWeight(w) => self.set_weight(plan, hash, *w, i),
                 // Hold the weight of the last setWeight (restart, drift) while
-                // pausing or analysing.
+                // pausing, analysing or scaling.
                 StepKind::Pause(duration) => {
-                    self.set_weight(plan, hash, weight_before(plan, index as usize))
+                    self.set_weight(plan, hash, weight_before(plan, i), i)
                         && self.hold(PAUSE_REASON, *duration, None)
                 }
                 StepKind::Analysis(_) => {
-                    self.set_weight(plan, hash, weight_before(plan, index as usize))
-                        && self.step_analysis(index as usize, hash)
+                    self.set_weight(plan, hash, weight_before(plan, i), i)
+                        && self.step_analysis(i, hash)
+                }
+                StepKind::SetCanaryScale(_) => {
+                    self.set_weight(plan, hash, weight_before(plan, i), i)
                 }
             };
             if self.status.abort {
@@ -186,12 +190,13 @@ impl Decider<'_> {
         }
     }
 
-    /// Gives this revision `weight`% once it has the pods for it, scaled
-    /// up before traffic moves. Only this
-    /// revision may receive the canary's share, so the canary Service
-    /// selects it before any weight moves.
-    pub(super) fn set_weight(&mut self, plan: &Plan, hash: &str, weight: i32) -> bool {
-        let want = canary_replicas(plan.replicas, weight);
+    /// At step `step`, gives this revision `weight`% once it has the pods
+    /// for it (the weight's share, or the setCanaryScale in force), scaled
+    /// up before traffic moves. Only this revision may receive the
+    /// canary's share, so the canary Service selects it before any weight
+    /// moves.
+    pub(super) fn set_weight(&mut self, plan: &Plan, hash: &str, weight: i32, step: usize) -> bool {
+        let want = plan.canary_pods(step + 1, weight);
         if plan.alb.is_none() {
             let stable = self.status.stable_rs.clone().unwrap_or_default();
             let stable_want = stable_replicas(plan, weight);
@@ -211,10 +216,11 @@ impl Decider<'_> {
         if !selected && !self.pointing(&plan.canary_service, hash) {
             return false;
         }
-        // A canary with more pods than the weight needs (a lower setWeight,
-        // a retry after a promotion began) keeps them: the ReplicaSet
-        // controller would delete pods the ALB still sends requests to.
-        // They go when the canary is promoted or retired.
+        // A canary with more pods than the weight needs (a lower setWeight
+        // or setCanaryScale, a retry after a promotion began) keeps them:
+        // the ReplicaSet controller would delete pods the ALB still sends
+        // requests to, or still drains. They go when the canary is
+        // promoted or retired.
         if self.rs(hash).is_none_or(|r| r.replicas < want) {
             self.ensure_replicas(plan, hash, want);
         }

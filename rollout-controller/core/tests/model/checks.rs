@@ -96,6 +96,15 @@ impl Model {
                     .find(|r| r.hash == hash)
                     .is_some_and(|r| r.available >= canary_replicas(self.plan.replicas, *w)),
                 StepKind::SetWeight(w) => *w == weight_seen,
+                // Its pods are there (a lower scale may keep more).
+                StepKind::SetCanaryScale(_) => {
+                    let weight = weight_before(&self.plan, k as usize + 1);
+                    let pods = self.plan.canary_pods(k as usize + 1, weight);
+                    seen.replica_sets
+                        .iter()
+                        .find(|r| r.hash == hash)
+                        .is_some_and(|r| r.available >= pods)
+                }
                 StepKind::Pause(None) => released(PAUSE_REASON),
                 StepKind::Pause(Some(d)) => {
                     let start = self.reached.get(&k).copied().unwrap_or(now);
@@ -234,8 +243,13 @@ impl Model {
         };
         let canary = selected(world, false);
         // Enough available pods, in what the decision saw, for a share.
+        let index = status.current_step_index.unwrap_or(0) as usize;
         let serves = |h: &Option<String>, weight: i32| {
-            let need = canary_replicas(self.plan.replicas, weight);
+            // The steps' scale (setCanaryScale), or the weight's share.
+            let need = match index < self.plan.steps.len() {
+                true => self.plan.canary_pods(index + 1, weight),
+                false => canary_replicas(self.plan.replicas, weight),
+            };
             seen.replica_sets
                 .iter()
                 .find(|r| Some(&r.hash) == h.as_ref())
@@ -259,7 +273,6 @@ impl Model {
         if status.abort && weight != 0 && !pointing_back && !gated {
             return Err(format!("aborted with {weight}% still on the canary"));
         }
-        let index = status.current_step_index.unwrap_or(0) as usize;
         let allowed = if index >= self.plan.steps.len() {
             100
         } else {

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use rollout_core::decide::{INCONCLUSIVE_REASON, canary_replicas, decide};
+use rollout_core::decide::{INCONCLUSIVE_REASON, canary_replicas, decide, weight_before};
 use rollout_core::ops::Op;
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{
@@ -54,7 +54,8 @@ const PAUSE_REASON: &str = "CanaryPauseStep";
 /// The step lists the releases walk (`ANALYSIS`: a step analysis).
 const STEPS: [&str; 5] = [
     "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {}}]",
-    "[{setWeight: 20}, {pause: {}}, ANALYSIS, {setWeight: 60}, {pause: {duration: 1m}}, {setWeight: 80}]",
+    "[{setCanaryScale: {replicas: 3}}, {setWeight: 20}, {pause: {}}, ANALYSIS, {setCanaryScale: {weight: 40}}, \
+      {setWeight: 60}, {pause: {duration: 1m}}, {setCanaryScale: {matchTrafficWeight: true}}, {setWeight: 80}]",
     "[{setWeight: 10}, {pause: {duration: 10s}}, {setWeight: 40}, {pause: {}}, {setWeight: 70}, {pause: {duration: 20s}}]",
     "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
