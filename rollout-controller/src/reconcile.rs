@@ -31,7 +31,7 @@ use rollout_core::analysis::{self, ArgContext};
 use rollout_core::decide::{Action, decide, pending_restart};
 use rollout_core::status_patch::status_patch;
 use rollout_core::types::{AnalysisPhase, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
-use rollout_core::validate::{Plan, validate};
+use rollout_core::validate::{Plan, plan_of};
 use rollout_core::world::{IngressView, PodView, ReplicaSetView, ServiceView, Taken, World};
 
 pub const FINALIZER: &str = "gantry.dev/rollout-cleanup";
@@ -167,7 +167,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     // from the AWS, Prometheus and API calls around it.
     let observing = Instant::now();
     // Validated once for the glue; `decide` validates again and reports.
-    let plan = validate(&rollout.spec).ok();
+    let plan = plan_of(rollout).ok();
     let plan = plan.as_ref();
     let versions = versions(&ctx.caches, rollout, plan, &ns);
     let mut ledger = Ledger::new(
@@ -241,7 +241,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
 /// On delete: send all traffic to stable before the children go away.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let ns = rollout.namespace().ok_or(Error::NoNamespace)?;
-    let plan = validate(&rollout.spec).ok();
+    let plan = plan_of(rollout).ok();
     let alb_plan = plan.as_ref().and_then(|p| p.alb.as_ref());
     if let Some(direct) = alb_plan.and_then(|a| a.direct.as_ref()) {
         match &ctx.elbv2 {

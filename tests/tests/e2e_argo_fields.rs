@@ -10,7 +10,8 @@
 //!   promoted;
 //! - `rollbackWindow`: going back to the previous revision skips the steps;
 //! - `setCanaryScale` with ALB routing: the canary's pods apart from the
-//!   weight the Ingress carries.
+//!   weight the Ingress carries;
+//! - `pingPong`: the canary's Service becomes the stable one at promotion.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -31,6 +32,12 @@ fn routed(steps: Value) -> Value {
         "trafficRouting": {"alb": {"ingress": "demo", "servicePort": 80,
             "targetHealth": {"settleSeconds": 0, "drainSeconds": 0}}},
         "steps": steps}}})
+}
+
+/// The pod-template-hash a Service selects.
+fn selected(run: &Run, service: &str) -> Option<String> {
+    let s = run.cluster.get(&services(), service)?;
+    s["spec"]["selector"][HASH].as_str().map(String::from)
 }
 
 struct Run {
@@ -151,9 +158,14 @@ impl Run {
 
     /// The canary's weight the Ingress carries.
     fn weight(&self) -> Option<i32> {
+        self.weight_of("demo-canary")
+    }
+
+    /// The weight of `service`'s target group on the Ingress.
+    fn weight_of(&self, service: &str) -> Option<i32> {
         let ingress = self.cluster.get(&ingresses(), "demo")?;
         let action = ingress["metadata"]["annotations"][ACTION].as_str()?;
-        parse_action(action).ok()?.weight_of("demo-canary")
+        parse_action(action).ok()?.weight_of(service)
     }
 
     fn paused_at(status: &Value, step: i64) -> bool {
@@ -258,4 +270,51 @@ fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
         Run::healthy_on(s, &canary) && r.weight() == Some(0)
     });
     assert_eq!(run.replicas(&canary), 4);
+}
+
+#[test]
+fn ping_pong_makes_the_canarys_service_the_stable_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ping and pong are demo-canary and demo-stable; the Ingress rule's
+    // Service (rootService) stays demo-stable.
+    let mut spec = routed(json!([{"setWeight": 25}, {"pause": {}}]));
+    json_patch::merge(
+        &mut spec,
+        &json!({"strategy": {"canary": {"canaryService": null, "stableService": null, "scaleDownDelaySeconds": 2,
+            "pingPong": {"pingService": "demo-canary", "pongService": "demo-stable"},
+            "trafficRouting": {"alb": {"rootService": "demo-stable"}}}}}),
+    );
+    let mut run = Run::start(dir.path(), "gantry-pingpong", spec);
+    let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    let stable = first["stableRS"].as_str().unwrap().to_string();
+    assert_eq!(
+        run.weight_of("demo-stable"),
+        Some(100),
+        "pong is stable first"
+    );
+    run.release("2");
+    let paused = run.wait("25%", |_, s| Run::paused_at(s, 1));
+    let canary = paused["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(run.weight_of("demo-canary"), Some(25));
+    assert_eq!(
+        selected(&run, "demo-canary").as_deref(),
+        Some(canary.as_str())
+    );
+    run.promote();
+    let done = run.wait("promotion", |r, s| {
+        // The stable Service is never re-pointed at the canary mid-canary.
+        assert!(
+            s["stableRS"] == canary.as_str()
+                || selected(r, "demo-stable").as_deref() == Some(stable.as_str()),
+            "{s:#}"
+        );
+        Run::healthy_on(s, &canary)
+            && selected(r, "demo-stable").as_deref() == Some(canary.as_str())
+    });
+    assert_eq!(done["canary"]["stablePingPong"], "ping", "{done:#}");
+    assert_eq!(run.weight_of("demo-canary"), Some(100));
+    assert_eq!(run.weight_of("demo-stable"), Some(0));
+    run.wait("the old stable to scale down", |r, _| {
+        r.replicas(&stable) == 0
+    });
 }

@@ -403,6 +403,29 @@ fn get_shows_a_basic_canarys_share_of_pods() {
 }
 
 #[test]
+fn get_shows_which_service_is_stable_with_ping_pong() {
+    let (mut r, _, _) = canary_world();
+    r["spec"]["strategy"]["canary"] = json!({
+        "pingPong": {"pingService": "api-ping", "pongService": "api-pong"},
+        "trafficRouting": {"alb": {"ingress": "api", "servicePort": 80, "rootService": "api"}},
+        "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]});
+    r["status"]["canary"]["stablePingPong"] = json!("ping");
+    let view = gantry::rollout::view::View {
+        rollout: serde_json::from_value(r).unwrap(),
+        replica_sets: Vec::new(),
+        events: Vec::new(),
+    };
+    let text = view.text("2026-01-01T00:10:00Z".parse().unwrap());
+    assert_eq!(
+        text.lines().nth(4),
+        Some(
+            "Services:   stable api-ping (ping), canary api-pong (pong) — pingPong swaps them at each promotion"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn get_shows_what_traffic_waits_for_at_the_alb() {
     let (mut r, _, _) = canary_world();
     let gate = "1 of 2 pods of backend-bbb healthy in c's target group";

@@ -2,7 +2,7 @@
 //! (`tests/fixtures/argo/`, written for these tests): canary with ALB,
 //! analysis with args, background analysis with a dry-run metric,
 //! experiments, blueGreen, header routes, a ClusterAnalysisTemplate,
-//! workloadRef, a basic canary, a rollback window, and the shape of Argo's getting-started
+//! workloadRef, a basic canary, a rollback window, ping-pong, and the shape of Argo's getting-started
 //! Rollout (no Services named), which is then run to completion on the
 //! simulated cluster. Each conversion's output and report are
 //! golden files (`GANTRY_BLESS=1` to accept a change); what converts
@@ -15,7 +15,7 @@ use gantry_tests::{Run, gantry, repo, run};
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{Phase, Rollout};
 
-const CORPUS: [(&str, i32); 10] = [
+const CORPUS: [(&str, i32); 11] = [
     ("canary-alb", 0),
     ("background-analysis", 0),
     ("cluster-template", 0),
@@ -23,6 +23,7 @@ const CORPUS: [(&str, i32); 10] = [
     ("basic-canary", 0),
     ("getting-started", 0),
     ("rollback-window", 0),
+    ("ping-pong", 0),
     ("experiment", 2),
     ("bluegreen", 2),
     ("header-routes", 2),
@@ -118,6 +119,7 @@ fn converted_manifests_plan_as_the_controller_would_run_them() {
         "basic-canary",
         "getting-started",
         "rollback-window",
+        "ping-pong",
     ] {
         let plan = plan_converted(name);
         assert_eq!(plan.code, 0, "{name}: {}", plan.stderr);

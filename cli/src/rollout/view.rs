@@ -9,7 +9,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use rollout_core::display::describe;
 use rollout_core::types::{POD_TEMPLATE_HASH, Phase, Rollout, RolloutStatus};
-use rollout_core::validate::validate;
+use rollout_core::validate::{plan_of, validate};
 use serde_json::{Value, json};
 
 use rollout_core::ops::state;
@@ -60,6 +60,9 @@ impl View {
             );
         } else if let Some(share) = pod_share(r, self.replica_sets.iter()) {
             field(&mut out, "Traffic", &share);
+        }
+        if let Some(roles) = ping_pong_roles(r) {
+            field(&mut out, "Services", &roles);
         }
         if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
             field(&mut out, "ALB", alb);
@@ -170,6 +173,26 @@ pub fn proof(verified: Option<bool>) -> &'static str {
         Some(false) => "not yet applied by the ALB",
         None => "set on the Ingress",
     }
+}
+
+/// With `pingPong`: which Service has which role now.
+pub fn ping_pong_roles(rollout: &Rollout) -> Option<String> {
+    let plan = plan_of(rollout).ok()?;
+    let pp = plan.ping_pong.as_ref()?;
+    let side = |name: &str| {
+        if name == pp.ping_service {
+            "ping"
+        } else {
+            "pong"
+        }
+    };
+    Some(format!(
+        "stable {} ({}), canary {} ({}) — pingPong swaps them at each promotion",
+        plan.stable_service,
+        side(&plan.stable_service),
+        plan.canary_service,
+        side(&plan.canary_service)
+    ))
 }
 
 /// Without traffic routing the weight is a share of pods: `by pods:

@@ -205,6 +205,12 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
         ),
         Some(_) => "Traffic routing: the stable keeps all its pods until the canary is promoted (maxSurge/maxUnavailable do not apply).".into(),
     });
+    if let Some(pp) = &plan.ping_pong {
+        notes.push(format!(
+            "pingPong: {} and {} take the stable and canary roles in turn; at promotion all traffic moves to the canary's, which becomes the stable Service.",
+            pp.ping_service, pp.pong_service
+        ));
+    }
     if let Some(alb) = &plan.alb {
         let (settle, drain) = (
             alb.gates.settle(alb, ingress),

@@ -202,9 +202,10 @@ pub struct CanaryStrategy {
     /// default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
+    /// Two Services that take the stable and canary roles in turn (ALB
+    /// routing; instead of canaryService and stableService).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub ping_pong: Option<Value>,
+    pub ping_pong: Option<PingPong>,
     /// Put on the canary's pods while it is the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_metadata: Option<PodMetadata>,
@@ -216,6 +217,18 @@ pub struct CanaryStrategy {
     pub anti_affinity: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_stable_scale: Option<bool>,
+}
+
+/// `pingPong`: at each promotion the Service that carried the canary
+/// becomes the stable one (`status.canary.stablePingPong`), so its target
+/// group, already holding the new pods, serves on without a selector change.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PingPong {
+    #[serde(default)]
+    pub ping_service: String,
+    #[serde(default)]
+    pub pong_service: String,
 }
 
 /// One canary step. Exactly one field must be set.
@@ -740,6 +753,10 @@ pub struct Measurement {
 pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<TrafficWeights>,
+    /// With `pingPong`: which Service is the stable one, `ping` or `pong`
+    /// (absent: `pong`, as Argo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_ping_pong: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::types::{
-    AlbDirect, AlbTrafficRouting, CanaryStrategy, POD_TEMPLATE_HASH, PodMetadata, RolloutAnalysis,
-    RolloutSpec, SetCanaryScale, Step, TrafficRouting, WorkloadScaleDown,
+    AlbDirect, AlbTrafficRouting, CanaryStrategy, POD_TEMPLATE_HASH, PingPong, PodMetadata,
+    Rollout, RolloutAnalysis, RolloutSpec, SetCanaryScale, Step, TrafficRouting, WorkloadScaleDown,
 };
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
@@ -25,8 +25,11 @@ pub struct Plan {
     pub steps: Vec<StepKind>,
     /// The Services pointed at each role's ReplicaSet; empty when not
     /// named (a basic canary may go without; traffic routing needs both).
+    /// With `pingPong`, the ping and pong Services in their current roles
+    /// (see `plan_of`).
     pub canary_service: String,
     pub stable_service: String,
+    pub ping_pong: Option<PingPong>,
     pub alb: Option<Alb>,
     pub scale_down_delay: Duration,
     /// `scaleDownDelayRevisionLimit`: old ReplicaSets that may wait out
@@ -231,6 +234,61 @@ impl Alb {
     }
 }
 
+/// The plan of `rollout`: its spec validated, the ping and pong Services in
+/// the roles its status gives them.
+pub fn plan_of(rollout: &Rollout) -> Result<Plan, Vec<String>> {
+    let mut plan = validate(&rollout.spec)?;
+    if let Some(pp) = &plan.ping_pong {
+        let stable_ping = rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.canary.stable_ping_pong.as_deref())
+            == Some(PING);
+        if stable_ping {
+            plan.stable_service = pp.ping_service.clone();
+            plan.canary_service = pp.pong_service.clone();
+        }
+    }
+    Ok(plan)
+}
+
+/// `status.canary.stablePingPong` values.
+pub const PING: &str = "ping";
+pub const PONG: &str = "pong";
+
+/// `pingPong`: with ALB routing through `rootService` (the stable Service
+/// changes name), two different Services.
+fn ping_pong(c: &str, canary: &CanaryStrategy, errors: &mut Vec<String>) -> Option<PingPong> {
+    let pp = canary.ping_pong.as_ref()?;
+    let p = format!("{c}.pingPong");
+    for (field, value) in [
+        ("pingService", &pp.ping_service),
+        ("pongService", &pp.pong_service),
+    ] {
+        if value.is_empty() {
+            errors.push(format!("{p}.{field}: required"));
+        }
+    }
+    if !pp.ping_service.is_empty() && pp.ping_service == pp.pong_service {
+        errors.push(format!(
+            "{p}: pingService and pongService must be different Services"
+        ));
+    }
+    let alb = canary.traffic_routing.as_ref().and_then(|t| t.alb.as_ref());
+    match alb {
+        None => errors.push(format!(
+            "{p}: needs trafficRouting.alb (the roles swap between two weighted target groups)"
+        )),
+        Some(a) if a.direct.is_none() && a.root_service.as_deref().unwrap_or_default().is_empty() => {
+            errors.push(format!(
+                "{c}.trafficRouting.alb.rootService: required with pingPong (the Ingress rule's Service cannot follow the stable role)"
+            ))
+        }
+        Some(_) => {}
+    }
+    Some(pp.clone())
+}
+
 /// Validates `spec`; the error lists every problem with its field path.
 pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     let mut errors = Vec::new();
@@ -255,7 +313,6 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         &mut errors,
         c,
         &[
-            ("pingPong", canary.ping_pong.is_some(), "ping-pong services"),
             (
                 "antiAffinity",
                 canary.anti_affinity.is_some(),
@@ -276,7 +333,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     // A basic canary may name either Service, both or neither (a Service
     // of the user's then selects both ReplicaSets, and the weight is the
     // canary's share of the pods); traffic routing weighs the two.
-    if canary.traffic_routing.is_some() {
+    if canary.traffic_routing.is_some() && canary.ping_pong.is_none() {
         for (field, value) in [
             ("canaryService", &canary.canary_service),
             ("stableService", &canary.stable_service),
@@ -293,6 +350,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
             "{c}: canaryService and stableService must be different Services"
         ));
     }
+    let ping_pong = ping_pong(c, canary, &mut errors);
     let alb = canary.traffic_routing.as_ref().and_then(|tr| {
         let t = format!("{c}.trafficRouting");
         traffic_routing(&t, tr, &canary.stable_service, &mut errors)
@@ -316,11 +374,18 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    // With pingPong the roles follow the status (`for_status`); pong is
+    // stable until a promotion says otherwise, as in Argo.
+    let (stable_service, canary_service) = match &ping_pong {
+        Some(pp) => (pp.pong_service.clone(), pp.ping_service.clone()),
+        None => (canary.stable_service.clone(), canary.canary_service.clone()),
+    };
     let plan = Plan {
         replicas,
         steps,
-        canary_service: canary.canary_service.clone(),
-        stable_service: canary.stable_service.clone(),
+        canary_service,
+        stable_service,
+        ping_pong,
         alb,
         scale_down_delay: timing.scale_down_delay,
         scale_down_revision_limit: timing.scale_down_revision_limit,

@@ -637,6 +637,94 @@ fn set_canary_scale_is_checked_against_the_weights() {
 }
 
 // ---------------------------------------------------------------------------
+// pingPong
+
+const PING_PONG: &str = r#"{spec: {strategy: {canary: {canaryService: "", stableService: "",
+  pingPong: {pingService: backend-ping, pongService: backend-pong},
+  trafficRouting: {alb: {rootService: backend-root}}}}}}"#;
+
+/// The Service `name`'s hash and the weight its target group carries.
+fn ping_pong_side(sim: &Simulation, name: &str) -> (Option<String>, i32) {
+    let service = [&sim.world.stable_service, &sim.world.canary_service]
+        .into_iter()
+        .flatten()
+        .find(|s| s.name == name)
+        .unwrap();
+    let key = "alb.ingress.kubernetes.io/actions.backend-root";
+    let action = &sim.world.ingress.as_ref().unwrap().annotations[key];
+    let weight = rollout_core::alb::parse_action(action)
+        .unwrap()
+        .weight_of(name)
+        .unwrap();
+    (service.hash.clone(), weight)
+}
+
+#[test]
+fn ping_pong_swaps_the_roles_at_each_promotion() {
+    let mut sim = deployed("[{setWeight: 25}, {pause: {}}]", PING_PONG);
+    let first = sim.hash();
+    let stable_ping_pong = |sim: &Simulation| sim.status().unwrap().canary.stable_ping_pong.clone();
+    // Pong is stable until a promotion says otherwise, as in Argo.
+    assert_eq!(stable_ping_pong(&sim), None);
+    assert_eq!(
+        ping_pong_side(&sim, "backend-pong"),
+        (Some(first.clone()), 100)
+    );
+    for (image, now_stable, now_canary) in [
+        ("backend:2", "backend-ping", "backend-pong"),
+        ("backend:3", "backend-pong", "backend-ping"),
+    ] {
+        let stable = sim.status().unwrap().stable_rs.clone();
+        release(&mut sim, image);
+        settle(&mut sim);
+        let canary = sim.hash();
+        assert_eq!(ping_pong_side(&sim, now_stable), (Some(canary.clone()), 25));
+        assert_eq!(ping_pong_side(&sim, now_canary), (stable.clone(), 75));
+        sim.promote();
+        // Promoted: the canary's Service is the stable one, never re-pointed.
+        let mut stable_moved = false;
+        for _ in 0..20 {
+            step(&mut sim);
+            stable_moved |= ping_pong_side(&sim, now_canary).0 == Some(canary.clone())
+                && sim.status().unwrap().stable_rs == stable;
+            sim.advance(SignedDuration::from_secs(10));
+        }
+        settle(&mut sim);
+        assert!(
+            !stable_moved,
+            "the old stable Service took the canary mid-canary"
+        );
+        assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+        let want = if now_stable == "backend-ping" {
+            "ping"
+        } else {
+            "pong"
+        };
+        assert_eq!(stable_ping_pong(&sim).as_deref(), Some(want));
+        assert_eq!(
+            ping_pong_side(&sim, now_stable),
+            (Some(canary.clone()), 100)
+        );
+        // The other one, without weight, follows the new stable.
+        assert_eq!(ping_pong_side(&sim, now_canary), (Some(canary.clone()), 0));
+        assert_eq!(sim.replicas(&stable.unwrap()), 0);
+    }
+
+    rejected(
+        r#"{spec: {strategy: {canary: {pingPong: {pingService: a, pongService: a}}}}}"#,
+        "spec.strategy.canary.pingPong: pingService and pongService must be different Services",
+    );
+    rejected(
+        r#"{spec: {strategy: {canary: {pingPong: {pingService: a, pongService: b}}}}}"#,
+        "spec.strategy.canary.trafficRouting.alb.rootService: required with pingPong",
+    );
+    rejected(
+        r#"{spec: {strategy: {canary: {trafficRouting: null, pingPong: {pingService: a, pongService: b}}}}}"#,
+        "spec.strategy.canary.pingPong: needs trafficRouting.alb",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // workloadRef
 
 fn referencing(scale_down: &str) -> Simulation {

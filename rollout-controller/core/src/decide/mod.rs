@@ -45,7 +45,7 @@ use crate::types::{
     AlbStatus, AnalysisPhase, CanaryStatus, Condition, PauseCondition, Phase, PodMetadata, Rollout,
     RolloutStatus, TrafficGate, TrafficWeights, WeightDestination,
 };
-use crate::validate::{BACKGROUND, Plan, StepKind, validate};
+use crate::validate::{BACKGROUND, PING, PONG, Plan, StepKind, plan_of};
 
 mod basic;
 mod deadline;
@@ -182,7 +182,7 @@ pub fn decide(rollout: &Rollout, world: &World) -> Decision {
         analysing: false,
     };
     d.status.observed_generation = rollout.metadata.generation;
-    match validate(&rollout.spec) {
+    match plan_of(rollout) {
         Err(errors) => d.invalid(&errors.join("; ")),
         Ok(plan) => {
             d.condition("InvalidSpec", false, "Valid", "");

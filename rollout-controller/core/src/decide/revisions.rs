@@ -44,7 +44,9 @@ impl Decider<'_> {
         if weights_done {
             self.retire_others(plan, &[hash], plan.scale_down_delay);
         }
-        if canary_on {
+        // With pingPong the canary Service, without weight, follows the
+        // new stable in the background after a promotion.
+        if canary_on || (weights_done && plan.ping_pong.is_some()) {
             self.healthy();
         } else {
             self.progressing("moving everything back to the stable ReplicaSet");
@@ -77,18 +79,34 @@ impl Decider<'_> {
         // target group carries no weight: all of it goes to the canary's
         // group first, and comes back once the new pods are healthy in the
         // stable's (the ALB would otherwise send it to a group whose new
-        // targets are still registering).
+        // targets are still registering). With pingPong the canary's
+        // Service becomes the stable one instead, its group serving on.
         if !self.repoint(plan, &plan.canary_service, hash) {
             self.progressing("pointing the canary Service at the new ReplicaSet");
             return;
         }
-        if !self.repoint(plan, &plan.stable_service, hash) {
+        if plan.ping_pong.is_some() {
+            if !self.ensure_weights(plan, 100) {
+                self.progressing(&format!(
+                    "moving all traffic to {}, which becomes the stable Service (pingPong)",
+                    plan.canary_service
+                ));
+                return;
+            }
+            let stable_ping = self.status.canary.stable_ping_pong.as_deref() == Some(PING);
+            let now_stable = if stable_ping { PONG } else { PING };
+            self.status.canary.stable_ping_pong = Some(now_stable.to_string());
+            self.events.push((
+                "PingPongSwapped".into(),
+                format!("{} is now the stable Service", plan.canary_service),
+            ));
+        } else if !self.repoint(plan, &plan.stable_service, hash) {
             self.progressing(
                 "moving all traffic to the canary while the stable Service switches to the new ReplicaSet",
             );
             return;
         }
-        if !self.ensure_weights(plan, 0) {
+        if plan.ping_pong.is_none() && !self.ensure_weights(plan, 0) {
             self.progressing(
                 "moving the traffic back to the stable Service, now on the new ReplicaSet",
             );

@@ -128,6 +128,7 @@ impl Decider<'_> {
                 verified,
                 since: Some(since),
             }),
+            stable_ping_pong: self.status.canary.stable_ping_pong.take(),
         };
         self.status.alb = self.world.alb.as_ref().map(|o| match o {
             Ok(o) => AlbStatus {

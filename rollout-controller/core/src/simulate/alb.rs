@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::validate::validate;
+use crate::validate::plan_of;
 use crate::world::{EndpointView, HealthGate, PodView, TargetState, TargetView};
 
 use super::Simulation;
@@ -179,7 +179,7 @@ impl Simulation {
 
     /// What the LB controller and the ALB have done by now.
     fn sync_lb(&mut self) {
-        let Some(plan) = validate(&self.rollout.spec).ok() else {
+        let Some(plan) = plan_of(&self.rollout).ok() else {
             return;
         };
         let Some(alb) = &plan.alb else {
@@ -240,7 +240,7 @@ impl Simulation {
     /// target that is a ready pod (from the first deploy's completion on:
     /// before, nothing served and nothing can be lost).
     pub(super) fn check_lb(&mut self) {
-        let Some(plan) = validate(&self.rollout.spec).ok() else {
+        let Some(plan) = plan_of(&self.rollout).ok() else {
             return;
         };
         let deployed = self.status().is_some_and(|s| s.stable_rs.is_some());
@@ -274,7 +274,7 @@ impl Simulation {
 
     /// A pod is about to be deleted: no request may still reach it.
     pub(super) fn check_pod_removal(&mut self, pod: &PodView) {
-        let Some(plan) = validate(&self.rollout.spec).ok() else {
+        let Some(plan) = plan_of(&self.rollout).ok() else {
             return;
         };
         if plan.alb.is_none() {

@@ -9,14 +9,14 @@ use crate::decide::{Decision, annotated_canary_weight};
 use crate::hash::pod_template_hash;
 use crate::ops::{self, Op};
 use crate::types::{Phase, RolloutStatus};
-use crate::validate::validate;
+use crate::validate::plan_of;
 
 use super::Simulation;
 
 impl Simulation {
     /// The canary's share as the load balancer applies it.
     pub fn canary_weight(&self) -> Option<i32> {
-        let plan = validate(&self.rollout.spec).ok()?;
+        let plan = plan_of(&self.rollout).ok()?;
         let alb = plan.alb.as_ref()?;
         if alb.direct.is_some() {
             return self.aws_canary_weight();

@@ -85,11 +85,13 @@ impl Simulation {
                 routes_root_service: true,
                 hostname: Some(format!("k8s-{}.eu-west-1.elb.amazonaws.com", a.ingress)),
             });
+        // The plan's names: with pingPong, the ping and pong Services.
+        let plan = crate::validate::plan_of(&rollout).ok();
         Simulation {
             world: World {
                 now: "2026-01-01T00:00:00Z".parse().expect("a timestamp"),
-                stable_service: service(canary.map(|c| &c.stable_service)),
-                canary_service: service(canary.map(|c| &c.canary_service)),
+                stable_service: service(plan.as_ref().map(|p| &p.stable_service)),
+                canary_service: service(plan.as_ref().map(|p| &p.canary_service)),
                 ingress,
                 ..Default::default()
             },
@@ -116,11 +118,12 @@ impl Simulation {
     /// One reconcile with `meanwhile` (another writer, say a human's
     /// promote) landing between the controller's read and its writes.
     pub fn step_racing(&mut self, meanwhile: impl FnOnce(&mut Simulation)) -> Decision {
+        self.slot_services();
         self.world.measurements = self.measure();
         let read = self.rollout.status.clone();
         let mut d = decide(&self.rollout, &self.world);
         if let Some(sent) = &mut self.notifications {
-            let plan = crate::validate::validate(&self.rollout.spec).ok();
+            let plan = crate::validate::plan_of(&self.rollout).ok();
             let now = self.world.now;
             sent.extend(crate::notify::due(
                 &self.rollout,
@@ -147,11 +150,24 @@ impl Simulation {
                 ));
             }
         }
+        self.slot_services();
         self.run_pods();
         self.sync_traffic();
         self.check_lb();
         self.check_traffic();
         d
+    }
+
+    /// Each Service in the slot of its role, as the glue observes them
+    /// (with pingPong the roles swap at a promotion).
+    fn slot_services(&mut self) {
+        let stable = crate::validate::plan_of(&self.rollout).map(|p| p.stable_service);
+        let w = &mut self.world;
+        if let (Ok(stable), Some(canary)) = (stable, &w.canary_service)
+            && canary.name == stable
+        {
+            std::mem::swap(&mut w.stable_service, &mut w.canary_service);
+        }
     }
 
     /// Reconciles until nothing changes; the last decision, or `None` when

@@ -233,6 +233,8 @@ impl Model {
         let world = &self.sim.world;
         let weight = self.sim.canary_weight().unwrap_or(0);
         let hash = self.sim.hash();
+        // The Services in their current roles (pingPong swaps them).
+        let roles = plan_of(&self.sim.rollout).expect("a valid plan");
         let selected = |w: &rollout_core::world::World, stable: bool| {
             let s = if stable {
                 &w.stable_service
@@ -267,9 +269,10 @@ impl Model {
         // Weight waiting for the stable's target group to serve (its gate
         // recorded) may stay where it was, never grow.
         let gated = weight <= weight_seen
-            && status.traffic_gates.iter().any(|g| {
-                g.kind == GateKind::TargetsHealthy && g.target == self.plan.stable_service
-            });
+            && status
+                .traffic_gates
+                .iter()
+                .any(|g| g.kind == GateKind::TargetsHealthy && g.target == roles.stable_service);
         if status.abort && weight != 0 && !pointing_back && !gated {
             return Err(format!("aborted with {weight}% still on the canary"));
         }
@@ -317,6 +320,12 @@ impl Model {
             ));
         }
         let stable = selected(world, true);
+        if roles.ping_pong.is_some() && stable.is_some() && stable != status.stable_rs {
+            return Err(format!(
+                "pingPong: the stable Service {} moved to {stable:?} (stable {:?})",
+                roles.stable_service, status.stable_rs
+            ));
+        }
         if stable != selected(seen, true) && !serves(&stable, 100) {
             return Err(format!(
                 "the stable Service moved to {stable:?} before its pods were available"

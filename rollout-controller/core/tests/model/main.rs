@@ -14,6 +14,8 @@
 //!   run (or a promote past an inconclusive one), a setWeight only once its
 //!   weight is in force; progress restarts exactly when a new revision
 //!   starts or a retry asks;
+//! - with pingPong, the stable Service never leaves the stable revision
+//!   (the roles swap instead);
 //! - no canary gets more traffic than its current step allows, traffic only
 //!   grows towards ReplicaSets with the available pods for their share, an
 //!   earlier canary never gains any, an abort sends it all back;
@@ -39,7 +41,7 @@ use rollout_core::types::{
     AnalysisPhase, AnalysisTemplate, GateKind, Phase, RollbackWindow, Rollout, RolloutAnalysis,
     RolloutStatus,
 };
-use rollout_core::validate::{Plan, StepKind, validate};
+use rollout_core::validate::{Plan, StepKind, plan_of, validate};
 use rollout_core::world::{Observed, ReplicaSetView};
 
 #[path = "../common/mod.rs"]
@@ -52,13 +54,14 @@ mod events;
 const PAUSE_REASON: &str = "CanaryPauseStep";
 
 /// The step lists the releases walk (`ANALYSIS`: a step analysis).
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 6] = [
     "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {}}]",
     "[{setCanaryScale: {replicas: 3}}, {setWeight: 20}, {pause: {}}, ANALYSIS, {setCanaryScale: {weight: 40}}, \
       {setWeight: 60}, {pause: {duration: 1m}}, {setCanaryScale: {matchTrafficWeight: true}}, {setWeight: 80}]",
     "[{setWeight: 10}, {pause: {duration: 10s}}, {setWeight: 40}, {pause: {}}, {setWeight: 70}, {pause: {duration: 20s}}]",
     "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
+    "[{setWeight: 30}, {pause: {duration: 5s}}, ANALYSIS, {setWeight: 60}, {pause: {}}]",
 ];
 /// Variant 1: only the newest old ReplicaSet waits out the scale-down delay.
 const REVISION_LIMIT: &str =
@@ -69,6 +72,10 @@ const REVISION_LIMIT: &str =
 const BASIC: &str = r#"{spec: {progressDeadlineSeconds: 120, progressDeadlineAbort: true,
   strategy: {canary: {trafficRouting: null, maxSurge: 1, maxUnavailable: 0,
     canaryMetadata: {labels: {role: canary}}, stableMetadata: {labels: {role: stable}}}}}}"#;
+/// Variant 5: pingPong, the Services taking the roles in turn.
+const PING_PONG: &str = r#"{spec: {strategy: {canary: {canaryService: "", stableService: "",
+  pingPong: {pingService: backend-service-canary, pongService: backend-service},
+  trafficRouting: {alb: {rootService: backend-root}}}}}}"#;
 /// Variant 4: a basic canary that names no Service (Argo's getting-started
 /// shape: a Service of the user's selects every revision's pods), with
 /// Argo's default maxSurge and maxUnavailable (25%).
@@ -173,6 +180,7 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
         1 => Some(REVISION_LIMIT),
         3 => Some(BASIC),
         4 => Some(NO_SERVICES),
+        5 => Some(PING_PONG),
         _ => None,
     };
     if let Some(patch) = variant {
