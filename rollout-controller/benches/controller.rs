@@ -76,7 +76,7 @@ fn decision_cost() {
             hash: Some(hash.clone()),
             selected_at: None,
         }),
-        ingress: Some(IngressView {
+        ingresses: vec![IngressView {
             name: "shop".into(),
             annotations: BTreeMap::from([(
                 "alb.ingress.kubernetes.io/actions.svc-0".into(),
@@ -84,7 +84,7 @@ fn decision_cost() {
             )]),
             routes_root_service: true,
             hostname: None,
-        }),
+        }],
         ..Default::default()
     };
     let d = decide(&r, &world);

@@ -94,14 +94,10 @@ pub fn versions(caches: &Caches, rollout: &Rollout, plan: Option<&Plan>, ns: &st
             versions.saw(Kind::Service, service, s.metadata.resource_version.as_ref());
         }
     }
-    if let Some(alb) = &plan.alb
-        && let Some(i) = caches.ingress(ns, &alb.ingress)
-    {
-        versions.saw(
-            Kind::Ingress,
-            &alb.ingress,
-            i.metadata.resource_version.as_ref(),
-        );
+    for name in plan.alb.iter().flat_map(|a| &a.ingresses) {
+        if let Some(i) = caches.ingress(ns, name) {
+            versions.saw(Kind::Ingress, name, i.metadata.resource_version.as_ref());
+        }
     }
     if let Some(w) = &plan.workload
         && let Some(d) = caches.deployment(ns, &w.deployment)

@@ -253,7 +253,10 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
             ),
         }
     } else if let (Some(plan), Some(alb_plan)) = (&plan, alb_plan) {
-        if let Some(ingress) = ctx.caches.ingress(&ns, &alb_plan.ingress) {
+        for name in &alb_plan.ingresses {
+            let Some(ingress) = ctx.caches.ingress(&ns, name) else {
+                continue;
+            };
             let weights = ForwardWeights {
                 canary_service: plan.canary_service.clone(),
                 stable_service: plan.stable_service.clone(),
@@ -269,11 +272,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
             let patch = json!({ "metadata": { "annotations": annotations } });
             let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
             ingresses
-                .patch(
-                    &alb_plan.ingress,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
         }
     }
@@ -315,18 +314,21 @@ pub async fn observe(
     let stable_service = service(plan.map(|p| &p.stable_service));
     let canary_service = service(plan.map(|p| &p.canary_service));
     // Direct mode has no Ingress.
-    let ingress = plan
+    let ingresses = plan
         .and_then(|p| p.alb.as_ref())
-        .filter(|a| a.direct.is_none())
-        .and_then(|alb| {
-            let i = caches.ingress(ns, &alb.ingress)?;
-            Some(IngressView {
-                name: alb.ingress.clone(),
-                routes_root_service: i.routes_to_annotation(&alb.root_service),
-                hostname: i.hostname().cloned(),
-                annotations: i.metadata.annotations.clone().unwrap_or_default(),
+        .into_iter()
+        .flat_map(|alb| {
+            alb.ingresses.iter().filter_map(|name| {
+                let i = caches.ingress(ns, name)?;
+                Some(IngressView {
+                    name: name.clone(),
+                    routes_root_service: i.routes_to_annotation(&alb.root_service),
+                    hostname: i.hostname().cloned(),
+                    annotations: i.metadata.annotations.clone().unwrap_or_default(),
+                })
             })
-        });
+        })
+        .collect();
     let workload = plan
         .and_then(|p| p.workload.as_ref())
         .and_then(|w| caches.deployment(ns, &w.deployment))
@@ -357,7 +359,7 @@ pub async fn observe(
         pods,
         stable_service,
         canary_service,
-        ingress,
+        ingresses,
         templates,
         measurements: Vec::new(),
         alb: None,
@@ -400,30 +402,39 @@ async fn observe_alb(
     };
     let observed = match &alb.direct {
         Some(direct) => aws.observe_direct(direct).await,
+        // Each Ingress's ALB, seen as one (`Observed::merge`).
         None if ctx.verify_alb => {
-            let ingress = world.ingress.as_ref()?;
-            let Some(hostname) = &ingress.hostname else {
-                return Some(Err(format!(
-                    "Ingress {} has no load balancer hostname in its status yet",
-                    ingress.name
-                )));
-            };
-            aws.observe_ingress(&IngressTarget {
-                hostname,
-                namespace: ns,
-                ingress: &alb.ingress,
-                canary_service: &plan.canary_service,
-                stable_service: &plan.stable_service,
-                port: alb.service_port,
-            })
-            .await
+            let mut each = Vec::new();
+            for ingress in &world.ingresses {
+                let Some(hostname) = &ingress.hostname else {
+                    return Some(Err(format!(
+                        "Ingress {} has no load balancer hostname in its status yet",
+                        ingress.name
+                    )));
+                };
+                let target = IngressTarget {
+                    hostname,
+                    namespace: ns,
+                    ingress: &ingress.name,
+                    canary_service: &plan.canary_service,
+                    stable_service: &plan.stable_service,
+                    port: alb.service_port,
+                };
+                match aws.observe_ingress(&target).await {
+                    Ok(observed) => each.push(observed),
+                    Err(e) => return Some(Err(failed(rollout, e))),
+                }
+            }
+            Ok(rollout_core::world::Observed::merge(each)?)
         }
         None => return None,
     };
-    Some(observed.map_err(|e| {
-        tracing::warn!(rollout = %rollout.name_any(), error = %e, "cannot read the ALB");
-        e.to_string()
-    }))
+    Some(observed.map_err(|e| failed(rollout, e)))
+}
+
+fn failed(rollout: &Rollout, e: impl std::fmt::Display) -> String {
+    tracing::warn!(rollout = %rollout.name_any(), error = %e, "cannot read the ALB");
+    e.to_string()
 }
 
 /// Takes the measurements due for the Rollout's running analyses, all at

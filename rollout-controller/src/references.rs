@@ -98,8 +98,8 @@ fn targets(rollout: &Rollout) -> Vec<Target> {
         .services()
         .map(|s| (Kind::Service, ns.clone(), s.to_string()))
         .collect();
-    if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
-        targets.push((Kind::Ingress, ns.clone(), alb.ingress.clone()));
+    for name in plan.alb.iter().flat_map(|a| &a.ingresses) {
+        targets.push((Kind::Ingress, ns.clone(), name.clone()));
     }
     if let Some(w) = &plan.workload {
         targets.push((Kind::Deployment, ns.clone(), w.deployment.clone()));

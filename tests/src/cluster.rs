@@ -139,6 +139,12 @@ impl Cluster {
             .collect()
     }
 
+    pub fn delete(&self, resource: &ApiResource, name: &str) {
+        let api = self.api(resource);
+        self.block_on(api.delete(name, &DeleteParams::default()))
+            .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    }
+
     /// A JSON merge patch of the object, or of its status.
     pub fn merge_patch(&self, resource: &ApiResource, name: &str, patch: &Value, status: bool) {
         let api = self.api(resource);

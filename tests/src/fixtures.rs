@@ -475,6 +475,7 @@ impl TestRollout for Rollout {
             .and_then(|t| t.alb.as_mut())
             .expect("the test Rollout routes through the ALB");
         alb.ingress.clear();
+        alb.ingresses = None;
         alb.direct = Some(
             serde_json::from_value(json!({
                 "ruleArn": "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/web/1/2/3",

@@ -11,7 +11,9 @@
 //! - `rollbackWindow`: going back to the previous revision skips the steps;
 //! - `setCanaryScale` with ALB routing: the canary's pods apart from the
 //!   weight the Ingress carries;
-//! - `pingPong`: the canary's Service becomes the stable one at promotion.
+//! - `pingPong`: the canary's Service becomes the stable one at promotion;
+//! - `alb.ingresses`: two Ingresses carry the weights, both reset when the
+//!   Rollout is deleted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -26,12 +28,15 @@ const HASH: &str = "rollouts-pod-template-hash";
 const ACTION: &str = "alb.ingress.kubernetes.io/actions.demo-stable";
 
 /// ALB routing through the Ingress `demo`, weights trusted once written (no
-/// load balancer here: settle and drain 0).
-fn routed(steps: Value) -> Value {
-    json!({"strategy": {"canary": {"canaryService": "demo-canary", "stableService": "demo-stable",
+/// load balancer here: settle and drain 0), with `canary` merged into the
+/// canary strategy.
+fn routed(steps: Value, canary: Value) -> Value {
+    let mut spec = json!({"strategy": {"canary": {"canaryService": "demo-canary", "stableService": "demo-stable",
         "trafficRouting": {"alb": {"ingress": "demo", "servicePort": 80,
             "targetHealth": {"settleSeconds": 0, "drainSeconds": 0}}},
-        "steps": steps}}})
+        "steps": steps}}});
+    json_patch::merge(&mut spec, &json!({"strategy": {"canary": canary}}));
+    spec
 }
 
 /// The pod-template-hash a Service selects.
@@ -163,7 +168,12 @@ impl Run {
 
     /// The weight of `service`'s target group on the Ingress.
     fn weight_of(&self, service: &str) -> Option<i32> {
-        let ingress = self.cluster.get(&ingresses(), "demo")?;
+        self.weight_on("demo", service)
+    }
+
+    /// The weight of `service`'s target group on Ingress `ingress`.
+    fn weight_on(&self, ingress: &str, service: &str) -> Option<i32> {
+        let ingress = self.cluster.get(&ingresses(), ingress)?;
         let action = ingress["metadata"]["annotations"][ACTION].as_str()?;
         parse_action(action).ok()?.weight_of(service)
     }
@@ -248,7 +258,7 @@ fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
     let steps = json!([{"setCanaryScale": {"replicas": 3}}, {"pause": {}},
         {"setWeight": 25}, {"pause": {}}, {"setCanaryScale": {"matchTrafficWeight": true}},
         {"setWeight": 50}, {"pause": {}}]);
-    let mut run = Run::start(dir.path(), "gantry-scale", routed(steps));
+    let mut run = Run::start(dir.path(), "gantry-scale", routed(steps, json!({})));
     let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
     let stable = first["stableRS"].as_str().unwrap().to_string();
     run.release("2");
@@ -277,12 +287,11 @@ fn ping_pong_makes_the_canarys_service_the_stable_one() {
     let dir = tempfile::tempdir().unwrap();
     // Ping and pong are demo-canary and demo-stable; the Ingress rule's
     // Service (rootService) stays demo-stable.
-    let mut spec = routed(json!([{"setWeight": 25}, {"pause": {}}]));
-    json_patch::merge(
-        &mut spec,
-        &json!({"strategy": {"canary": {"canaryService": null, "stableService": null, "scaleDownDelaySeconds": 2,
+    let spec = routed(
+        json!([{"setWeight": 25}, {"pause": {}}]),
+        json!({"canaryService": null, "stableService": null, "scaleDownDelaySeconds": 2,
             "pingPong": {"pingService": "demo-canary", "pongService": "demo-stable"},
-            "trafficRouting": {"alb": {"rootService": "demo-stable"}}}}}),
+            "trafficRouting": {"alb": {"rootService": "demo-stable"}}}),
     );
     let mut run = Run::start(dir.path(), "gantry-pingpong", spec);
     let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
@@ -317,4 +326,41 @@ fn ping_pong_makes_the_canarys_service_the_stable_one() {
     run.wait("the old stable to scale down", |r, _| {
         r.replicas(&stable) == 0
     });
+}
+
+#[test]
+fn two_ingresses_carry_the_weights_and_are_both_reset_on_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = routed(
+        json!([{"setWeight": 30}, {"pause": {}}]),
+        json!({"trafficRouting": {"alb": {"ingress": null, "ingresses": ["demo", "demo-internal"]}}}),
+    );
+    let mut run = Run::start(dir.path(), "gantry-ingresses", spec);
+    // The internal ALB's Ingress: the same rule, another load balancer.
+    let mut internal = run.cluster.get(&ingresses(), "demo").unwrap();
+    internal["metadata"] = json!({"name": "demo-internal"});
+    run.cluster.create(&ingresses(), internal);
+    let both = |r: &Run, w: i32| {
+        r.weight_on("demo", "demo-canary") == Some(w)
+            && r.weight_on("demo-internal", "demo-canary") == Some(w)
+    };
+    run.wait("the first deploy on both", |r, s| {
+        s["phase"] == "Healthy" && both(r, 0)
+    });
+    run.release("2");
+    run.wait("30% on both Ingresses", |r, s| {
+        Run::paused_at(s, 1) && both(r, 30)
+    });
+
+    // Deleted mid-canary: both Ingresses back to 100% stable first.
+    run.cluster.delete(&rollouts(), "demo");
+    run.wait("the Rollout gone", |r, _| {
+        r.cluster.get(&rollouts(), "demo").is_none()
+    });
+    assert!(
+        both(&run, 0),
+        "{:?} {:?}",
+        run.weight_on("demo", "demo-canary"),
+        run.weight_on("demo-internal", "demo-canary")
+    );
 }

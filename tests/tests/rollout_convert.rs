@@ -2,7 +2,8 @@
 //! (`tests/fixtures/argo/`, written for these tests): canary with ALB,
 //! analysis with args, background analysis with a dry-run metric,
 //! experiments, blueGreen, header routes, a ClusterAnalysisTemplate,
-//! workloadRef, a basic canary, a rollback window, ping-pong, and the shape of Argo's getting-started
+//! workloadRef, a basic canary, a rollback window, ping-pong, two
+//! Ingresses, and the shape of Argo's getting-started
 //! Rollout (no Services named), which is then run to completion on the
 //! simulated cluster. Each conversion's output and report are
 //! golden files (`GANTRY_BLESS=1` to accept a change); what converts
@@ -15,7 +16,7 @@ use gantry_tests::{Run, gantry, repo, run};
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{Phase, Rollout};
 
-const CORPUS: [(&str, i32); 11] = [
+const CORPUS: [(&str, i32); 12] = [
     ("canary-alb", 0),
     ("background-analysis", 0),
     ("cluster-template", 0),
@@ -24,6 +25,7 @@ const CORPUS: [(&str, i32); 11] = [
     ("getting-started", 0),
     ("rollback-window", 0),
     ("ping-pong", 0),
+    ("two-ingresses", 0),
     ("experiment", 2),
     ("bluegreen", 2),
     ("header-routes", 2),
@@ -120,6 +122,7 @@ fn converted_manifests_plan_as_the_controller_would_run_them() {
         "getting-started",
         "rollback-window",
         "ping-pong",
+        "two-ingresses",
     ] {
         let plan = plan_converted(name);
         assert_eq!(plan.code, 0, "{name}: {}", plan.stderr);

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use rollout_core::display::human;
 use rollout_core::plan::{Timeline, plan};
 use rollout_core::types::{AnalysisTemplate, AnalysisTemplateSpec, Rollout};
+use rollout_core::validate::validate;
 use serde::Deserialize as _;
 
 pub struct Options {
@@ -57,18 +58,7 @@ pub fn plans(opts: &Options) -> Result<String> {
     let mut plans = Vec::new();
     for (origin, rollout) in &objects.rollouts {
         let name = rollout.metadata.name.as_deref().unwrap_or("(unnamed)");
-        let ingress = rollout
-            .spec
-            .strategy
-            .canary
-            .as_ref()
-            .and_then(|c| c.traffic_routing.as_ref()?.alb.as_ref())
-            .and_then(|alb| {
-                let ns = rollout.metadata.namespace.clone().unwrap_or_default();
-                objects.ingresses.get(&(ns, alb.ingress.clone()))
-            })
-            .cloned()
-            .unwrap_or_default();
+        let ingress = slowest_ingress(rollout, &objects.ingresses);
         let timeline = plan(rollout, &objects.templates, &ingress).map_err(|errors| {
             anyhow::anyhow!(
                 "{origin}: Rollout {name} is not valid:\n  {}",
@@ -276,4 +266,23 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
             human(std::time::Duration::from_secs(worst))
         );
     }
+}
+
+/// The annotations of the Rollout's Ingress (of several, the one whose ALB
+/// takes longest to settle and drain, as the controller waits for it),
+/// when the input holds it.
+fn slowest_ingress(
+    rollout: &Rollout,
+    ingresses: &BTreeMap<(String, String), BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(alb) = validate(&rollout.spec).ok().and_then(|p| p.alb) else {
+        return BTreeMap::new();
+    };
+    let ns = rollout.metadata.namespace.clone().unwrap_or_default();
+    alb.ingresses
+        .iter()
+        .filter_map(|name| ingresses.get(&(ns.clone(), name.clone())))
+        .max_by_key(|a| alb.gates.settle(&alb, a) + alb.gates.drain(&alb, a))
+        .cloned()
+        .unwrap_or_default()
 }

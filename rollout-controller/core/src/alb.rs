@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn managed_marker_keeps_other_rollouts() {
         let alb = Alb {
-            ingress: "web".into(),
+            ingresses: vec!["web".into()],
             service_port: 80,
             root_service: "api".into(),
             annotation_prefix: "alb.ingress.kubernetes.io".into(),

@@ -272,7 +272,7 @@ fn deployed(
     r.metadata.generation = Some(1);
     let mut sim = Simulation::new(r);
     sim.world.templates = templates.clone();
-    if let Some(i) = sim.world.ingress.as_mut() {
+    for i in &mut sim.world.ingresses {
         i.annotations = ingress.clone();
     }
     // A stand-in for the Deployment: the plan is about its template changing.

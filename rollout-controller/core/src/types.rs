@@ -403,9 +403,10 @@ pub struct AlbTrafficRouting {
     /// Default `alb.ingress.kubernetes.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotation_prefix: Option<String>,
+    /// Several Ingresses (say an internal and a public ALB) instead of
+    /// `ingress`: each carries the weights, and a step counts once all do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub ingresses: Option<Value>,
+    pub ingresses: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub stickiness_config: Option<Value>,

@@ -10,7 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::types::{
     AlbDirect, AlbTrafficRouting, CanaryStrategy, POD_TEMPLATE_HASH, PingPong, PodMetadata,
-    Rollout, RolloutAnalysis, RolloutSpec, SetCanaryScale, Step, TrafficRouting, WorkloadScaleDown,
+    Rollout, RolloutAnalysis, RolloutSpec, RolloutStatus, SetCanaryScale, Step, TrafficRouting,
+    WorkloadScaleDown,
 };
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io";
@@ -142,7 +143,8 @@ impl Plan {
 /// annotation, or (`direct`) on a listener or rule set through the ELBv2 API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alb {
-    pub ingress: String,
+    /// The Ingresses carrying the weights (empty in direct mode).
+    pub ingresses: Vec<String>,
     pub service_port: i32,
     pub root_service: String,
     pub annotation_prefix: String,
@@ -237,19 +239,25 @@ impl Alb {
 /// The plan of `rollout`: its spec validated, the ping and pong Services in
 /// the roles its status gives them.
 pub fn plan_of(rollout: &Rollout) -> Result<Plan, Vec<String>> {
-    let mut plan = validate(&rollout.spec)?;
-    if let Some(pp) = &plan.ping_pong {
-        let stable_ping = rollout
-            .status
-            .as_ref()
-            .and_then(|s| s.canary.stable_ping_pong.as_deref())
-            == Some(PING);
-        if stable_ping {
-            plan.stable_service = pp.ping_service.clone();
-            plan.canary_service = pp.pong_service.clone();
+    Ok(validate(&rollout.spec)?.in_roles(rollout.status.as_ref()))
+}
+
+impl Plan {
+    /// With pingPong, the ping and pong Services in the roles `status`
+    /// gives them (absent: pong is stable).
+    pub fn in_roles(mut self, status: Option<&RolloutStatus>) -> Plan {
+        if let Some(pp) = &self.ping_pong {
+            let stable_ping =
+                status.and_then(|s| s.canary.stable_ping_pong.as_deref()) == Some(PING);
+            let (stable, canary) = match stable_ping {
+                true => (&pp.ping_service, &pp.pong_service),
+                false => (&pp.pong_service, &pp.ping_service),
+            };
+            self.stable_service = stable.clone();
+            self.canary_service = canary.clone();
         }
+        self
     }
-    Ok(plan)
 }
 
 /// `status.canary.stablePingPong` values.
@@ -689,24 +697,20 @@ fn traffic_routing(
     unsupported(
         errors,
         &format!("{t}.alb"),
-        &[
-            (
-                "ingresses",
-                alb.ingresses.is_some(),
-                "several ingresses (use ingress)",
-            ),
-            (
-                "stickinessConfig",
-                alb.stickiness_config.is_some(),
-                "target group stickiness",
-            ),
-        ],
+        &[(
+            "stickinessConfig",
+            alb.stickiness_config.is_some(),
+            "target group stickiness",
+        )],
     );
+    let ingresses = ingresses(t, alb, errors);
     match &alb.direct {
         Some(d) => check_direct(&format!("{t}.alb"), alb, d, errors),
         None => {
-            if alb.ingress.is_empty() {
-                errors.push(format!("{t}.alb.ingress: required (or direct)"));
+            if ingresses.is_empty() {
+                errors.push(format!(
+                    "{t}.alb.ingress: required (or ingresses, or direct)"
+                ));
             }
             if !(1..=65535).contains(&alb.service_port) {
                 errors.push(format!(
@@ -717,7 +721,7 @@ fn traffic_routing(
         }
     }
     Some(Alb {
-        ingress: alb.ingress.clone(),
+        ingresses,
         service_port: alb.service_port,
         root_service: alb
             .root_service
@@ -730,6 +734,31 @@ fn traffic_routing(
         direct: alb.direct.clone(),
         gates: gates(&format!("{t}.alb.targetHealth"), alb, errors),
     })
+}
+
+/// `ingress` or `ingresses` (not both), each named once.
+fn ingresses(t: &str, alb: &AlbTrafficRouting, errors: &mut Vec<String>) -> Vec<String> {
+    let Some(list) = &alb.ingresses else {
+        return [&alb.ingress]
+            .into_iter()
+            .filter(|i| !i.is_empty())
+            .cloned()
+            .collect();
+    };
+    if !alb.ingress.is_empty() {
+        errors.push(format!("{t}.alb: give ingress or ingresses, not both"));
+    }
+    if list.is_empty() {
+        errors.push(format!("{t}.alb.ingresses: name at least one Ingress"));
+    }
+    for (i, name) in list.iter().enumerate() {
+        if name.is_empty() {
+            errors.push(format!("{t}.alb.ingresses[{i}]: empty name"));
+        } else if list[..i].contains(name) {
+            errors.push(format!("{t}.alb.ingresses[{i}]: {name:?} is named twice"));
+        }
+    }
+    list.clone()
 }
 
 fn gates(path: &str, alb: &AlbTrafficRouting, errors: &mut Vec<String>) -> Gates {
@@ -898,10 +927,15 @@ fn check_direct(
     d: &AlbDirect,
     errors: &mut Vec<String>,
 ) {
-    if !alb.ingress.is_empty() {
-        errors.push(format!(
-            "{path}: ingress and direct are exclusive (direct sets the weights itself)"
-        ));
+    for (field, set) in [
+        ("ingress", !alb.ingress.is_empty()),
+        ("ingresses", alb.ingresses.is_some()),
+    ] {
+        if set {
+            errors.push(format!(
+                "{path}: {field} and direct are exclusive (direct sets the weights itself)"
+            ));
+        }
     }
     if d.listener_arn.is_some() == d.rule_arn.is_some() {
         errors.push(format!(

@@ -118,7 +118,8 @@ pub struct World {
     pub pods: Vec<PodView>,
     pub stable_service: Option<ServiceView>,
     pub canary_service: Option<ServiceView>,
-    pub ingress: Option<IngressView>,
+    /// The Rollout's Ingresses that exist (ALB routing through Ingresses).
+    pub ingresses: Vec<IngressView>,
     /// The AnalysisTemplates of the Rollout's namespace the plan references.
     pub templates: BTreeMap<String, AnalysisTemplateSpec>,
     /// Measurements just taken for the running analyses.
@@ -199,6 +200,58 @@ pub enum TargetState {
     Unavailable,
 }
 
+impl Observed {
+    /// Several ALBs (a Rollout with several Ingresses) as one: weights only
+    /// where all show the same, and each target in the worst state any
+    /// shows (one missing from a target group counts as `initial` there),
+    /// so weight moves only onto pods healthy everywhere and pods go only
+    /// once drained everywhere. Names and ARNs are the first ALB's.
+    pub fn merge(all: Vec<Observed>) -> Option<Observed> {
+        let mut all = all.into_iter();
+        let mut merged = all.next()?;
+        for o in all {
+            if merged.weights != o.weights {
+                merged.weights = None;
+            }
+            merged.stable_targets = worst(merged.stable_targets.take(), o.stable_targets);
+            merged.canary_targets = worst(merged.canary_targets.take(), o.canary_targets);
+        }
+        Some(merged)
+    }
+}
+
+/// Each target of `a` or `b` in the worse of its two states.
+fn worst(a: Option<Vec<TargetView>>, b: Option<Vec<TargetView>>) -> Option<Vec<TargetView>> {
+    let (a, b) = (a?, b?);
+    let rank = |s: TargetState| match s {
+        TargetState::Healthy => 0,
+        TargetState::Unused => 1,
+        TargetState::Unavailable => 2,
+        TargetState::Unhealthy => 3,
+        TargetState::Initial => 4,
+        TargetState::Draining => 5,
+    };
+    let state_in = |list: &[TargetView], id: &str| {
+        list.iter()
+            .find(|t| t.id == id)
+            .map_or(TargetState::Initial, |t| t.state)
+    };
+    let mut ids: Vec<&String> = a.iter().chain(&b).map(|t| &t.id).collect();
+    ids.sort();
+    ids.dedup();
+    let merged = ids
+        .into_iter()
+        .map(|id| {
+            let (x, y) = (state_in(&a, id), state_in(&b, id));
+            TargetView {
+                id: id.clone(),
+                state: if rank(x) >= rank(y) { x } else { y },
+            }
+        })
+        .collect();
+    Some(merged)
+}
+
 impl TargetState {
     /// ELBv2's spelling (`healthy`, `draining`, …); unknown ones are Unavailable.
     pub fn parse(s: &str) -> TargetState {
@@ -231,5 +284,60 @@ impl Observed {
             stable_targets: None,
             canary_targets: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(id: &str, state: TargetState) -> TargetView {
+        TargetView {
+            id: id.into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn several_albs_show_only_what_all_of_them_show() {
+        use TargetState::*;
+        let alb = |weights, targets: Vec<TargetView>| Observed {
+            weights,
+            stable_targets: Some(targets.clone()),
+            canary_targets: Some(targets),
+            ..Default::default()
+        };
+        let internal = alb(
+            Some((20, 80)),
+            vec![target("10.0.0.1", Healthy), target("10.0.0.2", Healthy)],
+        );
+        let public = alb(
+            Some((20, 80)),
+            vec![
+                target("10.0.0.1", Healthy),
+                target("10.0.0.2", Initial),
+                target("10.0.0.3", Draining),
+            ],
+        );
+        let both = Observed::merge(vec![internal.clone(), public]).unwrap();
+        assert_eq!(both.weights, Some((20, 80)));
+        assert_eq!(
+            both.stable_targets.unwrap(),
+            [
+                target("10.0.0.1", Healthy),
+                target("10.0.0.2", Initial),
+                target("10.0.0.3", Draining)
+            ]
+        );
+        // One ALB behind: no weights in force; a target only one has is
+        // still registered (not healthy) everywhere else.
+        let behind = alb(Some((0, 100)), vec![target("10.0.0.1", Healthy)]);
+        let both = Observed::merge(vec![internal, behind]).unwrap();
+        assert_eq!(both.weights, None);
+        assert_eq!(
+            both.canary_targets.unwrap(),
+            [target("10.0.0.1", Healthy), target("10.0.0.2", Initial)]
+        );
+        assert_eq!(Observed::merge(Vec::new()), None);
     }
 }

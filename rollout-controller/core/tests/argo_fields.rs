@@ -651,7 +651,7 @@ fn ping_pong_side(sim: &Simulation, name: &str) -> (Option<String>, i32) {
         .find(|s| s.name == name)
         .unwrap();
     let key = "alb.ingress.kubernetes.io/actions.backend-root";
-    let action = &sim.world.ingress.as_ref().unwrap().annotations[key];
+    let action = &sim.world.ingresses[0].annotations[key];
     let weight = rollout_core::alb::parse_action(action)
         .unwrap()
         .weight_of(name)
@@ -721,6 +721,100 @@ fn ping_pong_swaps_the_roles_at_each_promotion() {
     rejected(
         r#"{spec: {strategy: {canary: {trafficRouting: null, pingPong: {pingService: a, pongService: b}}}}}"#,
         "spec.strategy.canary.pingPong: needs trafficRouting.alb",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// trafficRouting.alb.ingresses
+
+const TWO_INGRESSES: &str = r#"{spec: {strategy: {canary: {trafficRouting: {alb: {ingress: "", ingresses: [shop, shop-internal]}}}}}}"#;
+
+/// The canary weight each Ingress carries.
+fn carried(sim: &Simulation) -> Vec<Option<i32>> {
+    let plan = validate(&sim.rollout.spec).unwrap();
+    rollout_core::decide::ingress_weights(&sim.world, &plan).collect()
+}
+
+#[test]
+fn every_ingress_carries_the_weights_and_a_step_waits_for_all() {
+    let mut sim = deployed(
+        "[{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {}}]",
+        TWO_INGRESSES,
+    );
+    assert_eq!(carried(&sim), [Some(0), Some(0)]);
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_eq!(carried(&sim), [Some(25), Some(25)]);
+    // The internal ALB's annotation lost (say, a sync put it back): only
+    // that Ingress is written again, and the next step waits for it.
+    let key = "alb.ingress.kubernetes.io/actions.backend-service";
+    let stale = sim.world.ingresses[0].annotations[key]
+        .replace("\"Weight\":25", "\"Weight\":0")
+        .replace("\"Weight\":75", "\"Weight\":100");
+    sim.world.ingresses[1].annotations.insert(key.into(), stale);
+    sim.promote();
+    let actions = step(&mut sim);
+    let written: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetIngressAction { ingress, .. } => Some(ingress.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written, ["shop-internal"], "{actions:?}");
+    // The pause holds 25% on both before it may pass.
+    assert_eq!(sim.status().unwrap().current_step_index, Some(1));
+    settle(&mut sim);
+    assert_eq!(carried(&sim), [Some(50), Some(50)]);
+    sim.promote();
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    assert_eq!(carried(&sim), [Some(0), Some(0)]);
+
+    // The Ingresses disagree (the internal one reverted to 0%) when a new
+    // template comes: the old canary's pods keep their Service until no
+    // Ingress sends them anything, however slow the new pods are.
+    let mut sim = deployed("[{setWeight: 25}, {pause: {}}]", TWO_INGRESSES);
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    let first = sim.hash();
+    let stale = sim.world.ingresses[0].annotations[key]
+        .replace("\"Weight\":25", "\"Weight\":0")
+        .replace("\"Weight\":75", "\"Weight\":100");
+    sim.world.ingresses[1].annotations.insert(key.into(), stale);
+    sim.kubelet = false;
+    release(&mut sim, "backend:3");
+    for _ in 0..10 {
+        step(&mut sim);
+        let canary_service = sim.world.canary_service.as_ref().unwrap();
+        if canary_service.hash.as_deref() != Some(first.as_str()) {
+            assert_eq!(
+                carried(&sim),
+                [Some(0), Some(0)],
+                "re-pointed with weight on it"
+            );
+        }
+        sim.advance(SignedDuration::from_secs(5));
+    }
+
+    // One of them missing: nothing moves, and the message names it.
+    let mut sim = deployed("[{setWeight: 25}]", TWO_INGRESSES);
+    sim.world.ingresses.retain(|i| i.name == "shop");
+    release(&mut sim, "backend:2");
+    sim.step();
+    assert!(
+        message(&sim).contains("ingress \"shop-internal\" not found"),
+        "{}",
+        message(&sim)
+    );
+
+    rejected(
+        "{spec: {strategy: {canary: {trafficRouting: {alb: {ingresses: [a]}}}}}}",
+        "spec.strategy.canary.trafficRouting.alb: give ingress or ingresses, not both",
+    );
+    rejected(
+        "{spec: {strategy: {canary: {trafficRouting: {alb: {ingress: '', ingresses: [a, a]}}}}}}",
+        "spec.strategy.canary.trafficRouting.alb.ingresses[1]: \"a\" is named twice",
     );
 }
 

@@ -414,7 +414,7 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
     );
 
     let mut sim = Sim::new(rollout(STEPS));
-    sim.world.ingress.as_mut().unwrap().routes_root_service = false;
+    sim.world.ingresses[0].routes_root_service = false;
     sim.step();
     let message = sim
         .rollout
@@ -520,7 +520,7 @@ fn weights_and_history_are_kept_in_line() {
     let (mut sim, _) = deployed(STEPS);
     sim.set_image("backend:2");
     sim.settle();
-    sim.world.ingress.as_mut().unwrap().annotations.remove(KEY);
+    sim.world.ingresses[0].annotations.remove(KEY);
     sim.settle();
     assert_eq!(sim.canary_weight(), Some(20));
     // revisionHistoryLimit: old scaled-down ReplicaSets beyond it are deleted.
@@ -978,7 +978,7 @@ fn direct_mode_sets_the_weights_through_aws() {
         "{ruleArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:listener-rule/app/x/1/2/3', stableTargetGroupArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/stable/1', canaryTargetGroupArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/canary/2'}",
     ).unwrap());
     let mut sim = Sim::new(r);
-    sim.world.ingress = None;
+    sim.world.ingresses.clear();
     // The rule forwards to the stable group only until the controller sets weights.
     sim.world.alb = aws(None);
     sim.settle();

@@ -332,7 +332,7 @@ fn without_elbv2_the_settle_and_drain_times_come_from_the_ingress() {
     let mut rollout = common::rollout(STEPS);
     alb_routing(&mut rollout).target_health = None;
     let mut sim = Simulation::new(rollout);
-    let ingress = sim.world.ingress.as_mut().unwrap();
+    let ingress = &mut sim.world.ingresses[0];
     for (k, v) in [
         ("healthcheck-interval-seconds", "10"),
         ("healthy-threshold-count", "3"),
@@ -421,7 +421,7 @@ fn argos_ordering_loses_requests_in_the_same_simulation() {
         sim.world.stable_service.as_mut().unwrap().hash = Some(canary.clone());
         let plan = validate(&sim.rollout.spec).unwrap();
         let alb = plan.alb.as_ref().unwrap();
-        let ingress = sim.world.ingress.as_mut().unwrap();
+        let ingress = &mut sim.world.ingresses[0];
         let weights = ForwardWeights {
             canary_service: plan.canary_service.clone(),
             stable_service: plan.stable_service.clone(),

@@ -141,14 +141,29 @@ const RESTART_INTERVAL: Duration = Duration::from_secs(5);
 /// How often to look at AWS again while the ALB has not applied the weights.
 const VERIFY_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The canary weight the Ingress carries (None without ALB routing, or
-/// when the annotation is absent or not ours).
+/// The canary weight every Ingress carries (None without ALB routing, when
+/// an annotation is absent or not ours, or while the Ingresses disagree).
 pub fn annotated_canary_weight(world: &World, plan: &Plan) -> Option<i32> {
-    let alb = plan.alb.as_ref()?;
-    let value = world.ingress.as_ref()?.annotations.get(&alb.action_key())?;
-    alb::parse_action(value)
-        .ok()?
-        .weight_of(&plan.canary_service)
+    let mut weights = ingress_weights(world, plan);
+    let first = weights.next()??;
+    weights.all(|w| w == Some(first)).then_some(first)
+}
+
+/// The canary weight each of the plan's Ingresses carries, in order (None:
+/// missing, or no annotation of ours).
+pub fn ingress_weights<'a>(
+    world: &'a World,
+    plan: &'a Plan,
+) -> impl Iterator<Item = Option<i32>> + 'a {
+    let alb = plan.alb.as_ref();
+    alb.into_iter().flat_map(|a| &a.ingresses).map(move |name| {
+        let alb = alb?;
+        let ingress = world.ingresses.iter().find(|i| &i.name == name)?;
+        let value = ingress.annotations.get(&alb.action_key())?;
+        alb::parse_action(value)
+            .ok()?
+            .weight_of(&plan.canary_service)
+    })
 }
 
 /// The `spec.restartAt` not carried out yet (`status.restartedAt` records

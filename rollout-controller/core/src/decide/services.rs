@@ -13,13 +13,13 @@ impl Decider<'_> {
                 return Err(format!("{field} {name:?} not found"));
             }
         }
-        if let Some(alb) = plan.alb.as_ref().filter(|a| a.direct.is_none()) {
-            match &self.world.ingress {
-                None => return Err(format!("ingress {:?} not found", alb.ingress)),
+        for name in plan.alb.iter().flat_map(|a| &a.ingresses) {
+            match self.world.ingresses.iter().find(|i| &i.name == name) {
+                None => return Err(format!("ingress {name:?} not found")),
                 Some(i) if !i.routes_root_service => {
+                    let root = plan.alb.as_ref().map_or("", |a| a.root_service.as_str());
                     return Err(format!(
-                        "ingress {:?} has no rule backed by service {:?} with port name \"use-annotation\"",
-                        alb.ingress, alb.root_service
+                        "ingress {name:?} has no rule backed by service {root:?} with port name \"use-annotation\""
                     ));
                 }
                 Some(_) => {}

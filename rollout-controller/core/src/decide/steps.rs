@@ -72,11 +72,10 @@ impl Decider<'_> {
             return;
         }
         // Any canary from an earlier template loses its traffic first.
-        let weights_now = self.canary_weight_now(plan);
         let canary_service_elsewhere = self
             .service_hash(&plan.canary_service)
             .is_some_and(|h| h != hash && h != stable);
-        if canary_service_elsewhere && weights_now.unwrap_or(0) > 0 {
+        if canary_service_elsewhere && self.group_weight(plan, &plan.canary_service) > 0 {
             self.ensure_weights(plan, 0);
             self.progressing("moving traffic off the previous canary");
             return;
@@ -98,7 +97,7 @@ impl Decider<'_> {
                 })
                 .max()
                 .unwrap_or(0);
-            if index < plan.steps.len() && self.canary_weight_now(plan).is_some_and(|w| w > cap) {
+            if index < plan.steps.len() && self.group_weight(plan, &plan.canary_service) > cap {
                 self.ensure_weights(plan, cap);
             }
             self.status.phase = Some(Phase::Paused);

@@ -16,6 +16,7 @@ use crate::types::{GateKind, TrafficGate};
 use crate::world::{EndpointView, HealthGate, TargetState, TargetView};
 
 use super::*;
+use crate::validate::Alb;
 
 /// How often to look again while a gate waits for the ALB.
 const GATE_INTERVAL: Duration = Duration::from_secs(5);
@@ -33,14 +34,15 @@ enum Serving {
 }
 
 impl Decider<'_> {
-    /// The weight on `service`'s target group: what the Ingress carries or,
-    /// when AWS is watched, shows (the larger: both must be gone).
+    /// The weight on `service`'s target group: the most any Ingress carries
+    /// (they may disagree while a write is lost or under way) or, when AWS
+    /// is watched, the ALB shows: all of it must be gone.
     pub(super) fn group_weight(&self, plan: &Plan, service: &str) -> i32 {
         let canary = service == plan.canary_service;
         let of = |c: i32| if canary { c } else { 100 - c };
-        let written = self.canary_weight_now(plan).map_or(0, of);
-        let shown = self.aws_weights().map_or(0, |(c, _)| of(c));
-        written.max(shown)
+        let written = ingress_weights(self.world, plan).flatten().map(of).max();
+        let shown = self.aws_weights().map(|(c, _)| of(c));
+        written.max(shown).unwrap_or(0)
     }
 
     /// Points `service` at `hash` once its target group carries no weight,
@@ -102,7 +104,7 @@ impl Decider<'_> {
             self.waiting(GateKind::WeightsApplied, service, &hash, message);
             return false;
         }
-        let settle = alb.gates.settle(alb, self.ingress_annotations());
+        let settle = self.settle_time(alb);
         let message = format!(
             "waiting {} for the ALB to take the weight off {service}'s target group before its selector changes",
             crate::display::human(settle)
@@ -160,7 +162,7 @@ impl Decider<'_> {
             // a question of capacity, which readiness answers.
             Serving::Ready if self.group_weight(plan, service) > 0 => return true,
             Serving::Ready => {
-                let settle = alb.gates.settle(alb, self.ingress_annotations());
+                let settle = self.settle_time(alb);
                 let message = format!(
                     "pods ready behind {service}; waiting {} for the ALB's health checks (without the ELBv2 API, target health shows only in readiness gates, which these pods do not carry for its target group)",
                     crate::display::human(settle)
@@ -341,16 +343,20 @@ impl Decider<'_> {
         if per_pod {
             return Duration::ZERO;
         }
-        let annotations = self.ingress_annotations();
-        alb.gates.settle(alb, annotations) + alb.gates.drain(alb, annotations)
+        self.settle_time(alb) + self.longest(|a| alb.gates.drain(alb, a))
     }
 
-    fn ingress_annotations(&self) -> &BTreeMap<String, String> {
-        static NONE: BTreeMap<String, String> = BTreeMap::new();
-        self.world
-            .ingress
-            .as_ref()
-            .map_or(&NONE, |i| &i.annotations)
+    /// Without the ELBv2 API: the settle time of the slowest ALB.
+    fn settle_time(&self, alb: &Alb) -> Duration {
+        self.longest(|a| alb.gates.settle(alb, a))
+    }
+
+    /// The longest of a timing read from each Ingress's annotations (their
+    /// defaults when none is observed).
+    fn longest(&self, of: impl Fn(&BTreeMap<String, String>) -> Duration) -> Duration {
+        let none = BTreeMap::new();
+        let each = self.world.ingresses.iter().map(|i| of(&i.annotations));
+        each.max().unwrap_or_else(|| of(&none))
     }
 
     fn gate_before(&self, kind: GateKind, target: &str, hash: &str) -> Option<&TrafficGate> {

@@ -41,22 +41,34 @@ impl Decider<'_> {
             if !self.may_move(plan, canary) {
                 return false;
             }
-            let ingress = self
-                .world
-                .ingress
-                .as_ref()
-                .expect("checked by check_references");
-            let weights = ForwardWeights {
-                canary_service: plan.canary_service.clone(),
-                stable_service: plan.stable_service.clone(),
-                port: alb.service_port,
-                canary_weight: canary,
-            };
-            let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
-            self.actions.push(Action::SetIngressAction {
-                ingress: ingress.name.clone(),
-                annotations,
-            });
+            // Every Ingress that does not carry them yet, in one decision:
+            // they never aim at different weights.
+            let behind: Vec<String> = alb
+                .ingresses
+                .iter()
+                .zip(ingress_weights(self.world, plan))
+                .filter(|(_, w)| *w != Some(canary))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in behind {
+                let ingress = self
+                    .world
+                    .ingresses
+                    .iter()
+                    .find(|i| i.name == name)
+                    .expect("checked by check_references");
+                let weights = ForwardWeights {
+                    canary_service: plan.canary_service.clone(),
+                    stable_service: plan.stable_service.clone(),
+                    port: alb.service_port,
+                    canary_weight: canary,
+                };
+                let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
+                self.actions.push(Action::SetIngressAction {
+                    ingress: name,
+                    annotations,
+                });
+            }
             return false;
         }
         let note = match &self.world.alb {
@@ -92,11 +104,18 @@ impl Decider<'_> {
     /// target group only once it serves its pods. The first weights
     /// written (none in force) move nothing.
     fn may_move(&mut self, plan: &Plan, canary: i32) -> bool {
-        match self.canary_weight_now(plan) {
-            Some(now) if canary > now => self.weight_gate(plan, &plan.canary_service.clone()),
-            Some(now) if canary < now => self.weight_gate(plan, &plan.stable_service.clone()),
-            _ => true,
-        }
+        // Each Ingress (ALB) on its own: any that would give the canary
+        // more needs its group serving, any that would take from it the
+        // stable's.
+        let now: Vec<i32> = if Self::direct(plan) {
+            self.aws_weights().map(|(c, _)| c).into_iter().collect()
+        } else {
+            ingress_weights(self.world, plan).flatten().collect()
+        };
+        let grows = now.iter().any(|w| canary > *w);
+        let shrinks = now.iter().any(|w| canary < *w);
+        (!grows || self.weight_gate(plan, &plan.canary_service.clone()))
+            && (!shrinks || self.weight_gate(plan, &plan.stable_service.clone()))
     }
 
     /// Records the weights in force, and what AWS shows, in the status.

@@ -94,9 +94,12 @@ impl Simulation {
                     rs.ready = (rs.ready - 1).max(0);
                 }
             }
-            Action::SetIngressAction { annotations, .. } => {
-                if let Some(ingress) = self.world.ingress.as_mut() {
-                    ingress.annotations.extend(annotations.clone());
+            Action::SetIngressAction {
+                ingress,
+                annotations,
+            } => {
+                if let Some(i) = self.world.ingresses.iter_mut().find(|i| &i.name == ingress) {
+                    i.annotations.extend(annotations.clone());
                 }
             }
         }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use k8s_openapi::jiff::SignedDuration;
 
-use crate::decide::{Decision, annotated_canary_weight};
+use crate::decide::{Decision, ingress_weights};
 use crate::hash::pod_template_hash;
 use crate::ops::{self, Op};
 use crate::types::{Phase, RolloutStatus};
@@ -21,7 +21,9 @@ impl Simulation {
         if alb.direct.is_some() {
             return self.aws_canary_weight();
         }
-        annotated_canary_weight(&self.world, &plan)
+        // The simulated ALB is the first Ingress's (the others carry the
+        // same weights once a decision is applied).
+        ingress_weights(&self.world, &plan).next().flatten()
     }
 
     /// The canary weight `world.alb` shows (what AWS applies).

@@ -66,7 +66,6 @@ impl Simulation {
     /// The Rollout's Services and Ingress exist (named as its spec says),
     /// nothing else does yet.
     pub fn new(rollout: Rollout) -> Simulation {
-        let canary = rollout.spec.strategy.canary.as_ref();
         let service = |name: Option<&String>| {
             name.filter(|n| !n.is_empty()).map(|n| ServiceView {
                 name: n.clone(),
@@ -75,24 +74,24 @@ impl Simulation {
                 endpoints: Vec::new(),
             })
         };
-        let ingress = canary
-            .and_then(|c| c.traffic_routing.as_ref())
-            .and_then(|t| t.alb.as_ref())
-            .filter(|a| !a.ingress.is_empty())
-            .map(|a| IngressView {
-                name: a.ingress.clone(),
-                annotations: BTreeMap::new(),
-                routes_root_service: true,
-                hostname: Some(format!("k8s-{}.eu-west-1.elb.amazonaws.com", a.ingress)),
-            });
         // The plan's names: with pingPong, the ping and pong Services.
         let plan = crate::validate::plan_of(&rollout).ok();
+        let ingresses = plan
+            .iter()
+            .flat_map(|p| p.alb.iter().flat_map(|a| &a.ingresses))
+            .map(|name| IngressView {
+                name: name.clone(),
+                annotations: BTreeMap::new(),
+                routes_root_service: true,
+                hostname: Some(format!("k8s-{name}.eu-west-1.elb.amazonaws.com")),
+            })
+            .collect();
         Simulation {
             world: World {
                 now: "2026-01-01T00:00:00Z".parse().expect("a timestamp"),
                 stable_service: service(plan.as_ref().map(|p| &p.stable_service)),
                 canary_service: service(plan.as_ref().map(|p| &p.canary_service)),
-                ingress,
+                ingresses,
                 ..Default::default()
             },
             rollout,

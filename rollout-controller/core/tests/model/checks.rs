@@ -95,7 +95,10 @@ impl Model {
                     .iter()
                     .find(|r| r.hash == hash)
                     .is_some_and(|r| r.available >= canary_replicas(self.plan.replicas, *w)),
-                StepKind::SetWeight(w) => *w == weight_seen,
+                StepKind::SetWeight(w) => {
+                    let roles = self.plan.clone().in_roles(Some(before));
+                    ingress_weights(seen, &roles).all(|carried| carried == Some(*w))
+                }
                 // Its pods are there (a lower scale may keep more).
                 StepKind::SetCanaryScale(_) => {
                     let weight = weight_before(&self.plan, k as usize + 1);
@@ -235,6 +238,10 @@ impl Model {
         let hash = self.sim.hash();
         // The Services in their current roles (pingPong swaps them).
         let roles = plan_of(&self.sim.rollout).expect("a valid plan");
+        let carried: Vec<Option<i32>> = ingress_weights(world, &roles).collect();
+        if carried.windows(2).any(|w| w[0] != w[1]) {
+            return Err(format!("the Ingresses disagree: {carried:?}"));
+        }
         let selected = |w: &rollout_core::world::World, stable: bool| {
             let s = if stable {
                 &w.stable_service

@@ -16,6 +16,8 @@
 //!   starts or a retry asks;
 //! - with pingPong, the stable Service never leaves the stable revision
 //!   (the roles swap instead);
+//! - every Ingress carries the same weights after each reconcile, and a
+//!   setWeight counts only once all of them carry it;
 //! - no canary gets more traffic than its current step allows, traffic only
 //!   grows towards ReplicaSets with the available pods for their share, an
 //!   earlier canary never gains any, an abort sends it all back;
@@ -34,7 +36,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use rollout_core::decide::{INCONCLUSIVE_REASON, canary_replicas, decide, weight_before};
+use rollout_core::decide::{
+    INCONCLUSIVE_REASON, canary_replicas, decide, ingress_weights, weight_before,
+};
 use rollout_core::ops::Op;
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{
@@ -157,8 +161,8 @@ fn alb() -> impl Strategy<Value = Alb> {
     })
 }
 
-/// The Rollout of variant `v` (a background analysis in variant 2; a
-/// rollback window of 2 in all),
+/// The Rollout of variant `v` (a background analysis and two Ingresses in
+/// variant 2; a rollback window of 2 in all),
 /// deployed once on `backend:1` behind an ALB with `alb`'s timing.
 fn deployed(v: usize, alb: Alb) -> Simulation {
     let mut rollout: Rollout = common::rollout(&STEPS[v].replace("ANALYSIS", ANALYSIS));
@@ -175,6 +179,10 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
             serde_yaml::from_str("{templates: [{templateName: error-rate}], startingStep: 2}")
                 .unwrap();
         rollout.spec.strategy.canary.as_mut().unwrap().analysis = Some(background);
+        // Two Ingresses (say an internal and a public ALB).
+        let alb = common::alb_routing(&mut rollout);
+        alb.ingress.clear();
+        alb.ingresses = Some(vec!["shop".into(), "shop-internal".into()]);
     }
     let variant = match v {
         1 => Some(REVISION_LIMIT),
