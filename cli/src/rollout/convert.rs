@@ -153,7 +153,9 @@ fn findings(text: &str, kind: &str) -> Result<Vec<String>> {
 }
 
 /// The template checked as the controller checks it, its arguments
-/// standing in for any values a Rollout would pass.
+/// standing in for any values a Rollout would pass. A field whose value
+/// comes from such an argument is not known here: it is checked when a
+/// Rollout passes it (`gantry rollout plan`, the controller), not reported.
 fn template_errors(template: &AnalysisTemplate) -> Vec<String> {
     let name = template.metadata.name.clone().unwrap_or_default();
     let analysis = RolloutAnalysis {
@@ -165,9 +167,12 @@ fn template_errors(template: &AnalysisTemplate) -> Vec<String> {
         ..Default::default()
     };
     let mut spec = template.spec.clone();
+    let mut unknown = Vec::new();
     for arg in &mut spec.args {
         if arg.value.is_none() && arg.value_from.is_none() {
-            arg.value = Some(format!("<{}>", arg.name));
+            let stand_in = format!("<{}>", arg.name);
+            arg.value = Some(stand_in.clone());
+            unknown.push(stand_in);
         }
     }
     let templates = BTreeMap::from([(name, spec)]);
@@ -177,6 +182,7 @@ fn template_errors(template: &AnalysisTemplate) -> Vec<String> {
         // "AnalysisTemplate NAME: spec…" → "spec…": the finding names it already.
         Err(errors) => errors
             .into_iter()
+            .filter(|e| !unknown.iter().any(|u| e.contains(u.as_str())))
             .map(|e| {
                 e.split_once(": ")
                     .map_or(e.clone(), |(_, rest)| rest.to_string())
@@ -296,5 +302,35 @@ mod tests {
             replace_top_level("kind: Rollout\n", "apiVersion", ARGO, GANTRY),
             None
         );
+    }
+
+    #[test]
+    fn values_a_rollout_or_secret_gives_are_not_findings() {
+        let template = |interval: &str| -> AnalysisTemplate {
+            serde_yaml::from_str(&format!(
+                r#"
+apiVersion: gantry.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: web}}
+spec:
+  args:
+  - name: interval
+  - name: url
+    valueFrom: {{secretKeyRef: {{name: s, key: url}}}}
+  metrics:
+  - name: check
+    interval: "{interval}"
+    provider: {{web: {{url: "{{{{args.url}}}}"}}}}
+"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(
+            template_errors(&template("{{args.interval}}")),
+            Vec::<String>::new()
+        );
+        let literal = template_errors(&template("soon"));
+        assert_eq!(literal.len(), 1, "{literal:?}");
+        assert!(literal[0].contains("interval"), "{literal:?}");
     }
 }

@@ -199,13 +199,17 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
         } else {
             format!("Analysis at step {}", g.step)
         };
-        let _ = writeln!(
-            out,
-            "{what}: worst case {} from its start to 100% stable",
-            human(std::time::Duration::from_secs(
-                g.worst_case_to_stable_seconds
-            ))
-        );
+        let _ = match g.worst_case_to_stable_seconds {
+            Some(worst) => writeln!(
+                out,
+                "{what}: worst case {} from its start to 100% stable",
+                human(std::time::Duration::from_secs(worst))
+            ),
+            None => writeln!(
+                out,
+                "{what}: the rollout completes before it could fail (every pause promoted at once)"
+            ),
+        };
         for m in &g.metrics {
             let mut limits = Vec::new();
             if let Some(i) = &m.interval {
@@ -259,7 +263,12 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
         "Minimum duration: {}{manual} (every analysis passing).",
         human(std::time::Duration::from_secs(t.min_duration_seconds))
     );
-    if let Some(worst) = t.gates.iter().map(|g| g.worst_case_to_stable_seconds).max() {
+    if let Some(worst) = t
+        .gates
+        .iter()
+        .filter_map(|g| g.worst_case_to_stable_seconds)
+        .max()
+    {
         let _ = writeln!(
             out,
             "Worst case from a failing gate's start to all traffic on stable: {}.",

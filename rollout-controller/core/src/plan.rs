@@ -74,7 +74,9 @@ pub struct Gate {
     pub metrics: Vec<GateMetric>,
     /// From the gate's start (its run begins; `initialDelay` included) to all
     /// traffic back on stable, when every measurement of this gate fails.
-    pub worst_case_to_stable_seconds: u64,
+    /// None: with every pause promoted at once, the rollout completes
+    /// before the gate could fail (a background analysis starting late).
+    pub worst_case_to_stable_seconds: Option<u64>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -131,7 +133,7 @@ pub fn plan(
         gates.push(Gate {
             step,
             metrics: resolved[&name].iter().map(gate_metric).collect(),
-            worst_case_to_stable_seconds: failed.detection.unwrap_or_default().as_secs(),
+            worst_case_to_stable_seconds: failed.detection.map(|d| d.as_secs()),
             run: name,
         });
     }
@@ -384,7 +386,9 @@ fn walk(sim: &mut Simulation, plan: &Plan, failing: Option<&str>) -> Result<Walk
                 walk.detection = Duration::try_from(sim.world.now.duration_since(since)).ok();
                 return Ok(walk);
             }
-        } else if status.phase == Some(Phase::Healthy)
+        }
+        // Completed: with a failing gate, before it could stop the rollout.
+        if status.phase == Some(Phase::Healthy)
             && status.stable_rs.as_deref() == Some(canary.as_str())
         {
             walk.duration = elapsed;

@@ -74,7 +74,7 @@ fn the_timeline_of_a_gated_canary() {
     );
     // failureLimit 1: the second failed measurement (30s after the first)
     // aborts, and the same reconcile puts all traffic back on stable.
-    assert_eq!(gate.worst_case_to_stable_seconds, 30);
+    assert_eq!(gate.worst_case_to_stable_seconds, Some(30));
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn limits_and_delays_change_the_timeline() {
     // 2m pause + 1m delay + 3 × 30s between the four measurements.
     assert_eq!(t.steps[2].completed_after_seconds, 120 + 60 + 90);
     // From the gate's start: the 1m delay, then three failures 30s apart.
-    assert_eq!(t.gates[0].worst_case_to_stable_seconds, 60 + 60);
+    assert_eq!(t.gates[0].worst_case_to_stable_seconds, Some(60 + 60));
     assert_eq!(t.gates[0].metrics[0].initial_delay.as_deref(), Some("1m"));
 }
 
@@ -106,7 +106,19 @@ fn background_analysis_is_a_gate_from_its_starting_step() {
     assert_eq!(t.min_duration_seconds, 120);
     let gate = &t.gates[0];
     assert_eq!((gate.run.as_str(), gate.step), ("background", 3));
-    assert_eq!(gate.worst_case_to_stable_seconds, 30);
+    assert_eq!(gate.worst_case_to_stable_seconds, Some(30));
+
+    // Starting at the last step, an untimed pause promoted at once: the
+    // rollout completes before the gate could fail; said, not an error.
+    let mut r = rollout("[{setWeight: 25}, {pause: {}}]");
+    r.spec.strategy.canary.as_mut().unwrap().analysis = Some(
+        serde_yaml::from_str(
+            "{templates: [{templateName: errors}], startingStep: 1, args: [{name: hash, value: x}]}",
+        )
+        .unwrap(),
+    );
+    let t = plan(&r, &templates(), &BTreeMap::new()).unwrap();
+    assert_eq!(t.gates[0].worst_case_to_stable_seconds, None);
 }
 
 #[test]

@@ -145,6 +145,9 @@ impl Fields<'_> {
     fn url(&mut self, field: &str, url: &str, example: &str) {
         if url.is_empty() {
             self.error(field, format!("required ({example})"));
+        } else if url.contains(super::MASK) {
+            // From a Secret not read here (plan, convert): the controller,
+            // which reads it, checks it.
         } else if !(url.starts_with("http://") || url.starts_with("https://")) {
             self.error(
                 field,
