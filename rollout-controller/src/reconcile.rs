@@ -262,6 +262,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
                 stable_service: plan.stable_service.clone(),
                 port: alb_plan.service_port,
                 canary_weight: 0,
+                stickiness: alb_plan.stickiness.map(|d| d.as_secs()),
             };
             let annotations = alb::annotations(
                 ingress.annotations(),

@@ -760,6 +760,7 @@ impl Run {
             stable_service: "backend-service".into(),
             port: 80,
             canary_weight: canary,
+            stickiness: None,
         };
         let patch = json!({"metadata": {"annotations": {KEY: rollout_core::alb::forward_action(&weights)}}});
         self.cluster

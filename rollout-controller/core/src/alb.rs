@@ -22,6 +22,15 @@ pub struct Action {
 #[serde(rename_all = "PascalCase")]
 pub struct ForwardConfig {
     pub target_groups: Vec<TargetGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group_stickiness_config: Option<Stickiness>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Stickiness {
+    pub enabled: bool,
+    pub duration_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +59,8 @@ pub struct ForwardWeights {
     pub stable_service: String,
     pub port: i32,
     pub canary_weight: i32,
+    /// `stickinessConfig` (enabled), in seconds.
+    pub stickiness: Option<u64>,
 }
 
 pub fn forward_action(w: &ForwardWeights) -> String {
@@ -65,6 +76,10 @@ pub fn forward_action(w: &ForwardWeights) -> String {
                 group(&w.canary_service, w.canary_weight),
                 group(&w.stable_service, 100 - w.canary_weight),
             ],
+            target_group_stickiness_config: w.stickiness.map(|seconds| Stickiness {
+                enabled: true,
+                duration_seconds: seconds,
+            }),
         },
     };
     serde_json::to_string(&action).expect("serialisable")
@@ -113,6 +128,7 @@ mod tests {
             stable_service: "backend-service".into(),
             port: 80,
             canary_weight: 0,
+            stickiness: None,
         };
         assert_eq!(
             forward_action(&w),
@@ -127,6 +143,7 @@ mod tests {
     fn managed_marker_keeps_other_rollouts() {
         let alb = Alb {
             ingresses: vec!["web".into()],
+            stickiness: None,
             service_port: 80,
             root_service: "api".into(),
             annotation_prefix: "alb.ingress.kubernetes.io".into(),
@@ -140,6 +157,7 @@ mod tests {
             stable_service: "api".into(),
             port: 8080,
             canary_weight: 10,
+            stickiness: None,
         };
         let a = annotations(&existing, "api", &alb, &w);
         assert_eq!(

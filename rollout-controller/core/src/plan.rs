@@ -213,6 +213,12 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
             pp.ping_service, pp.pong_service
         ));
     }
+    if let Some(sticky) = plan.alb.as_ref().and_then(|a| a.stickiness) {
+        notes.push(format!(
+            "stickinessConfig {}: a Service is re-pointed only that long after the weights last changed (sticky clients ignore weights).",
+            human(sticky)
+        ));
+    }
     if let Some(alb) = &plan.alb {
         let (settle, drain) = (
             alb.gates.settle(alb, ingress),

@@ -219,6 +219,17 @@ pub struct CanaryStrategy {
     pub dynamic_stable_scale: Option<bool>,
 }
 
+/// `alb.stickinessConfig`, as in the ALB's `TargetGroupStickinessConfig`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StickinessConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// 1 to 604800 (7 days).
+    #[serde(default)]
+    pub duration_seconds: i64,
+}
+
 /// `pingPong`: at each promotion the Service that carried the canary
 /// becomes the stable one (`status.canary.stablePingPong`), so its target
 /// group, already holding the new pods, serves on without a selector change.
@@ -407,9 +418,10 @@ pub struct AlbTrafficRouting {
     /// `ingress`: each carries the weights, and a step counts once all do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingresses: Option<Vec<String>>,
+    /// Target group stickiness in the forward action (sticky clients keep
+    /// going to the group they were sent to, whatever its weight).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub stickiness_config: Option<Value>,
+    pub stickiness_config: Option<StickinessConfig>,
     /// Gantry's traffic-safety gates: weight moves onto a target group only
     /// once its pods are healthy in it, and pods are scaled down only once
     /// they have left every target group.

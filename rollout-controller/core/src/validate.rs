@@ -150,6 +150,9 @@ pub struct Alb {
     pub annotation_prefix: String,
     pub direct: Option<AlbDirect>,
     pub gates: Gates,
+    /// `stickinessConfig` when enabled: how long a client stays with the
+    /// target group it was sent to.
+    pub stickiness: Option<Duration>,
 }
 
 /// `alb.targetHealth`, validated: what the spec fixes; the rest defaults
@@ -694,15 +697,7 @@ fn traffic_routing(
         ));
         return None;
     };
-    unsupported(
-        errors,
-        &format!("{t}.alb"),
-        &[(
-            "stickinessConfig",
-            alb.stickiness_config.is_some(),
-            "target group stickiness",
-        )],
-    );
+    let stickiness = stickiness(t, alb, errors);
     let ingresses = ingresses(t, alb, errors);
     match &alb.direct {
         Some(d) => check_direct(&format!("{t}.alb"), alb, d, errors),
@@ -722,6 +717,7 @@ fn traffic_routing(
     }
     Some(Alb {
         ingresses,
+        stickiness,
         service_port: alb.service_port,
         root_service: alb
             .root_service
@@ -734,6 +730,27 @@ fn traffic_routing(
         direct: alb.direct.clone(),
         gates: gates(&format!("{t}.alb.targetHealth"), alb, errors),
     })
+}
+
+/// `stickinessConfig`: 1 to 604800 seconds when enabled, as the ALB
+/// takes it; written into the Ingress's forward action (not direct mode,
+/// where the listener rule is the user's).
+fn stickiness(t: &str, alb: &AlbTrafficRouting, errors: &mut Vec<String>) -> Option<Duration> {
+    let s = alb.stickiness_config.as_ref().filter(|s| s.enabled)?;
+    let path = format!("{t}.alb.stickinessConfig");
+    if alb.direct.is_some() {
+        errors.push(format!(
+            "{path}: not with direct (set stickiness on your listener rule; gantry then cannot wait it out)"
+        ));
+    }
+    if !(1..=604_800).contains(&s.duration_seconds) {
+        errors.push(format!(
+            "{path}.durationSeconds: must be 1 to 604800 seconds (7 days), got {}",
+            s.duration_seconds
+        ));
+        return None;
+    }
+    Some(Duration::from_secs(s.duration_seconds as u64))
 }
 
 /// `ingress` or `ingresses` (not both), each named once.

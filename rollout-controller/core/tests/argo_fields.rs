@@ -819,6 +819,63 @@ fn every_ingress_carries_the_weights_and_a_step_waits_for_all() {
 }
 
 // ---------------------------------------------------------------------------
+// trafficRouting.alb.stickinessConfig
+
+#[test]
+fn a_service_keeps_its_pods_until_sticky_clients_left_its_target_group() {
+    let sticky = "{spec: {strategy: {canary: {trafficRouting: {alb: {stickinessConfig: {enabled: true, durationSeconds: 120}}}}}}}";
+    let mut sim = deployed("[{setWeight: 25}, {pause: {}}]", sticky);
+    let key = "alb.ingress.kubernetes.io/actions.backend-service";
+    let action = &sim.world.ingresses[0].annotations[key];
+    assert!(
+        action.contains(r#""TargetGroupStickinessConfig":{"Enabled":true,"DurationSeconds":120}"#),
+        "{action}"
+    );
+    // A canary's Service also waits out the stickiness since its group last
+    // changed weight: here the first deploy, now 3 minutes ago.
+    sim.advance(SignedDuration::from_secs(180));
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Paused), "{}", message(&sim));
+    sim.promote();
+    // The stable group's weight goes to 0 (all to the canary's) before its
+    // Service switches: not until 120 s later.
+    let mut emptied = None;
+    let mut switched = None;
+    for _ in 0..60 {
+        let actions = step(&mut sim);
+        if emptied.is_none() && sim.canary_weight() == Some(100) {
+            emptied = Some(sim.world.now);
+        }
+        if actions.iter().any(|a| {
+            matches!(a, Action::SetServiceSelector { service, .. } if service == "backend-service")
+        }) {
+            switched = Some(sim.world.now);
+            break;
+        }
+        sim.advance(SignedDuration::from_secs(10));
+    }
+    let (emptied, switched) = (
+        emptied.unwrap(),
+        switched.expect("the stable Service switched"),
+    );
+    assert!(
+        switched.duration_since(emptied) >= SignedDuration::from_secs(120),
+        "switched {emptied} -> {switched}"
+    );
+    for _ in 0..30 {
+        step(&mut sim);
+        sim.advance(SignedDuration::from_secs(10));
+    }
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+
+    rejected(
+        "{spec: {strategy: {canary: {trafficRouting: {alb: {stickinessConfig: {enabled: true, durationSeconds: 0}}}}}}}",
+        "spec.strategy.canary.trafficRouting.alb.stickinessConfig.durationSeconds: must be 1 to 604800 seconds (7 days), got 0",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // workloadRef
 
 fn referencing(scale_down: &str) -> Simulation {

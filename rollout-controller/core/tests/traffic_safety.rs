@@ -427,6 +427,7 @@ fn argos_ordering_loses_requests_in_the_same_simulation() {
             stable_service: plan.stable_service.clone(),
             port: alb.service_port,
             canary_weight: 0,
+            stickiness: None,
         };
         let written = annotations(&ingress.annotations, "backend", alb, &weights);
         ingress.annotations.extend(written);

@@ -94,6 +94,24 @@ impl Decider<'_> {
             }
             return false;
         }
+        // Sticky clients keep going to the group they were sent to, weight
+        // or not: its pods stay until the stickiness has run out since its
+        // weight went (an emptied or re-registering group would answer
+        // them 503).
+        if let Some(sticky) = alb.stickiness {
+            let since = self.weights_since().or_else(|| {
+                let gate = self.gate_before(GateKind::WeightsApplied, service, &hash)?;
+                gate.since.parse().ok()
+            });
+            if !self.elapsed(since.unwrap_or(self.world.now), sticky) {
+                let message = format!(
+                    "waiting {} (stickinessConfig) for sticky clients to leave {service}'s target group before its selector changes",
+                    crate::display::human(sticky)
+                );
+                self.waiting(GateKind::WeightsApplied, service, &hash, message);
+                return false;
+            }
+        }
         if self.world.alb.is_some() {
             let Some(behind) = self.unsynced(plan, service) else {
                 return true;
@@ -109,8 +127,7 @@ impl Decider<'_> {
             "waiting {} for the ALB to take the weight off {service}'s target group before its selector changes",
             crate::display::human(settle)
         );
-        let weights_since = self.status.canary.weights.as_ref();
-        let weights_since = weights_since.and_then(|w| w.since.as_deref()?.parse().ok());
+        let weights_since = self.weights_since();
         let selected_at = self.service(service).and_then(|s| s.selected_at);
         let since = weights_since
             .zip(selected_at)
@@ -125,6 +142,12 @@ impl Decider<'_> {
         }
         self.waiting(GateKind::WeightsApplied, service, &hash, message);
         false
+    }
+
+    /// Since when the weights in force have been (`status.canary.weights.since`).
+    fn weights_since(&self) -> Option<Timestamp> {
+        let weights = self.status.canary.weights.as_ref()?;
+        weights.since.as_deref()?.parse().ok()
     }
 
     /// How many pods behind `service` still wait for its readiness gate,

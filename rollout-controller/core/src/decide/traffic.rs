@@ -62,6 +62,7 @@ impl Decider<'_> {
                     stable_service: plan.stable_service.clone(),
                     port: alb.service_port,
                     canary_weight: canary,
+                    stickiness: alb.stickiness.map(|d| d.as_secs()),
                 };
                 let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
                 self.actions.push(Action::SetIngressAction {

@@ -67,9 +67,11 @@ const STEPS: [&str; 6] = [
     "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
     "[{setWeight: 30}, {pause: {duration: 5s}}, ANALYSIS, {setWeight: 60}, {pause: {}}]",
 ];
-/// Variant 1: only the newest old ReplicaSet waits out the scale-down delay.
+/// Variant 1: only the newest old ReplicaSet waits out the scale-down
+/// delay; sticky target groups.
 const REVISION_LIMIT: &str =
-    "{spec: {strategy: {canary: {scaleDownDelaySeconds: 60, scaleDownDelayRevisionLimit: 1}}}}";
+    "{spec: {strategy: {canary: {scaleDownDelaySeconds: 60, scaleDownDelayRevisionLimit: 1,
+  trafficRouting: {alb: {stickinessConfig: {enabled: true, durationSeconds: 30}}}}}}}";
 /// Variant 3: Argo's basic canary (no traffic routing, pods shared within
 /// maxSurge/maxUnavailable), role metadata, and a progress deadline that
 /// aborts.
