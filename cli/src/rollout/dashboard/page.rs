@@ -14,7 +14,7 @@ use rollout_core::types::{AnalysisTemplate, Rollout, RolloutStatus};
 use super::actions::ACTIONS;
 use super::chart;
 use super::history::Series;
-use crate::rollout::view::{ago, event_time, pod_share, proof, role, steps};
+use crate::rollout::view::{ago, event_time, ping_pong_roles, pod_share, proof, role, steps};
 
 /// The page around a fragment: styles, script, the CSRF token for actions,
 /// and where the fragment's updates come from.
@@ -153,6 +153,9 @@ pub fn rollout(d: &Detail) -> Markup {
         dl.facts {
             dt { "Step" } dd #step { (status.step_display.as_deref().unwrap_or("–")) }
             dt { "Traffic" } dd #traffic { (traffic(r, d.replica_sets.iter().copied())) }
+            @if let Some(roles) = ping_pong_roles(r) {
+                dt { "Services" } dd { (roles) }
+            }
             @if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
                 dt { "ALB" } dd { (alb) }
             }
@@ -315,5 +318,68 @@ pub fn missing(ns: &str, name: &str, issues: &[String]) -> Markup {
     html! {
         (problems(issues))
         p.empty { "Rollout " (ns) "/" (name) " is not in the cluster (the page updates when it is)." }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `shop/api` with its canary strategy and status given as YAML.
+    fn shop_api(canary: &str, status: &str) -> Rollout {
+        let spec = "{selector: {matchLabels: {app: api}}, strategy: {}, template: {metadata: {labels: {app: api}}, spec: {containers: [{name: api, image: 'api:2'}]}}}";
+        let mut r: Rollout = serde_yaml::from_str(&format!(
+            "{{apiVersion: gantry.dev/v1alpha1, kind: Rollout, metadata: {{name: api, namespace: shop}}, spec: {spec}}}"
+        ))
+        .unwrap();
+        r.spec.strategy.canary = Some(serde_yaml::from_str(canary).unwrap());
+        r.status = Some(serde_yaml::from_str(status).unwrap());
+        r
+    }
+
+    fn page(r: &Rollout, replica_sets: Vec<&ReplicaSet>) -> String {
+        rollout(&Detail {
+            rollout: r,
+            replica_sets,
+            events: Vec::new(),
+            templates: Vec::new(),
+            series: Series::default(),
+            problems: Vec::new(),
+            now: "2026-01-01T00:10:00Z".parse().unwrap(),
+        })
+        .into_string()
+    }
+
+    #[test]
+    fn the_page_says_which_service_is_stable_and_a_basic_canarys_pods() {
+        let ping_pong = shop_api(
+            "{pingPong: {pingService: api-ping, pongService: api-pong}, trafficRouting: {alb: {ingress: api, servicePort: 80, rootService: api}}, steps: [{setWeight: 20}]}",
+            "{canary: {stablePingPong: ping}}",
+        );
+        let html = page(&ping_pong, Vec::new());
+        assert!(
+            html.contains("stable api-ping (ping), canary api-pong (pong)"),
+            "{html}"
+        );
+
+        let basic = shop_api(
+            "{steps: [{setWeight: 50}, {pause: {}}]}",
+            "{stableRS: aaa, currentPodHash: bbb, phase: Paused}",
+        );
+        let rs: Vec<ReplicaSet> = ["aaa", "bbb"]
+            .iter()
+            .map(|hash| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("api-{hash}"), "labels": {"rollouts-pod-template-hash": hash}},
+                    "spec": {"selector": {}, "replicas": 2},
+                    "status": {"replicas": 2, "availableReplicas": 2}}))
+                .unwrap()
+            })
+            .collect();
+        let html = page(&basic, rs.iter().collect());
+        assert!(
+            html.contains("by pods (no traffic routing): canary 2 / stable 2 available"),
+            "{html}"
+        );
     }
 }
