@@ -290,7 +290,11 @@ fn ping_pong(c: &str, canary: &CanaryStrategy, errors: &mut Vec<String>) -> Opti
         None => errors.push(format!(
             "{p}: needs trafficRouting.alb (the roles swap between two weighted target groups)"
         )),
-        Some(a) if a.direct.is_none() && a.root_service.as_deref().unwrap_or_default().is_empty() => {
+        // Direct mode names the two target groups by ARN, in fixed roles.
+        Some(a) if a.direct.is_some() => errors.push(format!(
+            "{p}: not with trafficRouting.alb.direct (its target groups keep their roles; pingPong swaps them)"
+        )),
+        Some(a) if a.root_service.as_deref().unwrap_or_default().is_empty() => {
             errors.push(format!(
                 "{c}.trafficRouting.alb.rootService: required with pingPong (the Ingress rule's Service cannot follow the stable role)"
             ))

@@ -722,6 +722,11 @@ fn ping_pong_swaps_the_roles_at_each_promotion() {
         r#"{spec: {strategy: {canary: {trafficRouting: null, pingPong: {pingService: a, pongService: b}}}}}"#,
         "spec.strategy.canary.pingPong: needs trafficRouting.alb",
     );
+    rejected(
+        r#"{spec: {strategy: {canary: {pingPong: {pingService: a, pongService: b},
+            trafficRouting: {alb: {direct: {ruleArn: r, stableTargetGroupArn: s, canaryTargetGroupArn: c}}}}}}}"#,
+        "spec.strategy.canary.pingPong: not with trafficRouting.alb.direct",
+    );
 }
 
 // ---------------------------------------------------------------------------
