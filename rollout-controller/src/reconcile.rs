@@ -253,16 +253,10 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
             ),
         }
     } else if let (Some(plan), Some(alb_plan)) = (&plan, alb_plan) {
+        let weights = ForwardWeights::of(plan, alb_plan, 0);
         for name in &alb_plan.ingresses {
             let Some(ingress) = ctx.caches.ingress(&ns, name) else {
                 continue;
-            };
-            let weights = ForwardWeights {
-                canary_service: plan.canary_service.clone(),
-                stable_service: plan.stable_service.clone(),
-                port: alb_plan.service_port,
-                canary_weight: 0,
-                stickiness: alb_plan.stickiness.map(|d| d.as_secs()),
             };
             let annotations = alb::annotations(
                 ingress.annotations(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::Alb;
+use crate::validate::{Alb, Plan};
 
 /// Marks which action annotations a Rollout manages: `<rollout>:<key>`.
 pub const MANAGED_ACTIONS: &str = "gantry.dev/managed-alb-actions";
@@ -61,6 +61,20 @@ pub struct ForwardWeights {
     pub canary_weight: i32,
     /// `stickinessConfig` (enabled), in seconds.
     pub stickiness: Option<u64>,
+}
+
+impl ForwardWeights {
+    /// `canary_weight`% to the plan's canary Service, the rest to its
+    /// stable one, on `alb`'s port and with its stickiness.
+    pub fn of(plan: &Plan, alb: &Alb, canary_weight: i32) -> ForwardWeights {
+        ForwardWeights {
+            canary_service: plan.canary_service.clone(),
+            stable_service: plan.stable_service.clone(),
+            port: alb.service_port,
+            canary_weight,
+            stickiness: alb.stickiness.map(|d| d.as_secs()),
+        }
+    }
 }
 
 pub fn forward_action(w: &ForwardWeights) -> String {

@@ -389,17 +389,11 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    // With pingPong the roles follow the status (`for_status`); pong is
-    // stable until a promotion says otherwise, as in Argo.
-    let (stable_service, canary_service) = match &ping_pong {
-        Some(pp) => (pp.pong_service.clone(), pp.ping_service.clone()),
-        None => (canary.stable_service.clone(), canary.canary_service.clone()),
-    };
     let plan = Plan {
         replicas,
         steps,
-        canary_service,
-        stable_service,
+        canary_service: canary.canary_service.clone(),
+        stable_service: canary.stable_service.clone(),
         ping_pong,
         alb,
         scale_down_delay: timing.scale_down_delay,
@@ -421,7 +415,10 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         max_surge,
         max_unavailable,
         workload,
-    };
+    }
+    // With pingPong the roles follow the status (`plan_of`); pong is
+    // stable until a promotion says otherwise, as in Argo.
+    .in_roles(None);
     check_canary_scale(c, &plan, &mut errors);
     match errors.is_empty() {
         true => Ok(plan),

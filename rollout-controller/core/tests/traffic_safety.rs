@@ -422,13 +422,7 @@ fn argos_ordering_loses_requests_in_the_same_simulation() {
         let plan = validate(&sim.rollout.spec).unwrap();
         let alb = plan.alb.as_ref().unwrap();
         let ingress = &mut sim.world.ingresses[0];
-        let weights = ForwardWeights {
-            canary_service: plan.canary_service.clone(),
-            stable_service: plan.stable_service.clone(),
-            port: alb.service_port,
-            canary_weight: 0,
-            stickiness: None,
-        };
+        let weights = ForwardWeights::of(&plan, alb, 0);
         let written = annotations(&ingress.annotations, "backend", alb, &weights);
         ingress.annotations.extend(written);
         sim.advance(SignedDuration::from_secs(30));

@@ -120,22 +120,18 @@ impl Decider<'_> {
         }
         while index < n {
             let i = index as usize;
-            let reached = match &plan.steps[i] {
-                StepKind::SetWeight(w) => self.set_weight(plan, hash, *w, i),
-                // Hold the weight of the last setWeight (restart, drift) while
-                // pausing, analysing or scaling.
-                StepKind::Pause(duration) => {
-                    self.set_weight(plan, hash, weight_before(plan, i), i)
-                        && self.hold(PAUSE_REASON, *duration, None)
-                }
-                StepKind::Analysis(_) => {
-                    self.set_weight(plan, hash, weight_before(plan, i), i)
-                        && self.step_analysis(i, hash)
-                }
-                StepKind::SetCanaryScale(_) => {
-                    self.set_weight(plan, hash, weight_before(plan, i), i)
-                }
+            // Every step holds a weight: its own, or the last setWeight's
+            // (restart, drift) while pausing, analysing or scaling.
+            let weight = match &plan.steps[i] {
+                StepKind::SetWeight(w) => *w,
+                _ => weight_before(plan, i),
             };
+            let reached = self.set_weight(plan, hash, weight, i)
+                && match &plan.steps[i] {
+                    StepKind::Pause(duration) => self.hold(PAUSE_REASON, *duration, None),
+                    StepKind::Analysis(_) => self.step_analysis(i, hash),
+                    StepKind::SetWeight(_) | StepKind::SetCanaryScale(_) => true,
+                };
             if self.status.abort {
                 self.abort(plan, stable);
                 return;

@@ -43,30 +43,18 @@ impl Decider<'_> {
             }
             // Every Ingress that does not carry them yet, in one decision:
             // they never aim at different weights.
-            let behind: Vec<String> = alb
+            let world = self.world;
+            let weights = ForwardWeights::of(plan, alb, canary);
+            let behind = alb
                 .ingresses
                 .iter()
-                .zip(ingress_weights(self.world, plan))
+                .zip(ingress_weights(world, plan))
                 .filter(|(_, w)| *w != Some(canary))
-                .map(|(name, _)| name.clone())
-                .collect();
-            for name in behind {
-                let ingress = self
-                    .world
-                    .ingresses
-                    .iter()
-                    .find(|i| i.name == name)
-                    .expect("checked by check_references");
-                let weights = ForwardWeights {
-                    canary_service: plan.canary_service.clone(),
-                    stable_service: plan.stable_service.clone(),
-                    port: alb.service_port,
-                    canary_weight: canary,
-                    stickiness: alb.stickiness.map(|d| d.as_secs()),
-                };
+                .filter_map(|(name, _)| world.ingresses.iter().find(|i| &i.name == name));
+            for ingress in behind {
                 let annotations = alb::annotations(&ingress.annotations, &self.name, alb, &weights);
                 self.actions.push(Action::SetIngressAction {
-                    ingress: name,
+                    ingress: ingress.name.clone(),
                     annotations,
                 });
             }
