@@ -82,7 +82,7 @@ fn decision_cost() {
                 "alb.ingress.kubernetes.io/actions.svc-0".into(),
                 action.into(),
             )]),
-            routes_root_service: true,
+            rules: vec![rollout_core::simulate::root_rule("svc-0")],
             hostname: None,
         }],
         ..Default::default()

@@ -18,7 +18,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use crate::cache::{CachedReplicaSet, CachedRollout, Caches};
+use crate::cache::{CachedIngress, CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
 use crate::expectations::{Expectations, Kind, Ledger, conditional, versions};
@@ -26,6 +26,7 @@ use crate::notifications::Notifier;
 use crate::replica_sets::{move_pod_metadata, new_replica_set, recorded_metadata};
 use crate::telemetry::Metrics;
 use crate::watches::Watches;
+use rollout_core::alb::routes::{RouteTarget, route_edit};
 use rollout_core::alb::{self, ForwardWeights};
 use rollout_core::analysis::{self, ArgContext};
 use rollout_core::decide::{Action, decide, pending_restart};
@@ -254,17 +255,31 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         }
     } else if let (Some(plan), Some(alb_plan)) = (&plan, alb_plan) {
         let weights = ForwardWeights::of(plan, alb_plan, 0);
+        let target = RouteTarget::of(plan, alb_plan);
         for name in &alb_plan.ingresses {
             let Some(ingress) = ctx.caches.ingress(&ns, name) else {
                 continue;
             };
-            let annotations = alb::annotations(
-                ingress.annotations(),
+            let mut view = ingress_view(&ingress);
+            // The header routes go, then the weights go back to stable.
+            let routes = route_edit(&view, &rollout.name_any(), alb_plan, &target, &[]);
+            let (mut annotations, rules) = routes.map_or_else(Default::default, |e| {
+                e.apply(&mut view);
+                (e.annotations, e.rules)
+            });
+            annotations.extend(alb::annotations(
+                &view.annotations,
                 &rollout.name_any(),
                 alb_plan,
                 &weights,
-            );
-            let patch = json!({ "metadata": { "annotations": annotations } });
+            ));
+            let patch = match rules {
+                Some(rules) => json!({
+                    "metadata": { "annotations": annotations },
+                    "spec": { "rules": rules },
+                }),
+                None => json!({ "metadata": { "annotations": annotations } }),
+            };
             let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
             ingresses
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -273,6 +288,15 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     }
     ctx.metrics.forget_rollout(rollout);
     Ok(Requeue::await_change())
+}
+
+fn ingress_view(i: &CachedIngress) -> IngressView {
+    IngressView {
+        name: i.name_any(),
+        rules: i.spec.rules.clone().unwrap_or_default(),
+        hostname: i.hostname().cloned(),
+        annotations: i.metadata.annotations.clone().unwrap_or_default(),
+    }
 }
 
 /// The Rollout's world from the watch caches: the ReplicaSets it owns, its
@@ -313,15 +337,9 @@ pub async fn observe(
         .and_then(|p| p.alb.as_ref())
         .into_iter()
         .flat_map(|alb| {
-            alb.ingresses.iter().filter_map(|name| {
-                let i = caches.ingress(ns, name)?;
-                Some(IngressView {
-                    name: name.clone(),
-                    routes_root_service: i.routes_to_annotation(&alb.root_service),
-                    hostname: i.hostname().cloned(),
-                    annotations: i.metadata.annotations.clone().unwrap_or_default(),
-                })
-            })
+            alb.ingresses
+                .iter()
+                .filter_map(|name| Some(ingress_view(&*caches.ingress(ns, name)?)))
         })
         .collect();
     let workload = plan
@@ -652,9 +670,19 @@ async fn execute(
         Action::SetIngressAction {
             ingress,
             annotations,
+            rules,
         } => {
             let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
-            let patch = json!({ "metadata": { "annotations": annotations } });
+            // Rules are a list a merge patch replaces whole: the ledger's
+            // resourceVersion precondition keeps a concurrent edit from
+            // being overwritten.
+            let patch = match rules {
+                Some(rules) => json!({
+                    "metadata": { "annotations": annotations },
+                    "spec": { "rules": rules },
+                }),
+                None => json!({ "metadata": { "annotations": annotations } }),
+            };
             let patch = ledger.guard(Kind::Ingress, ingress, patch);
             let written = ingresses
                 .patch(ingress, &params, &Patch::Merge(patch))

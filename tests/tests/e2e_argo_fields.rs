@@ -13,7 +13,11 @@
 //!   weight the Ingress carries;
 //! - `pingPong`: the canary's Service becomes the stable one at promotion;
 //! - `alb.ingresses`: two Ingresses carry the weights, both reset when the
-//!   Rollout is deleted.
+//!   Rollout is deleted;
+//! - header routes (`managedRoutes` + `setHeaderRoute`): the conditions
+//!   and action annotations and the route's path before the root
+//!   Service's, removed by a step, at promotion and when the Rollout is
+//!   deleted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -363,4 +367,109 @@ fn two_ingresses_carry_the_weights_and_are_both_reset_on_delete() {
         run.weight_on("demo", "demo-canary"),
         run.weight_on("demo-internal", "demo-canary")
     );
+}
+
+/// The header route `testers` on Ingress `demo`: its conditions annotation
+/// and the backends of the rule's paths, in order.
+fn header_route(run: &Run) -> (Option<String>, Vec<String>) {
+    let ingress = run.cluster.get(&ingresses(), "demo").unwrap();
+    let conditions =
+        ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/conditions.testers"]
+            .as_str()
+            .map(String::from);
+    let backends = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["backend"]["service"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    (conditions, backends)
+}
+
+#[test]
+fn a_header_route_goes_before_the_root_path_and_is_removed_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let route = json!({"setHeaderRoute": {"name": "testers",
+        "match": [{"headerName": "X-Canary", "headerValue": {"exact": "yes"}},
+                  {"headerName": "User-Agent", "headerValue": {"prefix": "Mobile"}}]}});
+    let spec = routed(
+        json!([{"setWeight": 25}, route, {"pause": {}},
+            {"setHeaderRoute": {"name": "testers"}}, {"pause": {}}, route.clone(), {"pause": {}}]),
+        json!({"trafficRouting": {"managedRoutes": [{"name": "testers"}]}}),
+    );
+    let mut run = Run::start(dir.path(), "gantry-header-route", spec);
+    run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    assert_eq!(header_route(&run), (None, vec!["demo-stable".to_string()]));
+    run.release("2");
+    let paused = run.wait("the route", |_, s| Run::paused_at(s, 2));
+    assert_eq!(
+        paused["canary"]["headerRoutes"],
+        json!(["testers"]),
+        "{paused:#}"
+    );
+    let (conditions, backends) = header_route(&run);
+    assert_eq!(
+        conditions.as_deref(),
+        Some(
+            r#"[{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"X-Canary","Values":["yes"]}},{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"User-Agent","Values":["Mobile*"]}}]"#
+        )
+    );
+    assert_eq!(backends, ["testers", "demo-stable"]);
+    let ingress = run.cluster.get(&ingresses(), "demo").unwrap();
+    let action = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/actions.testers"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        parse_action(action).unwrap().weight_of("demo-canary"),
+        Some(100)
+    );
+    assert_eq!(run.weight(), Some(25), "the weights stay as they are");
+
+    run.promote();
+    run.wait("the route removed", |_, s| Run::paused_at(s, 4));
+    assert_eq!(header_route(&run), (None, vec!["demo-stable".to_string()]));
+    run.promote();
+    run.wait("the route again", |_, s| Run::paused_at(s, 6));
+    assert_eq!(header_route(&run).1, ["testers", "demo-stable"]);
+
+    // Deleted mid-canary: the route goes with the weights.
+    run.cluster.delete(&rollouts(), "demo");
+    run.wait("the Rollout gone", |r, _| {
+        r.cluster.get(&rollouts(), "demo").is_none()
+    });
+    assert_eq!(header_route(&run), (None, vec!["demo-stable".to_string()]));
+    assert_eq!(run.weight(), Some(0));
+    let ingress = run.cluster.get(&ingresses(), "demo").unwrap();
+    let annotations = ingress["metadata"]["annotations"].as_object().unwrap();
+    assert!(
+        !annotations.contains_key("alb.ingress.kubernetes.io/actions.testers"),
+        "{annotations:?}"
+    );
+}
+
+#[test]
+fn promotion_removes_the_header_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = routed(
+        json!([{"setWeight": 25}, {"setHeaderRoute": {"name": "testers",
+            "match": [{"headerName": "X-Canary", "headerValue": {"exact": "yes"}}]}}, {"pause": {}}]),
+        json!({"trafficRouting": {"managedRoutes": [{"name": "testers"}]}}),
+    );
+    let mut run = Run::start(dir.path(), "gantry-header-promote", spec);
+    run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    run.release("2");
+    let paused = run.wait("the route", |_, s| Run::paused_at(s, 2));
+    let canary = paused["currentPodHash"].as_str().unwrap().to_string();
+    assert!(header_route(&run).0.is_some());
+    run.promote();
+    let done = run.wait("promotion", |r, s| {
+        Run::healthy_on(s, &canary) && r.weight() == Some(0)
+    });
+    assert_eq!(header_route(&run), (None, vec!["demo-stable".to_string()]));
+    assert!(done["canary"]["headerRoutes"].is_null(), "{done:#}");
 }

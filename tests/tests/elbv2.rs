@@ -9,8 +9,9 @@ use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Regio
 use gantry_tests::aws::{ALB_PRELUDE, AwsProxy};
 use gantry_tests::oci::Moto;
 use rollout_controller::elbv2::{AwsError, Elbv2, IngressTarget};
+use rollout_core::alb::routes::HeaderCondition;
 use rollout_core::types::AlbDirect;
-use rollout_core::world::TargetState;
+use rollout_core::world::{TargetState, canonical};
 use serde_json::Value;
 
 /// A VPC, an ALB, 25 target groups tagged like the LB controller's (two of
@@ -216,6 +217,39 @@ fn ingress_mode_reads_the_weights_the_lb_controller_applied() {
     assert_eq!(
         e.to_string(),
         "no load balancer has the DNS name nope.elb.amazonaws.com"
+    );
+}
+
+#[test]
+fn ingress_mode_reads_the_header_routes_rules() {
+    let env = Env::new();
+    assert_eq!(env.observe().unwrap().header_routes, Vec::<Vec<_>>::new());
+    // The LB controller's rule for a header route: the route's path and
+    // its http-header conditions, forwarding to the canary group alone.
+    python(
+        &env.moto,
+        &format!(
+            "lb = boto3.client('elbv2', endpoint_url=E, region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n\
+             lb.create_rule(ListenerArn='{}', Priority=5, Conditions=[\
+               {{'Field': 'path-pattern', 'Values': ['/api/*']}},\
+               {{'Field': 'http-header', 'HttpHeaderConfig': {{'HttpHeaderName': 'X-Canary', 'Values': ['yes', 'on']}}}},\
+               {{'Field': 'http-header', 'HttpHeaderConfig': {{'HttpHeaderName': 'Accept', 'Values': ['*json']}}}}],\
+               Actions=[{{'Type': 'forward', 'ForwardConfig': {{'TargetGroups': [{{'TargetGroupArn': '{}', 'Weight': 100}}]}}}}])\nprint('{{}}')",
+            env.id("listener"),
+            env.id("canary")
+        ),
+    );
+    let observed = env.observe().unwrap();
+    let want = canonical(&[
+        HeaderCondition::http_header("X-Canary", vec!["on".into(), "yes".into()]),
+        HeaderCondition::http_header("Accept", vec!["*json".into()]),
+    ]);
+    assert_eq!(observed.header_routes, observed.header_routes_anywhere);
+    assert_eq!(observed.header_routes, [want]);
+    assert_eq!(
+        observed.weights,
+        Some((0, 100)),
+        "the weighted rule still found"
     );
 }
 

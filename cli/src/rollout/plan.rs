@@ -161,9 +161,17 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
         t.steps.len()
     );
     let _ = writeln!(out);
+    // Wide enough for the longest step (a header route's conditions).
+    let width = t
+        .steps
+        .iter()
+        .map(|s| s.description.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(34);
     let _ = writeln!(
         out,
-        "  {:>4}  {:<34} {:>9}  {:>14}  {:>8}",
+        "  {:>4}  {:<width$} {:>9}  {:>14}  {:>8}",
         "STEP", "", "AT", "CANARY/STABLE", "PODS"
     );
     for s in &t.steps {
@@ -181,7 +189,7 @@ fn render(out: &mut String, name: &str, t: &Timeline) {
         };
         let _ = writeln!(
             out,
-            "  {:>4}  {:<34} {:>9}  {:>14}  {:>8}{promote}{gated}",
+            "  {:>4}  {:<width$} {:>9}  {:>14}  {:>8}{promote}{gated}",
             format!("{}/{}", s.step, t.steps.len()),
             s.description,
             format!(

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use rollout_core::display::describe;
+use rollout_core::display::{describe, header_conditions};
 use rollout_core::types::{POD_TEMPLATE_HASH, Phase, Rollout, RolloutStatus};
 use rollout_core::validate::{plan_of, validate};
 use serde_json::{Value, json};
@@ -63,6 +63,9 @@ impl View {
         }
         if let Some(roles) = ping_pong_roles(r) {
             field(&mut out, "Services", &roles);
+        }
+        if let Some(routes) = header_routes(r) {
+            field(&mut out, "Routes", &routes);
         }
         if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
             field(&mut out, "ALB", alb);
@@ -193,6 +196,30 @@ pub fn ping_pong_roles(rollout: &Rollout) -> Option<String> {
         plan.canary_service,
         side(&plan.canary_service)
     ))
+}
+
+/// The header routes every Ingress carries and what each matches (as the
+/// current step's plan has them): `testers (X-Canary: yes) to the canary`.
+pub fn header_routes(rollout: &Rollout) -> Option<String> {
+    let status = rollout.status.as_ref()?;
+    let names = &status.canary.header_routes;
+    if names.is_empty() {
+        return None;
+    }
+    let plan = plan_of(rollout).ok();
+    let index = status.current_step_index.unwrap_or(0).max(0) as usize;
+    let routes = plan
+        .as_ref()
+        .map(|p| p.routes_at(index))
+        .unwrap_or_default();
+    let each: Vec<String> = names
+        .iter()
+        .map(|name| match routes.iter().find(|(n, _)| n == name) {
+            Some((_, c)) => format!("{name} ({})", header_conditions(c)),
+            None => name.clone(),
+        })
+        .collect();
+    Some(format!("{} to the canary", each.join(", ")))
 }
 
 /// Without traffic routing the weight is a share of pods: `by pods:

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate::{Alb, Plan};
 
+pub mod routes;
+
 /// Marks which action annotations a Rollout manages: `<rollout>:<key>`.
 pub const MANAGED_ACTIONS: &str = "gantry.dev/managed-alb-actions";
 
@@ -110,24 +112,13 @@ pub fn annotations(
     rollout: &str,
     alb: &Alb,
     weights: &ForwardWeights,
-) -> BTreeMap<String, String> {
+) -> BTreeMap<String, Option<String>> {
     let key = alb.action_key();
-    let entry = format!("{rollout}:{key}");
-    let mut managed: Vec<String> = existing
-        .get(MANAGED_ACTIONS)
-        .map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !managed.contains(&entry) {
-        managed.push(entry);
-    }
+    let mut marker = routes::Marker::read(existing);
+    marker.set(rollout, &key, true);
     BTreeMap::from([
-        (key, forward_action(weights)),
-        (MANAGED_ACTIONS.to_string(), managed.join(",")),
+        (key, Some(forward_action(weights))),
+        (MANAGED_ACTIONS.to_string(), Some(marker.write())),
     ])
 }
 
@@ -157,6 +148,7 @@ mod tests {
     fn managed_marker_keeps_other_rollouts() {
         let alb = Alb {
             ingresses: vec!["web".into()],
+            managed_routes: Vec::new(),
             stickiness: None,
             service_port: 80,
             root_service: "api".into(),
@@ -175,11 +167,13 @@ mod tests {
         };
         let a = annotations(&existing, "api", &alb, &w);
         assert_eq!(
-            a[MANAGED_ACTIONS],
-            "other:x/actions.y,api:alb.ingress.kubernetes.io/actions.api"
+            a[MANAGED_ACTIONS].as_deref(),
+            Some("other:x/actions.y,api:alb.ingress.kubernetes.io/actions.api")
         );
         assert!(
             a["alb.ingress.kubernetes.io/actions.api"]
+                .as_deref()
+                .unwrap()
                 .contains(r#""ServicePort":"8080","Weight":10"#)
         );
     }

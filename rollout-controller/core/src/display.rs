@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::alb::routes::HeaderCondition;
 use crate::validate::{CanaryScale, StepKind};
 
 /// `2m`, `1h 30m`, `45s`.
@@ -22,6 +23,18 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// `X-Canary: yes | on and User-Agent: *Mobile*` (the ALB's matching).
+pub fn header_conditions(conditions: &[HeaderCondition]) -> String {
+    let each: Vec<String> = conditions
+        .iter()
+        .map(|c| {
+            let h = &c.http_header_config;
+            format!("{}: {}", h.http_header_name, h.values.join(" | "))
+        })
+        .collect();
+    each.join(" and ")
+}
+
 /// A step as people write it: `setWeight 10`, `pause 2m`, `analysis errors`.
 pub fn describe(step: &StepKind) -> String {
     match step {
@@ -33,6 +46,14 @@ pub fn describe(step: &StepKind) -> String {
         StepKind::SetCanaryScale(CanaryScale::MatchTrafficWeight) => {
             "setCanaryScale: follow the weight".into()
         }
+        StepKind::SetHeaderRoute(r) if r.conditions.is_empty() => {
+            format!("setHeaderRoute {}: removed", r.name)
+        }
+        StepKind::SetHeaderRoute(r) => format!(
+            "setHeaderRoute {}: {} to the canary",
+            r.name,
+            header_conditions(&r.conditions)
+        ),
         StepKind::Pause(Some(d)) => format!("pause {}", human(*d)),
         StepKind::Pause(None) => "pause until promoted".into(),
         StepKind::Analysis(a) => {

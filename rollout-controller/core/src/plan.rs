@@ -213,6 +213,13 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
             pp.ping_service, pp.pong_service
         ));
     }
+    if let Some(alb) = plan.alb.as_ref().filter(|a| !a.managed_routes.is_empty()) {
+        notes.push(format!(
+            "Header routes {} (in that precedence): a setHeaderRoute sends the requests it matches to the canary's target group whatever the weights, through a rule before each path of {} (the ALB compares values case-insensitively, * and ? as wildcards). A route is added once the canary's group serves, and removed at promotion, at abort, and before the canary's Service or pods change.",
+            alb.managed_routes.join(", "),
+            alb.root_service
+        ));
+    }
     if let Some(sticky) = plan.alb.as_ref().and_then(|a| a.stickiness) {
         notes.push(format!(
             "stickinessConfig {}: a Service is re-pointed only that long after the weights last changed (sticky clients ignore weights).",

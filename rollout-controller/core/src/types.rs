@@ -258,14 +258,56 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_canary_scale: Option<SetCanaryScale>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub set_header_route: Option<Value>,
+    pub set_header_route: Option<SetHeaderRoute>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub set_mirror_route: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub plugin: Option<Value>,
+}
+
+/// `setHeaderRoute`: requests whose headers match go to the canary (ALB:
+/// a listener rule of its own, before the weighted one); without `match`,
+/// the route is removed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetHeaderRoute {
+    /// One of `trafficRouting.managedRoutes`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<Vec<HeaderRoutingMatch>>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderRoutingMatch {
+    #[serde(default)]
+    pub header_name: String,
+    #[serde(default)]
+    pub header_value: StringMatch,
+}
+
+/// Exactly one of `exact`, `prefix` or `regex`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StringMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// A route the controller manages (`trafficRouting.managedRoutes`): its
+/// order is the routes' precedence.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRoute {
+    #[serde(default)]
+    pub name: String,
 }
 
 /// `setCanaryScale`: the canary's pods apart from its traffic weight (with
@@ -390,9 +432,9 @@ pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub plugins: Option<Value>,
+    /// The header routes `setHeaderRoute` steps set, in precedence order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque")]
-    pub managed_routes: Option<Value>,
+    pub managed_routes: Option<Vec<ManagedRoute>>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -770,6 +812,9 @@ pub struct CanaryStatus {
     /// (absent: `pong`, as Argo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_ping_pong: Option<String>,
+    /// The header routes (`managedRoutes`) every Ingress carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_routes: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -780,7 +825,7 @@ pub struct TrafficWeights {
     /// Whether the load balancer was seen to apply these weights (None: not checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
-    /// Since when these weights have been in force (RFC 3339).
+    /// Since when these weights (and header routes) have been in force (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
 }

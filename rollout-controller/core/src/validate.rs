@@ -8,6 +8,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+mod header_routes;
+pub use header_routes::HeaderRoute;
+
 use crate::types::{
     AlbDirect, AlbTrafficRouting, CanaryStrategy, POD_TEMPLATE_HASH, PingPong, PodMetadata,
     Rollout, RolloutAnalysis, RolloutSpec, RolloutStatus, SetCanaryScale, Step, TrafficRouting,
@@ -107,6 +110,7 @@ pub enum StepKind {
     Pause(Option<Duration>),
     Analysis(RolloutAnalysis),
     SetCanaryScale(CanaryScale),
+    SetHeaderRoute(HeaderRoute),
 }
 
 /// `setCanaryScale`, validated.
@@ -145,6 +149,8 @@ impl Plan {
 pub struct Alb {
     /// The Ingresses carrying the weights (empty in direct mode).
     pub ingresses: Vec<String>,
+    /// `trafficRouting.managedRoutes`: the header routes, in precedence order.
+    pub managed_routes: Vec<String>,
     pub service_port: i32,
     pub root_service: String,
     pub annotation_prefix: String,
@@ -420,6 +426,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     // stable until a promotion says otherwise, as in Argo.
     .in_roles(None);
     check_canary_scale(c, &plan, &mut errors);
+    header_routes::check_header_routes(c, &plan, &mut errors);
     match errors.is_empty() {
         true => Ok(plan),
         false => Err(errors),
@@ -685,11 +692,6 @@ fn traffic_routing(
             ("smi", tr.smi.is_some(), router),
             ("traefik", tr.traefik.is_some(), router),
             ("plugins", tr.plugins.is_some(), router),
-            (
-                "managedRoutes",
-                tr.managed_routes.is_some(),
-                "header and mirror routes (remove it with its setHeaderRoute/setMirrorRoute steps)",
-            ),
         ],
     );
     let Some(alb) = &tr.alb else {
@@ -700,6 +702,11 @@ fn traffic_routing(
     };
     let stickiness = stickiness(t, alb, errors);
     let ingresses = ingresses(t, alb, errors);
+    let root_service = alb
+        .root_service
+        .clone()
+        .unwrap_or_else(|| stable_service.to_string());
+    let managed_routes = header_routes::managed_routes(t, tr, &root_service, errors);
     match &alb.direct {
         Some(d) => check_direct(&format!("{t}.alb"), alb, d, errors),
         None => {
@@ -718,12 +725,10 @@ fn traffic_routing(
     }
     Some(Alb {
         ingresses,
+        managed_routes,
         stickiness,
         service_port: alb.service_port,
-        root_service: alb
-            .root_service
-            .clone()
-            .unwrap_or_else(|| stable_service.to_string()),
+        root_service,
         annotation_prefix: alb
             .annotation_prefix
             .clone()
@@ -836,14 +841,9 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
             "judge the canary itself with an analysis step (args valueFrom podTemplateHashValue: Latest)",
         ),
         (
-            "setHeaderRoute",
-            step.set_header_route.is_some(),
-            "send header-matched requests to the canary Service with an ALB Ingress rule of its own",
-        ),
-        (
             "setMirrorRoute",
             step.set_mirror_route.is_some(),
-            "the ALB cannot mirror traffic; use a setWeight step",
+            "the ALB cannot mirror traffic (it forwards each request to one target group); send a share with setWeight, or chosen requests with setHeaderRoute",
         ),
         (
             "plugin",
@@ -861,11 +861,16 @@ fn step_kind(step: &Step) -> Result<StepKind, String> {
         step.pause.is_some(),
         step.analysis.is_some(),
         step.set_canary_scale.is_some(),
+        step.set_header_route.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(
-            "exactly one of setWeight, pause, analysis or setCanaryScale must be set".into(),
+            "exactly one of setWeight, pause, analysis, setCanaryScale or setHeaderRoute must be set"
+                .into(),
         );
+    }
+    if let Some(route) = &step.set_header_route {
+        return header_routes::header_route(route).map(StepKind::SetHeaderRoute);
     }
     if let Some(scale) = &step.set_canary_scale {
         return canary_scale(scale).map(StepKind::SetCanaryScale);

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::networking::v1::IngressRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::alb::routes::HeaderCondition;
 use crate::types::{AnalysisTemplateSpec, AwsResource, Measurement, PodMetadata, RolloutSpec};
 
 /// A ReplicaSet owned by the Rollout.
@@ -81,8 +83,8 @@ impl EndpointView {
 pub struct IngressView {
     pub name: String,
     pub annotations: BTreeMap<String, String>,
-    /// Whether some rule sends a path to the root service's `use-annotation` port.
-    pub routes_root_service: bool,
+    /// `spec.rules` (header routes add paths to them).
+    pub rules: Vec<IngressRule>,
     /// The load balancer's DNS name from the Ingress status.
     pub hostname: Option<String>,
 }
@@ -176,6 +178,23 @@ pub struct Observed {
     /// (None: not read).
     pub stable_targets: Option<Vec<TargetView>>,
     pub canary_targets: Option<Vec<TargetView>>,
+    /// Header routes: the http-header conditions of each rule forwarding
+    /// to the canary group alone (`canonical`), shown by every ALB …
+    pub header_routes: Vec<Vec<HeaderCondition>>,
+    /// … and by any of them (a route still on one ALB may send requests
+    /// to the canary).
+    pub header_routes_anywhere: Vec<Vec<HeaderCondition>>,
+}
+
+/// Header conditions in one order (by lower-cased header name, values
+/// sorted), so that the ALB's and the plan's compare equal.
+pub fn canonical(conditions: &[HeaderCondition]) -> Vec<HeaderCondition> {
+    let mut c = conditions.to_vec();
+    for condition in &mut c {
+        condition.http_header_config.values.sort();
+    }
+    c.sort_by_key(|c| c.http_header_config.http_header_name.to_ascii_lowercase());
+    c
 }
 
 /// A registered target and its health, as ELBv2 shows it.
@@ -212,6 +231,12 @@ impl Observed {
         for o in all {
             if merged.weights != o.weights {
                 merged.weights = None;
+            }
+            merged.header_routes.retain(|r| o.header_routes.contains(r));
+            for r in o.header_routes_anywhere {
+                if !merged.header_routes_anywhere.contains(&r) {
+                    merged.header_routes_anywhere.push(r);
+                }
             }
             merged.stable_targets = worst(merged.stable_targets.take(), o.stable_targets);
             merged.canary_targets = worst(merged.canary_targets.take(), o.canary_targets);
@@ -281,8 +306,7 @@ impl Observed {
             canary: Some(arn("targetgroup", "<canary-target-group>")),
             rule: None,
             weights: None,
-            stable_targets: None,
-            canary_targets: None,
+            ..Default::default()
         }
     }
 }

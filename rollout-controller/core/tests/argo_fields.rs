@@ -881,6 +881,157 @@ fn a_service_keeps_its_pods_until_sticky_clients_left_its_target_group() {
 }
 
 // ---------------------------------------------------------------------------
+// managedRoutes + setHeaderRoute
+
+const ROUTES: &str = r#"{spec: {strategy: {canary: {trafficRouting: {managedRoutes: [{name: testers}, {name: mobile}],
+  alb: {ingress: "", ingresses: [shop, shop-internal]}}}}}}"#;
+const TESTERS: &str = "{setHeaderRoute: {name: testers, match: [{headerName: X-Canary, headerValue: {exact: 'yes'}}, {headerName: X-Canary, headerValue: {exact: 'on'}}]}}";
+const MOBILE: &str = "{setHeaderRoute: {name: mobile, match: [{headerName: User-Agent, headerValue: {prefix: Mobile}}]}}";
+
+/// Each Ingress's first rule's path backends, in order.
+fn backends(sim: &Simulation) -> Vec<Vec<String>> {
+    sim.world
+        .ingresses
+        .iter()
+        .map(|i| {
+            let paths = &i.rules[0].http.as_ref().unwrap().paths;
+            let name = |p: &k8s_openapi::api::networking::v1::HTTPIngressPath| {
+                p.backend.service.as_ref().unwrap().name.clone()
+            };
+            paths.iter().map(name).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn header_routes_go_to_every_ingress_in_managed_routes_order() {
+    let steps = format!(
+        "[{{setWeight: 20}}, {MOBILE}, {TESTERS}, {{pause: {{}}}}, {{setHeaderRoute: {{name: mobile}}}}, {{pause: {{}}}}]"
+    );
+    let mut sim = deployed(&steps, ROUTES);
+    // Another path of the user's, to a Service of its own: a header route
+    // does not pull its requests to the canary.
+    for ingress in &mut sim.world.ingresses {
+        let mut other = rollout_core::simulate::root_rule("frontend");
+        let path = &mut other.http.as_mut().unwrap().paths[0];
+        path.path = Some("/static".into());
+        path.backend.service.as_mut().unwrap().port =
+            Some(serde_json::from_str(r#"{"number": 80}"#).unwrap());
+        let paths = &mut ingress.rules[0].http.as_mut().unwrap().paths;
+        paths.insert(0, path.clone());
+    }
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    assert_eq!(sim.status().unwrap().current_step_index, Some(3));
+    let order = ["frontend", "testers", "mobile", "backend-service"].map(String::from);
+    assert_eq!(backends(&sim), [order.clone(), order]);
+    let status = sim.status().unwrap();
+    assert_eq!(status.canary.header_routes, ["testers", "mobile"]);
+    let conditions =
+        &sim.world.ingresses[1].annotations["alb.ingress.kubernetes.io/conditions.testers"];
+    assert_eq!(
+        conditions,
+        r#"[{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"X-Canary","Values":["yes","on"]}}]"#
+    );
+    // The internal Ingress lost the mobile route (a sync put the file
+    // back): it is written again, and the pause holds until it is back.
+    let internal = &mut sim.world.ingresses[1];
+    internal
+        .annotations
+        .remove("alb.ingress.kubernetes.io/conditions.mobile");
+    sim.promote();
+    let actions = step(&mut sim);
+    assert!(
+        actions.iter().any(
+            |a| matches!(a, Action::SetIngressAction { ingress, .. } if ingress == "shop-internal")
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(sim.status().unwrap().current_step_index, Some(3));
+    settle(&mut sim);
+    assert_eq!(sim.status().unwrap().current_step_index, Some(5));
+    let order = ["frontend", "testers", "backend-service"].map(String::from);
+    assert_eq!(backends(&sim), [order.clone(), order]);
+    sim.promote();
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    let order = ["frontend", "backend-service"].map(String::from);
+    assert_eq!(backends(&sim), [order.clone(), order]);
+    assert!(sim.status().unwrap().canary.header_routes.is_empty());
+    for ingress in &sim.world.ingresses {
+        assert!(
+            !ingress
+                .annotations
+                .keys()
+                .any(|k| k.contains("testers") || k.contains("mobile")),
+            "{:?}",
+            ingress.annotations
+        );
+    }
+}
+
+#[test]
+fn header_routes_are_checked_against_what_the_alb_can_match() {
+    let route = |m: &str| {
+        format!(
+            "{{strategy: {{canary: {{trafficRouting: {{managedRoutes: [{{name: testers}}]}}, steps: [{{setWeight: 10}}, {{setHeaderRoute: {{name: testers, match: [{m}]}}}}]}}}}}}"
+        )
+    };
+    let x = |value: &str| format!("{{headerName: X-Canary, headerValue: {value}}}");
+    for (spec, why) in [
+        (
+            route(&x("{regex: '^y.*'}")),
+            "steps[1]: setHeaderRoute.match[0].headerValue.regex: the AWS Load Balancer Controller's conditions annotation takes header values, not regular expressions",
+        ),
+        (
+            route(&x("{exact: a, prefix: b}")),
+            "setHeaderRoute.match[0].headerValue: exactly one of exact, prefix or regex must be set",
+        ),
+        (
+            route("{headerName: 'X Canary', headerValue: {exact: a}}"),
+            "setHeaderRoute.match[0].headerName: \"X Canary\" must be an HTTP header name",
+        ),
+        (
+            route(&[x("{exact: a}"), x("{exact: b}"), x("{exact: c}"), x("{exact: d}")].join(", ")),
+            "the ALB compares one header with at most 3 values, \"X-Canary\" has 4",
+        ),
+        (
+            route(&[x("{exact: a}"), x("{exact: b}"), "{headerName: Y, headerValue: {exact: c}}".into(), "{headerName: Z, headerValue: {exact: d}}".into()].join(", ")),
+            "at most 3 header values per route, got 4",
+        ),
+        (
+            "{strategy: {canary: {trafficRouting: {managedRoutes: [{name: testers}]}, steps: [{setHeaderRoute: {name: other}}]}}}".into(),
+            "spec.strategy.canary.steps[0].setHeaderRoute.name: \"other\" is not in trafficRouting.managedRoutes",
+        ),
+        (
+            format!("{{strategy: {{canary: {{trafficRouting: {{managedRoutes: [{{name: testers}}]}}, steps: [{TESTERS}]}}}}}}"),
+            "spec.strategy.canary.steps[0].setHeaderRoute: sends requests to the canary, which has no pods at this step",
+        ),
+        (
+            "{strategy: {canary: {trafficRouting: {managedRoutes: [{name: Testers}, {name: backend-service}]}}}}".into(),
+            "spec.strategy.canary.trafficRouting.managedRoutes[0].name: \"Testers\" must be a DNS label",
+        ),
+        (
+            "{strategy: {canary: {trafficRouting: {managedRoutes: [{name: backend-service}]}}}}".into(),
+            "managedRoutes[0].name: \"backend-service\" is the rootService",
+        ),
+        (
+            "{strategy: {canary: {steps: [{setMirrorRoute: {name: m}}]}}}".into(),
+            "setMirrorRoute steps are not supported by gantry: the ALB cannot mirror traffic",
+        ),
+    ] {
+        rejected(&format!("{{spec: {spec}}}"), why);
+    }
+    // A setCanaryScale gives the canary pods without weight: a route may
+    // follow it (Argo's usual shape).
+    let ok = with(
+        common::rollout(&format!("[{{setCanaryScale: {{replicas: 1}}}}, {TESTERS}]")),
+        "{spec: {strategy: {canary: {trafficRouting: {managedRoutes: [{name: testers}]}}}}}",
+    );
+    validate(&ok.spec).unwrap();
+}
+
+// ---------------------------------------------------------------------------
 // workloadRef
 
 fn referencing(scale_down: &str) -> Simulation {

@@ -414,7 +414,7 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
     );
 
     let mut sim = Sim::new(rollout(STEPS));
-    sim.world.ingresses[0].routes_root_service = false;
+    sim.world.ingresses[0].rules.clear();
     sim.step();
     let message = sim
         .rollout
@@ -438,15 +438,15 @@ fn missing_references_and_invalid_specs_are_degraded_with_a_message() {
         ),
         (
             "[{setWeight: 10, pause: {}}]",
-            "steps[0]: exactly one of setWeight, pause, analysis or setCanaryScale",
+            "steps[0]: exactly one of setWeight, pause, analysis, setCanaryScale or setHeaderRoute",
         ),
         (
             "[{pause: {duration: 5x}}]",
             "pause.duration: expected seconds or a duration like 30s, 5m, 1h, got \"5x\"",
         ),
         (
-            "[{setHeaderRoute: {name: x}}]",
-            "steps[0]: setHeaderRoute steps are not supported by gantry",
+            "[{setMirrorRoute: {name: x}}]",
+            "steps[0]: setMirrorRoute steps are not supported by gantry: the ALB cannot mirror traffic",
         ),
         ("[{experiment: {}}]", "experiment steps are not supported"),
         (
@@ -854,8 +854,7 @@ fn aws(weights: Option<(i32, i32)>) -> Option<Result<Observed, String>> {
         canary: Some(resource("targetgroup/k8s-canary/3")),
         rule: Some("arn:rule".into()),
         weights,
-        stable_targets: None,
-        canary_targets: None,
+        ..Default::default()
     }))
 }
 

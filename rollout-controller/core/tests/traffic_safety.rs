@@ -17,7 +17,7 @@ use rollout_core::alb::{ForwardWeights, annotations};
 use rollout_core::decide::GATE_TIMEOUT_REASON;
 use rollout_core::ops::Op;
 use rollout_core::simulate::Simulation;
-use rollout_core::types::{GateKind, Phase};
+use rollout_core::types::{GateKind, Phase, Rollout};
 use rollout_core::validate::validate;
 use rollout_core::world::Observed;
 
@@ -51,8 +51,11 @@ fn deployed(lag: i64, sight: Sight) -> Simulation {
 }
 
 fn deployed_settling(lag: i64, sight: Sight, settle: i64) -> Simulation {
+    deployed_rollout(common::rollout(STEPS), lag, sight, settle)
+}
+
+fn deployed_rollout(mut rollout: Rollout, lag: i64, sight: Sight, settle: i64) -> Simulation {
     let timing = format!("{{settleSeconds: {settle}, drainSeconds: {DEREGISTRATION}}}");
-    let mut rollout = common::rollout(STEPS);
     alb_routing(&mut rollout).target_health = Some(serde_yaml::from_str(&timing).unwrap());
     let mut sim = Simulation::new(rollout);
     sim.lb.lag = SignedDuration::from_secs(lag);
@@ -97,9 +100,13 @@ fn step_index(sim: &Simulation) -> i32 {
 
 /// Runs `scenario` for every LB-controller lag and every sight.
 fn each_alb(scenario: impl Fn(&mut Simulation)) {
+    each_alb_of(&common::rollout(STEPS), scenario)
+}
+
+fn each_alb_of(rollout: &Rollout, scenario: impl Fn(&mut Simulation)) {
     for lag in [0, 2, 10] {
         for sight in [Elbv2, Endpoints, ReadinessGates, Elbv2AndGates] {
-            let mut sim = deployed(lag, sight);
+            let mut sim = deployed_rollout(rollout.clone(), lag, sight, lag + HEALTH_CHECK);
             scenario(&mut sim);
             assert!(
                 sim.violations.is_empty(),
@@ -424,7 +431,9 @@ fn argos_ordering_loses_requests_in_the_same_simulation() {
         let ingress = &mut sim.world.ingresses[0];
         let weights = ForwardWeights::of(&plan, alb, 0);
         let written = annotations(&ingress.annotations, "backend", alb, &weights);
-        ingress.annotations.extend(written);
+        ingress
+            .annotations
+            .extend(written.into_iter().filter_map(|(k, v)| Some((k, v?))));
         sim.advance(SignedDuration::from_secs(30));
         assert!(
             sim.violations.iter().any(|v| v.starts_with(
@@ -434,4 +443,72 @@ fn argos_ordering_loses_requests_in_the_same_simulation() {
             sim.violations
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Header routes: requests matching them go to the canary's group whatever
+// its weight, so they count as traffic there.
+
+/// A quarter of the traffic, then testers' requests (`X-Canary: yes`) too.
+fn routed() -> Rollout {
+    let mut rollout = common::rollout(
+        "[{setWeight: 25}, {setHeaderRoute: {name: testers, match: [{headerName: X-Canary, headerValue: {exact: 'yes'}}]}}, {pause: {}}]",
+    );
+    let canary = rollout.spec.strategy.canary.as_mut().unwrap();
+    canary.traffic_routing.as_mut().unwrap().managed_routes =
+        Some(serde_yaml::from_str("[{name: testers}]").unwrap());
+    rollout
+}
+
+fn routes_on_ingress(sim: &Simulation) -> bool {
+    let key = "alb.ingress.kubernetes.io/conditions.testers";
+    sim.world.ingresses[0].annotations.contains_key(key)
+}
+
+#[test]
+fn a_header_route_to_promotion_loses_no_request() {
+    each_alb_of(&routed(), |sim| {
+        let old = sim.hash();
+        set_image(sim, "backend:2");
+        run_until(sim, |s| step_index(s) == 2);
+        assert!(routes_on_ingress(sim));
+        sim.promote();
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Healthy) && s.replicas(&old) == 0
+        });
+        assert!(!routes_on_ingress(sim), "promotion removes the route");
+    });
+}
+
+#[test]
+fn an_abort_with_a_header_route_loses_no_request() {
+    each_alb_of(&routed(), |sim| {
+        set_image(sim, "backend:2");
+        let canary = sim.hash();
+        run_until(sim, |s| step_index(s) == 2);
+        sim.operate(Op::Abort).unwrap();
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Degraded) && s.replicas(&canary) == 0
+        });
+        assert!(!routes_on_ingress(sim), "abort removes the route");
+    });
+}
+
+#[test]
+fn a_new_image_under_a_header_route_loses_no_request() {
+    each_alb_of(&routed(), |sim| {
+        set_image(sim, "backend:2");
+        let intermediate = sim.hash();
+        run_until(sim, |s| step_index(s) == 2);
+        set_image(sim, "backend:3");
+        run_until(sim, |s| {
+            step_index(s) == 2 && s.replicas(&intermediate) == 0
+        });
+        assert!(
+            routes_on_ingress(sim),
+            "the new canary gets the route again"
+        );
+        sim.promote();
+        run_until(sim, |s| s.phase() == Some(Phase::Healthy));
+    });
 }

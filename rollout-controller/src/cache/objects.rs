@@ -113,21 +113,6 @@ pub struct CachedIngressStatus {
 cached_resource!(CachedIngress, Ingress);
 
 impl CachedIngress {
-    /// Whether a rule sends some path to `service` on port name
-    /// `use-annotation` (the AWS Load Balancer Controller's action marker).
-    pub fn routes_to_annotation(&self, service: &str) -> bool {
-        let rules = self.spec.rules.iter().flatten();
-        rules
-            .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
-            .any(|p| {
-                p.backend.service.as_ref().is_some_and(|s| {
-                    s.name == service
-                        && s.port.as_ref().and_then(|port| port.name.as_deref())
-                            == Some("use-annotation")
-                })
-            })
-    }
-
     /// The load balancer's DNS name, once the AWS controller wrote it.
     pub fn hostname(&self) -> Option<&String> {
         let status = self.status.load_balancer.as_ref()?;
@@ -138,10 +123,12 @@ impl CachedIngress {
 pub fn trim_ingress(ingress: &mut CachedIngress) {
     lean_meta(&mut ingress.metadata);
     ingress.metadata.labels = None;
-    // The weights, and the LB controller's timing the traffic gates read.
+    // The weights and header routes, and the LB controller's timing the
+    // traffic gates read.
     keep_annotations(&mut ingress.metadata, |k| {
         k == MANAGED_ACTIONS
             || k.contains("/actions.")
+            || k.contains("/conditions.")
             || k.rsplit_once('/')
                 .is_some_and(|(_, name)| GATE_ANNOTATIONS.contains(&name))
     });
@@ -227,8 +214,7 @@ mod tests {
             .map(|(k, _)| k.as_str())
             .collect();
         assert_eq!(kept, ["alb.ingress.kubernetes.io/actions.web"]);
-        assert!(ingress.routes_to_annotation("web"));
-        assert!(!ingress.routes_to_annotation("api"));
+        assert_eq!(ingress.spec.rules.as_ref().map(Vec::len), Some(1));
         assert_eq!(
             ingress.hostname().map(String::as_str),
             Some("a.elb.amazonaws.com")

@@ -1,9 +1,11 @@
 //! Ingress mode: the load balancer the AWS Load Balancer Controller built for
-//! an Ingress, found by its hostname, and the rule forwarding to both target
-//! groups.
+//! an Ingress, found by its hostname, the rule forwarding to both target
+//! groups, and the header routes' rules forwarding to the canary's.
 
+use aws_sdk_elasticloadbalancingv2::types::{Action, Rule};
+use rollout_core::alb::routes::HeaderCondition;
 use rollout_core::types::AwsResource;
-use rollout_core::world::Observed;
+use rollout_core::world::{Observed, canonical};
 
 use super::{AwsError, Elbv2, IngressTarget, api, normalise_hostname, weights_in};
 
@@ -30,10 +32,8 @@ impl Elbv2 {
             let (Some(canary), Some(stable)) = (canary, stable) else {
                 return Ok(observed);
             };
-            match self
-                .forwarding_rule(&lb.arn, &canary.arn, &stable.arn)
-                .await?
-            {
+            let rules = self.rules_to(&lb.arn, &canary.arn, &stable.arn).await?;
+            match rules.weighted {
                 Some((rule, weights)) => {
                     observed.rule = Some(rule);
                     observed.weights = Some(weights);
@@ -41,6 +41,8 @@ impl Elbv2 {
                 // The groups may have been replaced: look them up afresh next time.
                 None => self.forget(t.hostname),
             }
+            observed.header_routes_anywhere = rules.header_routes.clone();
+            observed.header_routes = rules.header_routes;
             Ok(observed)
         })
         .await
@@ -79,14 +81,16 @@ impl Elbv2 {
         )))
     }
 
-    /// The listener rule (or default action) forwarding to both target
-    /// groups, and its `(canary, stable)` weights.
-    pub(super) async fn forwarding_rule(
+    /// The listener rules (or default action) forwarding to the two target
+    /// groups: the weighted one, and the header routes' (to the canary
+    /// group alone).
+    pub(super) async fn rules_to(
         &self,
         lb: &str,
         canary: &str,
         stable: &str,
-    ) -> Result<Option<(String, (i32, i32))>, AwsError> {
+    ) -> Result<RulesTo, AwsError> {
+        let mut found = RulesTo::default();
         let mut listeners = self
             .client()
             .await
@@ -112,11 +116,52 @@ impl Elbv2 {
                 let rule = rule.map_err(api("DescribeRules"))?;
                 for action in rule.actions() {
                     if let Some(w) = weights_in(action, canary, stable) {
-                        return Ok(Some((rule.rule_arn().unwrap_or_default().to_string(), w)));
+                        let arn = rule.rule_arn().unwrap_or_default().to_string();
+                        found.weighted.get_or_insert((arn, w));
+                    } else if forwards_only_to(action, canary) {
+                        found.header_routes.push(header_conditions(&rule));
                     }
                 }
             }
         }
-        Ok(None)
+        Ok(found)
     }
+}
+
+#[derive(Default)]
+pub(super) struct RulesTo {
+    /// The rule with the weights, and its `(canary, stable)` weights.
+    pub weighted: Option<(String, (i32, i32))>,
+    /// Each rule to the canary group alone: its http-header conditions.
+    pub header_routes: Vec<Vec<HeaderCondition>>,
+}
+
+/// Whether `action` forwards to `group` and no other.
+fn forwards_only_to(action: &Action, group: &str) -> bool {
+    let groups: Vec<&str> = match action.forward_config() {
+        Some(f) => f
+            .target_groups()
+            .iter()
+            .filter_map(|g| g.target_group_arn())
+            .collect(),
+        None => action.target_group_arn().into_iter().collect(),
+    };
+    groups == [group]
+}
+
+/// A rule's http-header conditions, `canonical`.
+fn header_conditions(rule: &Rule) -> Vec<HeaderCondition> {
+    let conditions: Vec<HeaderCondition> = rule
+        .conditions()
+        .iter()
+        .filter(|c| c.field() == Some("http-header"))
+        .filter_map(|c| {
+            let h = c.http_header_config()?;
+            Some(HeaderCondition::http_header(
+                h.http_header_name()?,
+                h.values().to_vec(),
+            ))
+        })
+        .collect();
+    canonical(&conditions)
 }

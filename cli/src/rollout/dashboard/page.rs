@@ -14,7 +14,9 @@ use rollout_core::types::{AnalysisTemplate, Rollout, RolloutStatus};
 use super::actions::ACTIONS;
 use super::chart;
 use super::history::Series;
-use crate::rollout::view::{ago, event_time, ping_pong_roles, pod_share, proof, role, steps};
+use crate::rollout::view::{
+    ago, event_time, header_routes, ping_pong_roles, pod_share, proof, role, steps,
+};
 
 /// The page around a fragment: styles, script, the CSRF token for actions,
 /// and where the fragment's updates come from.
@@ -155,6 +157,9 @@ pub fn rollout(d: &Detail) -> Markup {
             dt { "Traffic" } dd #traffic { (traffic(r, d.replica_sets.iter().copied())) }
             @if let Some(roles) = ping_pong_roles(r) {
                 dt { "Services" } dd { (roles) }
+            }
+            @if let Some(routes) = header_routes(r) {
+                dt { "Routes" } dd #routes { (routes) }
             }
             @if let Some(alb) = status.alb.as_ref().and_then(|a| a.message.as_deref()) {
                 dt { "ALB" } dd { (alb) }
@@ -359,6 +364,16 @@ mod tests {
         let html = page(&ping_pong, Vec::new());
         assert!(
             html.contains("stable api-ping (ping), canary api-pong (pong)"),
+            "{html}"
+        );
+
+        let routed = shop_api(
+            "{canaryService: api-canary, stableService: api, trafficRouting: {managedRoutes: [{name: testers}], alb: {ingress: api, servicePort: 80}}, steps: [{setWeight: 20}, {setHeaderRoute: {name: testers, match: [{headerName: X-Canary, headerValue: {exact: 'yes'}}]}}, {pause: {}}]}",
+            "{currentStepIndex: 2, canary: {headerRoutes: [testers]}}",
+        );
+        let html = page(&routed, Vec::new());
+        assert!(
+            html.contains("testers (X-Canary: yes) to the canary"),
             "{html}"
         );
 

@@ -29,6 +29,7 @@
 //! One `impl Decider` per concern: `revisions` (first deploy, settled,
 //! promoted, aborted), `steps` (walking a canary's steps), `pauses`,
 //! `services` (the stable and canary Services), `traffic` (weights),
+//! `routes` (header routes),
 //! `gates` (analysis), `targets` (traffic safety at the ALB), `replica_sets` (scaling, scale-down, restarts),
 //! `status` (phase, message, conditions, requeues).
 
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use k8s_openapi::api::networking::v1::IngressRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::alb::{self, ForwardWeights};
@@ -54,6 +56,7 @@ mod metadata;
 mod pauses;
 mod replica_sets;
 mod revisions;
+mod routes;
 mod services;
 mod status;
 mod steps;
@@ -97,10 +100,12 @@ pub enum Action {
         hash: String,
         at: Timestamp,
     },
-    /// Write the forward action annotation (and the managed-actions marker).
+    /// Write the forward action annotation (and the managed-actions
+    /// marker), or the header routes' annotations (None: remove) and paths.
     SetIngressAction {
         ingress: String,
-        annotations: BTreeMap<String, String>,
+        annotations: BTreeMap<String, Option<String>>,
+        rules: Option<Vec<IngressRule>>,
     },
     /// Direct mode: set the listener's or rule's forward weights.
     SetAlbWeights {

@@ -75,6 +75,11 @@ impl Decider<'_> {
             self.progressing("scaling the canary up to full size before it becomes stable");
             return;
         }
+        // Header routes end with the steps (as Argo).
+        if !self.ensure_routes(plan, &[]) {
+            self.progressing("removing the header routes");
+            return;
+        }
         // With traffic routing, the stable Service switches while its
         // target group carries no weight: all of it goes to the canary's
         // group first, and comes back once the new pods are healthy in the
@@ -153,6 +158,7 @@ impl Decider<'_> {
             && self.repoint(plan, &plan.stable_service, stable);
         if stable_serves
             && self.ensure_weights(plan, 0)
+            && self.ensure_routes(plan, &[])
             && self.repoint(plan, &plan.canary_service, stable)
         {
             let due = aborted_at

@@ -16,7 +16,7 @@ impl Decider<'_> {
         for name in plan.alb.iter().flat_map(|a| &a.ingresses) {
             match self.world.ingresses.iter().find(|i| &i.name == name) {
                 None => return Err(format!("ingress {name:?} not found")),
-                Some(i) if !i.routes_root_service => {
+                Some(i) if !i.routes_to(plan.alb.as_ref().map_or("", |a| &a.root_service)) => {
                     let root = plan.alb.as_ref().map_or("", |a| a.root_service.as_str());
                     return Err(format!(
                         "ingress {name:?} has no rule backed by service {root:?} with port name \"use-annotation\""

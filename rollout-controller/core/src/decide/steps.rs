@@ -75,8 +75,8 @@ impl Decider<'_> {
         let canary_service_elsewhere = self
             .service_hash(&plan.canary_service)
             .is_some_and(|h| h != hash && h != stable);
-        if canary_service_elsewhere && self.group_weight(plan, &plan.canary_service) > 0 {
-            self.ensure_weights(plan, 0);
+        if canary_service_elsewhere && self.traffic_on(plan, &plan.canary_service) {
+            self.clear_traffic(plan, &plan.canary_service.clone());
             self.progressing("moving traffic off the previous canary");
             return;
         }
@@ -120,17 +120,21 @@ impl Decider<'_> {
         }
         while index < n {
             let i = index as usize;
-            // Every step holds a weight: its own, or the last setWeight's
-            // (restart, drift) while pausing, analysing or scaling.
+            // Every step holds a weight (its own, or the last setWeight's)
+            // and the header routes set so far, against restarts and
+            // drift, while pausing, analysing or scaling.
             let weight = match &plan.steps[i] {
                 StepKind::SetWeight(w) => *w,
                 _ => weight_before(plan, i),
             };
             let reached = self.set_weight(plan, hash, weight, i)
+                && self.set_routes(plan, hash, i)
                 && match &plan.steps[i] {
                     StepKind::Pause(duration) => self.hold(PAUSE_REASON, *duration, None),
                     StepKind::Analysis(_) => self.step_analysis(i, hash),
-                    StepKind::SetWeight(_) | StepKind::SetCanaryScale(_) => true,
+                    StepKind::SetWeight(_)
+                    | StepKind::SetCanaryScale(_)
+                    | StepKind::SetHeaderRoute(_) => true,
                 };
             if self.status.abort {
                 self.abort(plan, stable);
@@ -226,5 +230,15 @@ impl Decider<'_> {
             return false;
         }
         selected && self.ensure_weights(plan, weight)
+    }
+
+    /// At step `step`, the header routes the steps so far set; the canary
+    /// Service selects this revision before one is added.
+    fn set_routes(&mut self, plan: &Plan, hash: &str, step: usize) -> bool {
+        let want = plan.routes_at(step);
+        if !want.is_empty() && !self.repoint(plan, &plan.canary_service, hash) {
+            return false;
+        }
+        self.ensure_routes(plan, &want)
     }
 }

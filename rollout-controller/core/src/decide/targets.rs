@@ -45,6 +45,28 @@ impl Decider<'_> {
         written.max(shown).unwrap_or(0)
     }
 
+    /// Whether requests may reach `service`'s target group: it has weight,
+    /// or (the canary's) a header route sends some there.
+    pub(super) fn traffic_on(&self, plan: &Plan, service: &str) -> bool {
+        self.group_weight(plan, service) > 0
+            || (service == plan.canary_service && self.routes_present(plan))
+    }
+
+    /// Takes the traffic off `service`'s target group: its weight first
+    /// (to the other group), then (the canary's) header routes.
+    pub(super) fn clear_traffic(&mut self, plan: &Plan, service: &str) {
+        if self.group_weight(plan, service) > 0 {
+            let canary = if service == plan.stable_service {
+                100
+            } else {
+                0
+            };
+            self.ensure_weights(plan, canary);
+        } else {
+            self.ensure_routes(plan, &[]);
+        }
+    }
+
     /// Points `service` at `hash` once its target group carries no weight,
     /// moving all weight onto the other group first; true once it selects
     /// `hash`. A Service not yet pointed at any ReplicaSet selects every
@@ -58,13 +80,8 @@ impl Decider<'_> {
             self.point(service, hash);
             return false;
         }
-        if self.group_weight(plan, service) > 0 {
-            let canary = if service == plan.stable_service {
-                100
-            } else {
-                0
-            };
-            self.ensure_weights(plan, canary);
+        if self.traffic_on(plan, service) {
+            self.clear_traffic(plan, service);
             return false;
         }
         if self.weight_settled(plan, service) {
@@ -180,10 +197,10 @@ impl Decider<'_> {
         let hash = self.service_hash(service).unwrap_or_default();
         let message = match self.serving(plan, service) {
             Serving::Healthy => return true,
-            // A group already carrying weight has healthy targets (its
+            // A group already carrying traffic has healthy targets (its
             // Service is never re-pointed while it does): more weight is
             // a question of capacity, which readiness answers.
-            Serving::Ready if self.group_weight(plan, service) > 0 => return true,
+            Serving::Ready if self.traffic_on(plan, service) => return true,
             Serving::Ready => {
                 let settle = self.settle_time(alb);
                 let message = format!(

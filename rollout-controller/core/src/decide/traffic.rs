@@ -56,6 +56,7 @@ impl Decider<'_> {
                 self.actions.push(Action::SetIngressAction {
                     ingress: ingress.name.clone(),
                     annotations,
+                    rules: None,
                 });
             }
             return false;
@@ -110,9 +111,13 @@ impl Decider<'_> {
     /// Records the weights in force, and what AWS shows, in the status.
     pub(super) fn observe_weights(&mut self, plan: &Plan) {
         let observed = self.canary_weight_now(plan);
+        let header_routes = self.routes_carried(plan);
         let before = self.status.canary.weights.as_ref();
+        let routes_before = &self.status.canary.header_routes;
         let since = match before {
-            Some(b) if Some(b.canary.weight) == observed => b.since.clone(),
+            Some(b) if Some(b.canary.weight) == observed && *routes_before == header_routes => {
+                b.since.clone()
+            }
             _ => None,
         }
         .unwrap_or_else(|| self.world.now.to_string());
@@ -137,6 +142,7 @@ impl Decider<'_> {
                 since: Some(since),
             }),
             stable_ping_pong: self.status.canary.stable_ping_pong.take(),
+            header_routes,
         };
         self.status.alb = self.world.alb.as_ref().map(|o| match o {
             Ok(o) => AlbStatus {

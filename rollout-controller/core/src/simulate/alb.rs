@@ -7,14 +7,15 @@
 //! it: `world.alb` shows it only when AWS is watched.
 //!
 //! After every change it checks what the ALB's data plane would do: weight
-//! on a target group with no healthy target of a ready pod (503), and a pod
-//! deleted while it is a healthy target of a group with weight or still
-//! draining (502).
+//! (or a header route) on a target group with no healthy target of a ready
+//! pod (503), and a pod deleted while it is a healthy target of a group
+//! with weight or a header route, or still draining (502).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::alb::routes::{HeaderCondition, carried_conditions};
 use crate::validate::plan_of;
 use crate::world::{EndpointView, HealthGate, PodView, TargetState, TargetView};
 
@@ -34,8 +35,12 @@ pub struct Lb {
     /// The endpoints and weight the LB controller last saw.
     seen: BTreeMap<String, BTreeSet<String>>,
     seen_weight: Option<i32>,
+    seen_routes: Vec<Vec<HeaderCondition>>,
     /// The canary weight the listener rule applies (ingress mode).
     weight: Option<i32>,
+    /// The header routes' rules the ALB applies (conditions, canonical):
+    /// matching requests go to the canary's group.
+    routes: Vec<Vec<HeaderCondition>>,
     /// Changes the LB controller will have made by then, in order.
     pending: Vec<(Timestamp, Change)>,
 }
@@ -44,6 +49,7 @@ pub struct Lb {
 enum Change {
     Targets(String, BTreeSet<String>),
     Weight(i32),
+    Routes(Vec<Vec<HeaderCondition>>),
 }
 
 /// A simulated pod's IP, from the counter in its name.
@@ -208,6 +214,9 @@ impl Simulation {
         {
             self.lb.see_weight(now, w);
         }
+        if let Some(first) = self.world.ingresses.first() {
+            self.lb.see_routes(now, carried_conditions(first, alb));
+        }
         self.lb.catch_up(now);
         self.show_lb(
             &plan.stable_service,
@@ -223,6 +232,8 @@ impl Simulation {
         if let Some(Ok(observed)) = &mut self.world.alb {
             observed.stable_targets = Some(stable_targets);
             observed.canary_targets = Some(canary_targets);
+            observed.header_routes = self.lb.routes.clone();
+            observed.header_routes_anywhere = self.lb.routes.clone();
             if ingress_mode && let Some(w) = weight {
                 observed.weights = Some((w, 100 - w));
             }
@@ -256,7 +267,8 @@ impl Simulation {
             (&plan.canary_service, canary),
             (&plan.stable_service, 100 - canary),
         ] {
-            if weight == 0 {
+            let routed = *service == plan.canary_service && !self.lb.routes.is_empty();
+            if weight == 0 && !routed {
                 continue;
             }
             let serving = self.lb.groups.get(service).is_some_and(|g| {
@@ -264,8 +276,9 @@ impl Simulation {
                     .any(|(ip, (state, _))| *state == TargetState::Healthy && self.ready_pod(ip))
             });
             if !serving {
+                let routes = if routed { " and header routes" } else { "" };
                 self.violations.push(format!(
-                    "{weight}% of traffic to {service}'s target group with no healthy target at {}",
+                    "{weight}% of traffic{routes} to {service}'s target group with no healthy target at {}",
                     self.world.now
                 ));
             }
@@ -293,9 +306,10 @@ impl Simulation {
                 .get(service)
                 .and_then(|g| g.get(&ip))
                 .map(|t| t.0);
+            let routed = *service == plan.canary_service && !self.lb.routes.is_empty();
             let live = match state {
                 Some(TargetState::Draining) => true,
-                Some(TargetState::Healthy) => weight > 0,
+                Some(TargetState::Healthy) => weight > 0 || routed,
                 _ => false,
             };
             if live {
@@ -370,6 +384,15 @@ impl Lb {
         }
     }
 
+    /// The LB controller sees the header routes the Ingress carries now:
+    /// their rules change `lag` later.
+    pub fn see_routes(&mut self, now: Timestamp, routes: Vec<Vec<HeaderCondition>>) {
+        if self.seen_routes != routes {
+            self.seen_routes = routes.clone();
+            self.pending.push((now + self.lag, Change::Routes(routes)));
+        }
+    }
+
     /// A weight set on the rule through the ELBv2 API (direct mode): the
     /// listener applies it at once.
     pub fn set_weight(&mut self, canary: i32) {
@@ -427,6 +450,7 @@ impl Lb {
     fn apply(&mut self, at: Timestamp, change: Change) {
         match change {
             Change::Weight(w) => self.weight = Some(w),
+            Change::Routes(routes) => self.routes = routes,
             Change::Targets(service, want) => {
                 let group = self.groups.entry(service).or_default();
                 for ip in &want {

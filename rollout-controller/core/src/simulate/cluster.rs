@@ -97,9 +97,10 @@ impl Simulation {
             Action::SetIngressAction {
                 ingress,
                 annotations,
+                rules,
             } => {
                 if let Some(i) = self.world.ingresses.iter_mut().find(|i| &i.name == ingress) {
-                    i.annotations.extend(annotations.clone());
+                    crate::alb::routes::apply(i, annotations, rules.as_ref());
                 }
             }
         }

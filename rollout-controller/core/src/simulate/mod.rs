@@ -17,6 +17,9 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::networking::v1::IngressRule;
+
+use crate::alb::routes::USE_ANNOTATION;
 use crate::analysis::QueryValue;
 use crate::decide::{Decision, decide};
 use crate::status_patch::status_patch;
@@ -78,11 +81,15 @@ impl Simulation {
         let plan = crate::validate::plan_of(&rollout).ok();
         let ingresses = plan
             .iter()
-            .flat_map(|p| p.alb.iter().flat_map(|a| &a.ingresses))
-            .map(|name| IngressView {
+            .flat_map(|p| {
+                p.alb
+                    .iter()
+                    .flat_map(|a| a.ingresses.iter().map(move |i| (a, i)))
+            })
+            .map(|(alb, name)| IngressView {
                 name: name.clone(),
                 annotations: BTreeMap::new(),
-                routes_root_service: true,
+                rules: vec![root_rule(&alb.root_service)],
                 hostname: Some(format!("k8s-{name}.eu-west-1.elb.amazonaws.com")),
             })
             .collect();
@@ -181,4 +188,16 @@ impl Simulation {
         }
         None
     }
+}
+
+/// An Ingress rule sending every path to `root`'s action annotation.
+pub fn root_rule(root: &str) -> IngressRule {
+    serde_json::from_value(serde_json::json!({
+        "http": { "paths": [{
+            "path": "/",
+            "pathType": "Prefix",
+            "backend": { "service": { "name": root, "port": { "name": USE_ANNOTATION } } }
+        }] }
+    }))
+    .expect("an Ingress rule")
 }

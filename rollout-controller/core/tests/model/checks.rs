@@ -108,6 +108,19 @@ impl Model {
                         .find(|r| r.hash == hash)
                         .is_some_and(|r| r.available >= pods)
                 }
+                // Every Ingress carries exactly the routes set so far.
+                StepKind::SetHeaderRoute(_) => {
+                    let roles = self.plan.clone().in_roles(Some(before));
+                    let alb = roles.alb.as_ref().expect("header routes need the ALB");
+                    let want: Vec<String> = roles
+                        .routes_at(k as usize)
+                        .iter()
+                        .map(|(name, _)| name.to_string())
+                        .collect();
+                    seen.ingresses
+                        .iter()
+                        .all(|i| routes_carried(i, alb) == want)
+                }
                 StepKind::Pause(None) => released(PAUSE_REASON),
                 StepKind::Pause(Some(d)) => {
                     let start = self.reached.get(&k).copied().unwrap_or(now);
@@ -241,6 +254,34 @@ impl Model {
         let carried: Vec<Option<i32>> = ingress_weights(world, &roles).collect();
         if carried.windows(2).any(|w| w[0] != w[1]) {
             return Err(format!("the Ingresses disagree: {carried:?}"));
+        }
+        // Header routes likewise, and one is added only while the canary
+        // Service selects the current revision with its pods available.
+        if let Some(alb) = &roles.alb {
+            let routes = |w: &rollout_core::world::World| -> Vec<_> {
+                w.ingresses
+                    .iter()
+                    .map(|i| carried_conditions(i, alb))
+                    .collect()
+            };
+            let (now, before) = (routes(world), routes(seen));
+            if now.windows(2).any(|w| w[0] != w[1]) {
+                return Err(format!("the Ingresses' header routes disagree: {now:?}"));
+            }
+            let added = now[0].iter().any(|r| !before[0].contains(r));
+            let canary = world
+                .canary_service
+                .as_ref()
+                .and_then(|s| s.hash.as_deref());
+            let available = seen
+                .replica_sets
+                .iter()
+                .any(|r| Some(r.hash.as_str()) == canary && r.available > 0);
+            if added && (canary != Some(hash.as_str()) || !available) {
+                return Err(format!(
+                    "a header route added while the canary Service selects {canary:?} (current {hash}, available: {available})"
+                ));
+            }
         }
         let selected = |w: &rollout_core::world::World, stable: bool| {
             let s = if stable {

@@ -16,8 +16,10 @@
 //!   starts or a retry asks;
 //! - with pingPong, the stable Service never leaves the stable revision
 //!   (the roles swap instead);
-//! - every Ingress carries the same weights after each reconcile, and a
-//!   setWeight counts only once all of them carry it;
+//! - every Ingress carries the same weights and header routes after each
+//!   reconcile, and a setWeight or setHeaderRoute counts only once all of
+//!   them carry it; a header route is added only while the canary Service
+//!   selects the current revision, its pods available;
 //! - no canary gets more traffic than its current step allows, traffic only
 //!   grows towards ReplicaSets with the available pods for their share, an
 //!   earlier canary never gains any, an abort sends it all back;
@@ -36,6 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
+use rollout_core::alb::routes::{carried_conditions, routes_carried};
 use rollout_core::decide::{
     INCONCLUSIVE_REASON, canary_replicas, decide, ingress_weights, weight_before,
 };
@@ -62,11 +65,17 @@ const STEPS: [&str; 6] = [
     "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {}}]",
     "[{setCanaryScale: {replicas: 3}}, {setWeight: 20}, {pause: {}}, ANALYSIS, {setCanaryScale: {weight: 40}}, \
       {setWeight: 60}, {pause: {duration: 1m}}, {setCanaryScale: {matchTrafficWeight: true}}, {setWeight: 80}]",
-    "[{setWeight: 10}, {pause: {duration: 10s}}, {setWeight: 40}, {pause: {}}, {setWeight: 70}, {pause: {duration: 20s}}]",
+    "[{setWeight: 10}, TESTERS, {pause: {duration: 10s}}, {setWeight: 40}, MOBILE, {setHeaderRoute: {name: testers}}, \
+      {pause: {}}, {setWeight: 70}, {pause: {duration: 20s}}]",
     "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
-    "[{setWeight: 30}, {pause: {duration: 5s}}, ANALYSIS, {setWeight: 60}, {pause: {}}]",
+    "[{setWeight: 30}, TESTERS, {pause: {duration: 5s}}, ANALYSIS, {setWeight: 60}, {pause: {}}]",
 ];
+/// Header routes (variants 2 and 5): testers' and mobile clients' requests
+/// to the canary.
+const TESTERS: &str = "{setHeaderRoute: {name: testers, match: [{headerName: X-Canary, headerValue: {exact: 'yes'}}]}}";
+const MOBILE: &str = "{setHeaderRoute: {name: mobile, match: [{headerName: User-Agent, headerValue: {prefix: 'Mobile'}}, {headerName: X-Canary, headerValue: {exact: 'no'}}]}}";
+const ROUTES: &str = "{spec: {strategy: {canary: {trafficRouting: {managedRoutes: [{name: testers}, {name: mobile}]}}}}}";
 /// Variant 1: only the newest old ReplicaSet waits out the scale-down
 /// delay; sticky target groups.
 const REVISION_LIMIT: &str =
@@ -164,10 +173,14 @@ fn alb() -> impl Strategy<Value = Alb> {
 }
 
 /// The Rollout of variant `v` (a background analysis and two Ingresses in
-/// variant 2; a rollback window of 2 in all),
+/// variant 2; header routes in 2 and 5; a rollback window of 2 in all),
 /// deployed once on `backend:1` behind an ALB with `alb`'s timing.
 fn deployed(v: usize, alb: Alb) -> Simulation {
-    let mut rollout: Rollout = common::rollout(&STEPS[v].replace("ANALYSIS", ANALYSIS));
+    let steps = STEPS[v]
+        .replace("ANALYSIS", ANALYSIS)
+        .replace("TESTERS", TESTERS)
+        .replace("MOBILE", MOBILE);
+    let mut rollout: Rollout = common::rollout(&steps);
     // Without target health, the controller waits what the ALB takes.
     let timing = format!(
         "{{spec: {{strategy: {{canary: {{trafficRouting: {{alb: {{targetHealth: {{settleSeconds: {}, drainSeconds: {DEREGISTRATION}}}}}}}}}}}}}}}",
@@ -178,7 +191,7 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
     rollout = serde_json::from_value(doc).unwrap();
     if v == 2 {
         let background: RolloutAnalysis =
-            serde_yaml::from_str("{templates: [{templateName: error-rate}], startingStep: 2}")
+            serde_yaml::from_str("{templates: [{templateName: error-rate}], startingStep: 3}")
                 .unwrap();
         rollout.spec.strategy.canary.as_mut().unwrap().analysis = Some(background);
         // Two Ingresses (say an internal and a public ALB).
@@ -193,6 +206,11 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
         5 => Some(PING_PONG),
         _ => None,
     };
+    if matches!(v, 2 | 5) {
+        let mut doc = serde_json::to_value(&rollout).unwrap();
+        json_patch::merge(&mut doc, &serde_yaml::from_str(ROUTES).unwrap());
+        rollout = serde_json::from_value(doc).unwrap();
+    }
     if let Some(patch) = variant {
         let mut doc = serde_json::to_value(&rollout).unwrap();
         json_patch::merge(&mut doc, &serde_yaml::from_str(patch).unwrap());
