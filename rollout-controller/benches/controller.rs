@@ -56,6 +56,7 @@ fn decision_cost() {
         scale_down_at: None,
         created: None,
         pod_metadata: Default::default(),
+        stops_gracefully: false,
     };
     let action = r#"{"Type":"forward","ForwardConfig":{"TargetGroups":[{"ServiceName":"svc-0-canary","ServicePort":"80","Weight":10},{"ServiceName":"svc-0","ServicePort":"80","Weight":90}]}}"#;
     let world = World {

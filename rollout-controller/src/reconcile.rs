@@ -23,7 +23,9 @@ use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
 use crate::expectations::{Expectations, Kind, Ledger, conditional, versions};
 use crate::notifications::Notifier;
-use crate::replica_sets::{move_pod_metadata, new_replica_set, recorded_metadata};
+use crate::replica_sets::{
+    STOPS_GRACEFULLY, move_pod_metadata, new_replica_set, recorded_metadata,
+};
 use crate::telemetry::Metrics;
 use crate::watches::Watches;
 use rollout_core::alb::routes::{RouteTarget, route_edit};
@@ -560,6 +562,7 @@ fn replica_set_view(rs: &CachedReplicaSet) -> Option<ReplicaSetView> {
             .and_then(|t| t.parse().ok()),
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
         pod_metadata: recorded_metadata(rs.annotations()),
+        stops_gracefully: rs.annotations().contains_key(STOPS_GRACEFULLY),
     })
 }
 
@@ -600,11 +603,20 @@ async fn execute(
             hash,
             replicas,
             pod_metadata,
+            pre_stop,
         } => {
             let template = world
                 .pod_template(&rollout.spec)
                 .expect("decided with the pod template observed");
-            let rs = new_replica_set(rollout, template, selector, hash, *replicas, pod_metadata);
+            let rs = new_replica_set(
+                rollout,
+                template,
+                selector,
+                hash,
+                *replicas,
+                pod_metadata,
+                *pre_stop,
+            );
             let name = rs.metadata.name.clone().unwrap_or_default();
             match replica_sets.create(&PostParams::default(), &rs).await {
                 Err(kube::Error::Api(e)) if e.code == 409 => {} // created by an earlier attempt

@@ -4,9 +4,10 @@
 //! template and its running pods.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{LifecycleHandler, Pod, PodTemplateSpec, SleepAction};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -19,6 +20,10 @@ use rollout_core::types::{POD_TEMPLATE_HASH, PodMetadata, Rollout};
 /// The role metadata a ReplicaSet's pods carry, as JSON, so the next role
 /// change knows which keys to take off again.
 pub const POD_METADATA: &str = "gantry.dev/pod-metadata";
+
+/// Set on a ReplicaSet whose every container has a preStop hook (gantry's
+/// sleep where it had none): its pods keep serving a while once deleted.
+pub const STOPS_GRACEFULLY: &str = "gantry.dev/stops-gracefully";
 
 /// What a ReplicaSet records as its role metadata.
 pub fn recorded_metadata(annotations: &BTreeMap<String, String>) -> PodMetadata {
@@ -38,8 +43,12 @@ pub fn new_replica_set(
     hash: &str,
     replicas: i32,
     role: &PodMetadata,
+    pre_stop: Option<Duration>,
 ) -> ReplicaSet {
     let mut template = template.clone();
+    if let Some(sleep) = pre_stop {
+        stop_gracefully(&mut template, sleep);
+    }
     let meta = template.metadata.get_or_insert_with(Default::default);
     let mut labels = meta.labels.clone().unwrap_or_default();
     labels.insert(POD_TEMPLATE_HASH.into(), hash.into());
@@ -56,8 +65,14 @@ pub fn new_replica_set(
         .match_labels
         .get_or_insert_with(Default::default)
         .insert(POD_TEMPLATE_HASH.into(), hash.into());
-    let recorded =
-        (!role.is_empty()).then(|| BTreeMap::from([(POD_METADATA.to_string(), record(role))]));
+    let mut recorded = BTreeMap::new();
+    if !role.is_empty() {
+        recorded.insert(POD_METADATA.to_string(), record(role));
+    }
+    if pre_stop.is_some() {
+        recorded.insert(STOPS_GRACEFULLY.to_string(), "true".to_string());
+    }
+    let recorded = (!recorded.is_empty()).then_some(recorded);
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("{}-{hash}", rollout.name_any())),
@@ -76,6 +91,37 @@ pub fn new_replica_set(
         status: None,
     }
 }
+
+/// dynamicStableScale deletes pods the ALB may still send requests to: a
+/// container without a preStop hook gets one sleeping `sleep` (the pod
+/// keeps serving while the LB controller deregisters it), and the pod that
+/// much more grace, so its own shutdown keeps the time it had.
+fn stop_gracefully(template: &mut PodTemplateSpec, sleep: Duration) {
+    let Some(spec) = template.spec.as_mut() else {
+        return;
+    };
+    let seconds = sleep.as_secs().max(1) as i64;
+    let mut added = false;
+    for c in &mut spec.containers {
+        let lifecycle = c.lifecycle.get_or_insert_with(Default::default);
+        if lifecycle.pre_stop.is_none() {
+            lifecycle.pre_stop = Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds }),
+                ..Default::default()
+            });
+            added = true;
+        }
+    }
+    if added {
+        let grace = spec
+            .termination_grace_period_seconds
+            .unwrap_or(DEFAULT_GRACE);
+        spec.termination_grace_period_seconds = Some(grace + seconds);
+    }
+}
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: i64 = 30;
 
 fn record(role: &PodMetadata) -> String {
     serde_json::to_string(role).expect("string maps serialize")
@@ -145,4 +191,36 @@ pub async fn move_pod_metadata(
     }
     tracing::info!(rollout = %rollout.name_any(), replica_set = %name, "role metadata moved");
     Ok(written.metadata.resource_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pre_stop_sleep_goes_only_where_there_is_no_hook() {
+        let mut template: PodTemplateSpec = serde_json::from_value(json!({"spec": {
+            "containers": [
+                {"name": "api", "image": "api:1"},
+                {"name": "proxy", "image": "proxy:1",
+                 "lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}}
+            ]
+        }}))
+        .unwrap();
+        stop_gracefully(&mut template, Duration::from_secs(20));
+        let spec = serde_json::to_value(template.spec.unwrap()).unwrap();
+        assert_eq!(
+            spec["containers"][0]["lifecycle"],
+            json!({"preStop": {"sleep": {"seconds": 20}}})
+        );
+        assert_eq!(
+            spec["containers"][1]["lifecycle"],
+            json!({"preStop": {"exec": {"command": ["drain"]}}}),
+            "the user's own hook is kept"
+        );
+        assert_eq!(
+            spec["terminationGracePeriodSeconds"], 50,
+            "30 s default + 20 s"
+        );
+    }
 }

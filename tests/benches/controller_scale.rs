@@ -112,6 +112,7 @@ fn object_memory() {
         &hash,
         3,
         &Default::default(),
+        None,
     );
     let rs = api.create(
         "apis/apps/v1/replicasets",

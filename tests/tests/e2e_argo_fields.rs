@@ -14,6 +14,9 @@
 //! - `pingPong`: the canary's Service becomes the stable one at promotion;
 //! - `alb.ingresses`: two Ingresses carry the weights, both reset when the
 //!   Rollout is deleted;
+//! - `dynamicStableScale`: the stable down to its share once the weight
+//!   moved, back to full size before the weight returns on abort, its
+//!   pods given a preStop sleep;
 //! - header routes (`managedRoutes` + `setHeaderRoute`): the conditions
 //!   and action annotations and the route's path before the root
 //!   Service's, removed by a step, at promotion and when the Rollout is
@@ -472,4 +475,66 @@ fn promotion_removes_the_header_routes() {
     });
     assert_eq!(header_route(&run), (None, vec!["demo-stable".to_string()]));
     assert!(done["canary"]["headerRoutes"].is_null(), "{done:#}");
+}
+
+#[test]
+fn a_dynamically_scaled_stable_follows_its_share_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = routed(
+        json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]),
+        json!({"dynamicStableScale": true}),
+    );
+    let mut run = Run::start(dir.path(), "gantry-dynamic", spec);
+    let first = run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    let stable = first["stableRS"].as_str().unwrap().to_string();
+    // Every container without a preStop hook gets a sleep (the settle
+    // time, at least 1 s), and the pod as much more grace (from 0 here).
+    let rs = run
+        .cluster
+        .list(&replica_sets())
+        .into_iter()
+        .find(|rs| rs["metadata"]["labels"][HASH] == stable.as_str())
+        .unwrap();
+    let pod = &rs["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["lifecycle"]["preStop"],
+        json!({"sleep": {"seconds": 1}})
+    );
+    assert_eq!(pod["terminationGracePeriodSeconds"], 1);
+    assert_eq!(
+        rs["metadata"]["annotations"]["gantry.dev/stops-gracefully"],
+        "true"
+    );
+
+    run.release("2");
+    run.wait("25%", |_, s| Run::paused_at(s, 1));
+    // 75% of 4 pods' traffic on the stable: 3 pods.
+    assert_eq!((run.weight(), run.replicas(&stable)), (Some(25), 3));
+    run.promote();
+    let at_75 = run.wait("75% and the stable at 1 pod", |r, s| {
+        Run::paused_at(s, 3) && r.replicas(&stable) == 1
+    });
+    let canary = at_75["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!((run.weight(), run.replicas(&canary)), (Some(75), 3));
+
+    // Abort: the stable is back to 4 available pods before any weight
+    // returns to it.
+    let patch = json!({"status": {"abort": true}});
+    run.cluster.merge_patch(&rollouts(), "demo", &patch, true);
+    run.wait("the abort", |r, s| {
+        let available = r
+            .cluster
+            .list(&replica_sets())
+            .into_iter()
+            .find(|rs| rs["metadata"]["labels"][HASH] == stable.as_str())
+            .and_then(|rs| rs["status"]["availableReplicas"].as_i64())
+            .unwrap_or(0);
+        if r.weight() != Some(75) {
+            assert_eq!(
+                available, 4,
+                "weight moved back onto {available} stable pods"
+            );
+        }
+        s["phase"] == "Degraded" && r.weight() == Some(0)
+    });
 }

@@ -205,6 +205,7 @@ fn notes(plan: &Plan, ingress: &BTreeMap<String, String>) -> Vec<String> {
             "No traffic routing: the weight is the canary's share of the {} pods; moves keep at most {} extra and {} unavailable (maxSurge, maxUnavailable); {services}.",
             plan.replicas, plan.max_surge, plan.max_unavailable
         ),
+        Some(_) if plan.dynamic_stable_scale => "Traffic routing with dynamicStableScale: the stable keeps the pods for its share of the traffic (at least one), shrinking only once the ALB applies the canary's higher weight and growing back before weight returns to it (an abort brings it to full size first). Its pods get a preStop sleep of the settle time below (where a container has no hook of its own), so a pod deleted while the ALB still sends it requests serves them.".into(),
         Some(_) => "Traffic routing: the stable keeps all its pods until the canary is promoted (maxSurge/maxUnavailable do not apply).".into(),
     });
     if let Some(pp) = &plan.ping_pong {

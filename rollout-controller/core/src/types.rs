@@ -215,6 +215,9 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque")]
     pub anti_affinity: Option<Value>,
+    /// With traffic routing: the stable shrinks to its share of the
+    /// traffic as the canary's grows (once the ALB applies it), and grows
+    /// back before weight returns to it. Its pods then stop gracefully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_stable_scale: Option<bool>,
 }

@@ -35,6 +35,8 @@ pub struct Plan {
     pub stable_service: String,
     pub ping_pong: Option<PingPong>,
     pub alb: Option<Alb>,
+    /// `dynamicStableScale` (with `alb`).
+    pub dynamic_stable_scale: bool,
     pub scale_down_delay: Duration,
     /// `scaleDownDelayRevisionLimit`: old ReplicaSets that may wait out
     /// the delay at once (None: all).
@@ -333,19 +335,23 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
     unsupported(
         &mut errors,
         c,
-        &[
-            (
-                "antiAffinity",
-                canary.anti_affinity.is_some(),
-                "antiAffinity",
-            ),
-            (
-                "dynamicStableScale",
-                canary.dynamic_stable_scale == Some(true),
-                "dynamicStableScale",
-            ),
-        ],
+        &[(
+            "antiAffinity",
+            canary.anti_affinity.is_some(),
+            "antiAffinity",
+        )],
     );
+    let dynamic_stable_scale = canary.dynamic_stable_scale == Some(true);
+    if dynamic_stable_scale && canary.traffic_routing.is_none() {
+        errors.push(format!(
+            "{c}.dynamicStableScale: needs trafficRouting (without it the stable already shrinks as the canary grows)"
+        ));
+    }
+    if dynamic_stable_scale && canary.scale_down_delay_seconds.is_some() {
+        errors.push(format!(
+            "{c}.dynamicStableScale: not with scaleDownDelaySeconds (the stable is already down to its share when the canary is promoted), as in Argo"
+        ));
+    }
 
     let replicas = spec.replicas.unwrap_or(1);
     if replicas < 0 {
@@ -402,6 +408,7 @@ pub fn validate(spec: &RolloutSpec) -> Result<Plan, Vec<String>> {
         stable_service: canary.stable_service.clone(),
         ping_pong,
         alb,
+        dynamic_stable_scale,
         scale_down_delay: timing.scale_down_delay,
         scale_down_revision_limit: timing.scale_down_revision_limit,
         abort_scale_down_delay: timing.abort_scale_down_delay,

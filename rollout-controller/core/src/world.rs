@@ -26,6 +26,9 @@ pub struct ReplicaSetView {
     pub created: Option<Timestamp>,
     /// The role metadata its pods carry (recorded on the ReplicaSet).
     pub pod_metadata: PodMetadata,
+    /// Every container of its pod template has a preStop hook: a deleted
+    /// pod keeps serving while the ALB deregisters it.
+    pub stops_gracefully: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1032,6 +1032,59 @@ fn header_routes_are_checked_against_what_the_alb_can_match() {
 }
 
 // ---------------------------------------------------------------------------
+// dynamicStableScale
+
+#[test]
+fn a_dynamically_scaled_stable_keeps_its_share_and_grows_back_first() {
+    let dynamic = "{spec: {strategy: {canary: {dynamicStableScale: true}}}}";
+    let mut sim = deployed(
+        "[{setWeight: 20}, {pause: {}}, {setWeight: 60}, {pause: {}}, {setWeight: 40}, {pause: {}}]",
+        dynamic,
+    );
+    let stable = sim.hash();
+    release(&mut sim, "backend:2");
+    settle(&mut sim);
+    let canary = sim.hash();
+    // 80% of 5 pods' traffic: 4 stable pods; 1 canary pod.
+    assert_eq!((sim.replicas(&canary), sim.replicas(&stable)), (1, 4));
+    sim.promote();
+    settle(&mut sim);
+    assert_eq!((sim.replicas(&canary), sim.replicas(&stable)), (3, 2));
+    // A lower weight: the stable has its 3 pods before its 60% arrives,
+    // and the canary keeps its 3 (they may still be serving).
+    sim.promote();
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        step(&mut sim);
+        seen.push((sim.canary_weight(), sim.replicas(&stable)));
+        sim.advance(SignedDuration::from_secs(5));
+    }
+    let first_40 = seen.iter().position(|(w, _)| *w == Some(40)).unwrap();
+    assert!(seen[..first_40].iter().any(|(_, r)| *r == 3), "{seen:?}");
+    assert_eq!((sim.replicas(&canary), sim.replicas(&stable)), (3, 3));
+    // Promotion: the canary at full size takes all the traffic, the old
+    // stable keeps one pod until its Service has moved, then goes.
+    sim.promote();
+    settle(&mut sim);
+    assert_eq!(sim.phase(), Some(Phase::Healthy), "{}", message(&sim));
+    assert_eq!((sim.replicas(&canary), sim.replicas(&stable)), (5, 1));
+    for _ in 0..10 {
+        step(&mut sim);
+        sim.advance(SignedDuration::from_secs(5));
+    }
+    assert_eq!(sim.replicas(&stable), 0, "after the scale-down delay");
+
+    rejected(
+        "{spec: {strategy: {canary: {dynamicStableScale: true, scaleDownDelaySeconds: 30}}}}",
+        "spec.strategy.canary.dynamicStableScale: not with scaleDownDelaySeconds",
+    );
+    rejected(
+        "{spec: {strategy: {canary: {dynamicStableScale: true, trafficRouting: null}}}}",
+        "spec.strategy.canary.dynamicStableScale: needs trafficRouting",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // workloadRef
 
 fn referencing(scale_down: &str) -> Simulation {

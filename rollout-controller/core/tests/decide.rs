@@ -236,6 +236,7 @@ fn scale_up_happens_before_traffic_moves() {
                 hash: canary.clone(),
                 replicas: 1,
                 pod_metadata: Default::default(),
+                pre_stop: None,
             }
         ]
     );

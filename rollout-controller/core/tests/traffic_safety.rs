@@ -512,3 +512,83 @@ fn a_new_image_under_a_header_route_loses_no_request() {
         run_until(sim, |s| s.phase() == Some(Phase::Healthy));
     });
 }
+
+// ---------------------------------------------------------------------------
+// dynamicStableScale: the stable shrinks to its share once the weight
+// moved, its pods stopping gracefully (a preStop sleep) while the ALB
+// deregisters them.
+
+fn dynamic() -> Rollout {
+    let mut rollout = common::rollout(
+        "[{setWeight: 25}, {pause: {duration: 5s}}, {setWeight: 75}, {pause: {}}, {setWeight: 50}, {pause: {}}]",
+    );
+    set_dynamic(&mut rollout, Some(true));
+    rollout
+}
+
+fn set_dynamic(rollout: &mut Rollout, on: Option<bool>) {
+    rollout
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .dynamic_stable_scale = on;
+}
+
+#[test]
+fn a_dynamically_scaled_stable_shrinks_and_grows_back_losing_no_request() {
+    each_alb_of(&dynamic(), |sim| {
+        let stable = sim.hash();
+        set_image(sim, "backend:2");
+        run_until(sim, |s| step_index(s) == 3 && s.replicas(&stable) == 2);
+        // 75% to the canary: the stable keeps 2 of 5 for its 25%.
+        assert_eq!(sim.canary_weight(), Some(75));
+        sim.promote();
+        // Back to 50%: 3 stable pods before the weight returns.
+        run_until(sim, |s| step_index(s) == 5);
+        assert_eq!(sim.canary_weight(), Some(50));
+        assert_eq!(sim.replicas(&stable), 3);
+        sim.promote();
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Healthy) && s.replicas(&stable) == 0
+        });
+    });
+}
+
+#[test]
+fn an_abort_grows_the_stable_back_before_the_weight_returns() {
+    each_alb_of(&dynamic(), |sim| {
+        let stable = sim.hash();
+        set_image(sim, "backend:2");
+        let canary = sim.hash();
+        run_until(sim, |s| step_index(s) == 3 && s.replicas(&stable) == 2);
+        sim.operate(Op::Abort).unwrap();
+        run_until(sim, |s| {
+            s.phase() == Some(Phase::Degraded) && s.replicas(&canary) == 0
+        });
+        assert_eq!(sim.replicas(&stable), 5);
+        assert_eq!(sim.canary_weight(), Some(0));
+    });
+}
+
+#[test]
+fn a_stable_created_without_the_pre_stop_hook_keeps_its_size() {
+    // Deployed before dynamicStableScale was set: its pods would stop at
+    // once when deleted, and the ALB may still send them requests.
+    let mut before = dynamic();
+    set_dynamic(&mut before, None);
+    let mut sim = deployed_rollout(before, 10, Endpoints, 10 + HEALTH_CHECK);
+    let stable = sim.hash();
+    set_dynamic(&mut sim.rollout, Some(true));
+    set_image(&mut sim, "backend:2");
+    run_until(&mut sim, |s| step_index(s) == 3);
+    let later = sim.world.now + SignedDuration::from_mins(2);
+    run_until(&mut sim, |s| s.world.now >= later);
+    assert!(sim.violations.is_empty(), "{:#?}", sim.violations);
+    assert_eq!(
+        sim.replicas(&stable),
+        5,
+        "no hook: the stable keeps its size"
+    );
+}

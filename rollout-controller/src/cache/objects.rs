@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{cached_resource, keep_annotations, lean_meta};
 use crate::reconcile::{SCALE_DOWN_AT, SELECTED_AT};
-use crate::replica_sets::POD_METADATA;
+use crate::replica_sets::{POD_METADATA, STOPS_GRACEFULLY};
 use rollout_core::alb::MANAGED_ACTIONS;
 use rollout_core::types::POD_TEMPLATE_HASH;
 use rollout_core::validate::GATE_ANNOTATIONS;
@@ -49,7 +49,7 @@ cached_resource!(CachedReplicaSet, ReplicaSet);
 pub fn trim_replica_set(rs: &mut CachedReplicaSet) {
     lean_meta(&mut rs.metadata);
     keep_annotations(&mut rs.metadata, |k| {
-        k == SCALE_DOWN_AT || k == POD_METADATA
+        k == SCALE_DOWN_AT || k == POD_METADATA || k == STOPS_GRACEFULLY
     });
     if let Some(labels) = &mut rs.metadata.labels {
         labels.retain(|k, _| k == POD_TEMPLATE_HASH);

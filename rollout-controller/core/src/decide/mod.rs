@@ -29,7 +29,7 @@
 //! One `impl Decider` per concern: `revisions` (first deploy, settled,
 //! promoted, aborted), `steps` (walking a canary's steps), `pauses`,
 //! `services` (the stable and canary Services), `traffic` (weights),
-//! `routes` (header routes),
+//! `routes` (header routes), `dynamic` (`dynamicStableScale`),
 //! `gates` (analysis), `targets` (traffic safety at the ALB), `replica_sets` (scaling, scale-down, restarts),
 //! `status` (phase, message, conditions, requeues).
 
@@ -51,6 +51,7 @@ use crate::validate::{BACKGROUND, PING, PONG, Plan, StepKind, plan_of};
 
 mod basic;
 mod deadline;
+mod dynamic;
 mod gates;
 mod metadata;
 mod pauses;
@@ -73,6 +74,10 @@ pub enum Action {
         hash: String,
         replicas: i32,
         pod_metadata: PodMetadata,
+        /// `dynamicStableScale`: containers without a preStop hook get one
+        /// sleeping this long (the pod keeps serving while the ALB
+        /// deregisters it), and the pod that much more grace.
+        pre_stop: Option<Duration>,
     },
     /// Replace a ReplicaSet's role metadata (`from`) by `to`, on its pod
     /// template and on its running pods.
@@ -358,6 +363,10 @@ pub fn canary_replicas_after(plan: &Plan, step: usize) -> i32 {
 pub fn stable_replicas(plan: &Plan, weight: i32) -> i32 {
     let rest = plan.replicas - canary_replicas(plan.replicas, weight);
     match (&plan.alb, plan.stable_service.is_empty()) {
+        // Its share, rounded up, and a pod while its Service selects it.
+        (Some(_), _) if plan.dynamic_stable_scale => {
+            canary_replicas(plan.replicas, 100 - weight).max(plan.replicas.min(1))
+        }
         (Some(_), _) => plan.replicas,
         (None, true) => rest.max(0),
         (None, false) => rest.max(plan.replicas.min(1)),

@@ -17,10 +17,12 @@ impl Decider<'_> {
         match self.rs(hash) {
             None => {
                 let pod_metadata = self.role_metadata(plan, hash).cloned().unwrap_or_default();
+                let pre_stop = self.pre_stop(plan);
                 self.actions.push(Action::CreateReplicaSet {
                     hash: hash.to_string(),
                     replicas,
                     pod_metadata,
+                    pre_stop,
                 })
             }
             Some(rs) if rs.replicas != replicas => {

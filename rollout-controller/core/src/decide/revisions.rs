@@ -154,7 +154,9 @@ impl Decider<'_> {
         // Service goes back to the stable pods once its group carries no
         // weight, and the canary leaves the target groups before it is
         // scaled down.
-        let stable_serves = self.fully_available(stable, plan.replicas)
+        // (dynamicStableScale: it grows back first, a traffic gate.)
+        let stable_serves = self.stable_can_take(plan, 100)
+            && self.fully_available(stable, plan.replicas)
             && self.repoint(plan, &plan.stable_service, stable);
         if stable_serves
             && self.ensure_weights(plan, 0)

@@ -32,9 +32,11 @@ impl Decider<'_> {
             }
         }
         // A basic canary shares `replicas` with the stable (`set_weight`);
-        // an abort brings the stable back to full size at once.
+        // with traffic routing it keeps them all, or (dynamicStableScale)
+        // its share; an abort brings it back to full size at once.
         if plan.alb.is_some() || self.status.abort {
-            self.ensure_replicas(plan, stable, plan.replicas);
+            let size = self.stable_size(plan, stable, hash);
+            self.ensure_replicas(plan, stable, size);
         }
         self.cancel_scale_down(stable);
 

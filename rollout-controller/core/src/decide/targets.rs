@@ -162,7 +162,7 @@ impl Decider<'_> {
     }
 
     /// Since when the weights in force have been (`status.canary.weights.since`).
-    fn weights_since(&self) -> Option<Timestamp> {
+    pub(super) fn weights_since(&self) -> Option<Timestamp> {
         let weights = self.status.canary.weights.as_ref()?;
         weights.since.as_deref()?.parse().ok()
     }
@@ -387,7 +387,7 @@ impl Decider<'_> {
     }
 
     /// Without the ELBv2 API: the settle time of the slowest ALB.
-    fn settle_time(&self, alb: &Alb) -> Duration {
+    pub(super) fn settle_time(&self, alb: &Alb) -> Duration {
         self.longest(|a| alb.gates.settle(alb, a))
     }
 
@@ -407,7 +407,13 @@ impl Decider<'_> {
 
     /// Records a wait in the status (keeping when it started) and looks
     /// again soon; returns when it started.
-    fn waiting(&mut self, kind: GateKind, target: &str, hash: &str, message: String) -> Timestamp {
+    pub(super) fn waiting(
+        &mut self,
+        kind: GateKind,
+        target: &str,
+        hash: &str,
+        message: String,
+    ) -> Timestamp {
         let since = self
             .gate_before(kind, target, hash)
             .and_then(|g| g.since.parse().ok())
@@ -435,7 +441,7 @@ impl Decider<'_> {
     }
 
     /// Whether `wait` has passed since `since` (else look again then).
-    fn elapsed(&mut self, since: Timestamp, wait: Duration) -> bool {
+    pub(super) fn elapsed(&mut self, since: Timestamp, wait: Duration) -> bool {
         let due = since + SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
         if self.world.now >= due {
             return true;
@@ -447,7 +453,7 @@ impl Decider<'_> {
     /// A weight gate that waited too long: a canary is aborted, as by a
     /// failed analysis; anything else waits on (the progress deadline
     /// reports it).
-    fn gate_timed_out(&mut self, message: &str, timeout: Duration) {
+    pub(super) fn gate_timed_out(&mut self, message: &str, timeout: Duration) {
         let canary = self
             .status
             .stable_rs

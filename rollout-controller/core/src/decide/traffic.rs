@@ -96,7 +96,7 @@ impl Decider<'_> {
     fn may_move(&mut self, plan: &Plan, canary: i32) -> bool {
         // Each Ingress (ALB) on its own: any that would give the canary
         // more needs its group serving, any that would take from it the
-        // stable's.
+        // stable's (with dynamicStableScale, grown back to its share).
         let now: Vec<i32> = if Self::direct(plan) {
             self.aws_weights().map(|(c, _)| c).into_iter().collect()
         } else {
@@ -105,7 +105,9 @@ impl Decider<'_> {
         let grows = now.iter().any(|w| canary > *w);
         let shrinks = now.iter().any(|w| canary < *w);
         (!grows || self.weight_gate(plan, &plan.canary_service.clone()))
-            && (!shrinks || self.weight_gate(plan, &plan.stable_service.clone()))
+            && (!shrinks
+                || (self.stable_can_take(plan, 100 - canary)
+                    && self.weight_gate(plan, &plan.stable_service.clone())))
     }
 
     /// Records the weights in force, and what AWS shows, in the status.

@@ -79,6 +79,7 @@ impl Simulation {
     /// readiness gate that passed made a pod Ready, so that the LB
     /// controller sees that at once.
     pub(super) fn sync_traffic(&mut self) {
+        self.stop_pods();
         self.sync_endpoints();
         self.sync_lb();
         if self.readiness_gates {
@@ -140,11 +141,11 @@ impl Simulation {
                 .world
                 .pods
                 .iter()
-                .filter(|p| p.hash == rs.hash)
+                .filter(|p| p.hash == rs.hash && !p.terminating)
                 .collect();
             pods.sort_by_key(|p| pod_number(p));
             for (i, p) in pods.iter().enumerate() {
-                up.insert(p.name.clone(), (i as i32) < rs.available && !p.terminating);
+                up.insert(p.name.clone(), (i as i32) < rs.available);
             }
         }
         up
@@ -240,11 +241,15 @@ impl Simulation {
         }
     }
 
-    /// When the LB controller or the ALB next change something (after now).
+    /// When the LB controller or the ALB next change something, or a
+    /// terminating pod exits (after now).
     pub(super) fn next_lb_change(&self) -> Option<Timestamp> {
-        self.lb_controller
+        let lb = self
+            .lb_controller
             .then(|| self.lb.next_change(self.world.now))
-            .flatten()
+            .flatten();
+        let exit = self.next_pod_exit().filter(|t| *t > self.world.now);
+        lb.into_iter().chain(exit).min()
     }
 
     /// The ALB's data plane now: every group with weight has a healthy
@@ -285,8 +290,10 @@ impl Simulation {
         }
     }
 
-    /// A pod is about to be deleted: no request may still reach it.
-    pub(super) fn check_pod_removal(&mut self, pod: &PodView) {
+    /// A pod is about to be deleted (or, `graceful`, exits at the end of
+    /// its preStop sleep, finishing what it was given): no new request may
+    /// still reach it.
+    pub(super) fn check_pod_removal(&mut self, pod: &PodView, graceful: bool) {
         let Some(plan) = plan_of(&self.rollout).ok() else {
             return;
         };
@@ -308,7 +315,7 @@ impl Simulation {
                 .map(|t| t.0);
             let routed = *service == plan.canary_service && !self.lb.routes.is_empty();
             let live = match state {
-                Some(TargetState::Draining) => true,
+                Some(TargetState::Draining) => !graceful,
                 Some(TargetState::Healthy) => weight > 0 || routed,
                 _ => false,
             };
@@ -344,7 +351,7 @@ impl Simulation {
             .world
             .pods
             .iter()
-            .filter(|p| p.hash == pod.hash && pod_number(p) < pod_number(pod))
+            .filter(|p| p.hash == pod.hash && !p.terminating && pod_number(p) < pod_number(pod))
             .count();
         (older as i32) < rs.available
     }

@@ -2,7 +2,7 @@
 //! the ALB changed as the glue would change them, and pods run as the
 //! ReplicaSet controller and the kubelet would run them.
 
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::decide::Action;
 use crate::world::{HealthGate, PodView, ReplicaSetView};
@@ -16,7 +16,12 @@ impl Simulation {
                 hash,
                 replicas,
                 pod_metadata,
+                pre_stop,
             } => {
+                if let Some(d) = pre_stop {
+                    let d = SignedDuration::try_from(*d).expect("a short duration");
+                    self.pre_stop.insert(hash.clone(), d);
+                }
                 self.created += 1;
                 self.world.replica_sets.push(ReplicaSetView {
                     name: format!(
@@ -30,6 +35,7 @@ impl Simulation {
                     scale_down_at: None,
                     created: Timestamp::from_second(self.created).ok(),
                     pod_metadata: pod_metadata.clone(),
+                    stops_gracefully: pre_stop.is_some(),
                 });
             }
             Action::ScaleReplicaSet { name, replicas } => {
@@ -113,7 +119,8 @@ impl Simulation {
         let now = self.world.now;
         let mut removed = Vec::new();
         for rs in &mut self.world.replica_sets {
-            let mine = |p: &PodView| p.hash == rs.hash;
+            // Terminating pods are no longer the ReplicaSet's replicas.
+            let mine = |p: &PodView| p.hash == rs.hash && !p.terminating;
             let have = self.world.pods.iter().filter(|p| mine(p)).count() as i32;
             for _ in have..rs.replicas {
                 self.created += 1;
@@ -140,13 +147,23 @@ impl Simulation {
                 });
             }
             let mut extra = (have - rs.replicas).max(0);
-            self.world.pods.retain(|p| {
+            let pre_stop = self.pre_stop.get(&rs.hash).copied();
+            self.world.pods.retain_mut(|p| {
                 let drop = mine(p) && extra > 0;
                 extra -= i32::from(drop);
-                if drop {
-                    removed.push(p.clone());
+                match (drop, pre_stop) {
+                    // Its preStop hook keeps it serving a while.
+                    (true, Some(sleep)) => {
+                        p.terminating = true;
+                        self.stopping.insert(p.name.clone(), now + sleep);
+                        true
+                    }
+                    (true, None) => {
+                        removed.push(p.clone());
+                        false
+                    }
+                    (false, _) => true,
                 }
-                !drop
             });
             if self.kubelet {
                 rs.available = rs.replicas;
@@ -160,15 +177,43 @@ impl Simulation {
             .map(|r| r.hash.clone())
             .collect();
         self.world.pods.retain(|p| {
-            let keep = hashes.contains(&p.hash);
+            // A terminating pod exits when its preStop sleep is over.
+            let keep = hashes.contains(&p.hash) || p.terminating;
             if !keep {
                 removed.push(p.clone());
             }
             keep
         });
         for pod in &removed {
-            self.check_pod_removal(pod);
+            self.check_pod_removal(pod, false);
+            self.gates.remove(&pod.name);
+            self.stopping.remove(&pod.name);
+        }
+    }
+
+    /// Terminating pods whose preStop sleep is over exit (finishing the
+    /// requests they were given, within their grace period).
+    pub(super) fn stop_pods(&mut self) {
+        let now = self.world.now;
+        let due: Vec<String> = self
+            .stopping
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.stopping.remove(&name);
+            let Some(i) = self.world.pods.iter().position(|p| p.name == name) else {
+                continue;
+            };
+            let pod = self.world.pods.remove(i);
+            self.check_pod_removal(&pod, true);
             self.gates.remove(&pod.name);
         }
+    }
+
+    /// When the next terminating pod exits.
+    pub(super) fn next_pod_exit(&self) -> Option<Timestamp> {
+        self.stopping.values().copied().min()
     }
 }

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::IngressRule;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::alb::routes::USE_ANNOTATION;
 use crate::analysis::QueryValue;
@@ -56,6 +57,10 @@ pub struct Simulation {
     /// Each pod's readiness gates: by the Service whose group it is for,
     /// the condition the LB controller last set.
     gates: BTreeMap<String, BTreeMap<String, HealthGate>>,
+    /// preStop sleeps by ReplicaSet hash (dynamicStableScale): a deleted
+    /// pod of theirs terminates, serving on, until `stopping` says.
+    pre_stop: BTreeMap<String, SignedDuration>,
+    stopping: BTreeMap<String, Timestamp>,
     /// Broken safety invariants, in the order they happened.
     pub violations: Vec<String>,
     /// When `Some`, someone subscribes to notifications: every reconcile
@@ -110,6 +115,8 @@ impl Simulation {
             lb: Lb::default(),
             readiness_gates: false,
             gates: BTreeMap::new(),
+            pre_stop: BTreeMap::new(),
+            stopping: BTreeMap::new(),
             violations: Vec::new(),
             notifications: None,
             created: 0,

@@ -367,6 +367,23 @@ impl Model {
                 "{weight}% sent to {canary:?} before all its pods were available"
             ));
         }
+        // A dynamically scaled stable has the pods for a share before it
+        // gets it.
+        let stable_share = 100 - weight;
+        if roles.dynamic_stable_scale && stable_share > 100 - weight_seen {
+            let on = selected(seen, true);
+            let need = canary_replicas(self.plan.replicas, stable_share);
+            let has = seen
+                .replica_sets
+                .iter()
+                .find(|r| Some(&r.hash) == on.as_ref())
+                .map_or(0, |r| r.available);
+            if has < need {
+                return Err(format!(
+                    "{stable_share}% moved onto the stable Service's {on:?}, which had {has} available pods of the {need} for it"
+                ));
+            }
+        }
         let stable = selected(world, true);
         if roles.ping_pong.is_some() && stable.is_some() && stable != status.stable_rs {
             return Err(format!(

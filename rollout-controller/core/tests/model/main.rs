@@ -16,6 +16,8 @@
 //!   starts or a retry asks;
 //! - with pingPong, the stable Service never leaves the stable revision
 //!   (the roles swap instead);
+//! - with dynamicStableScale, weight moves onto the stable only once it
+//!   has the available pods for its share;
 //! - every Ingress carries the same weights and header routes after each
 //!   reconcile, and a setWeight or setHeaderRoute counts only once all of
 //!   them carry it; a header route is added only while the canary Service
@@ -61,7 +63,7 @@ mod events;
 const PAUSE_REASON: &str = "CanaryPauseStep";
 
 /// The step lists the releases walk (`ANALYSIS`: a step analysis).
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}, {pause: {}}]",
     "[{setCanaryScale: {replicas: 3}}, {setWeight: 20}, {pause: {}}, ANALYSIS, {setCanaryScale: {weight: 40}}, \
       {setWeight: 60}, {pause: {duration: 1m}}, {setCanaryScale: {matchTrafficWeight: true}}, {setWeight: 80}]",
@@ -70,6 +72,7 @@ const STEPS: [&str; 6] = [
     "[{setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 80}, {pause: {}}]",
     "[{setWeight: 20}, {pause: {}}, {setWeight: 40}, {pause: {duration: 10s}}, ANALYSIS, {setWeight: 100}, {pause: {duration: 10s}}]",
     "[{setWeight: 30}, TESTERS, {pause: {duration: 5s}}, ANALYSIS, {setWeight: 60}, {pause: {}}]",
+    "[{setWeight: 25}, {pause: {duration: 5s}}, {setWeight: 75}, {pause: {}}, {setWeight: 50}, ANALYSIS, {setWeight: 80}]",
 ];
 /// Header routes (variants 2 and 5): testers' and mobile clients' requests
 /// to the canary.
@@ -96,6 +99,8 @@ const PING_PONG: &str = r#"{spec: {strategy: {canary: {canaryService: "", stable
 /// Argo's default maxSurge and maxUnavailable (25%).
 const NO_SERVICES: &str = r#"{spec: {strategy: {canary: {trafficRouting: null,
   canaryService: "", stableService: ""}}}}"#;
+/// Variant 6: dynamicStableScale, the stable shrinking to its share.
+const DYNAMIC: &str = "{spec: {strategy: {canary: {dynamicStableScale: true}}}}";
 const ANALYSIS: &str = "{analysis: {templates: [{templateName: error-rate}]}}";
 
 #[derive(Debug, Clone)]
@@ -204,6 +209,7 @@ fn deployed(v: usize, alb: Alb) -> Simulation {
         3 => Some(BASIC),
         4 => Some(NO_SERVICES),
         5 => Some(PING_PONG),
+        6 => Some(DYNAMIC),
         _ => None,
     };
     if matches!(v, 2 | 5) {
