@@ -10,13 +10,15 @@
 //! `server` (health and metrics endpoints), `watches` (the watches kept
 //! alive, and whether the caches are fresh), `events`, `notifications`
 //! (destinations and background delivery); `elbv2` is the AWS client.
-//! Measurements come from `rollout-metrics`, shared with the CLI.
+//! Measurements come from `rollout-metrics`, shared with the CLI, and
+//! (`job` metrics) from Jobs in the cluster (`jobs`).
 
 pub mod cache;
 pub mod client;
 pub mod elbv2;
 pub mod events;
 pub mod expectations;
+pub mod jobs;
 pub mod leader;
 pub mod notifications;
 pub mod reconcile;

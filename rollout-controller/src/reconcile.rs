@@ -22,6 +22,7 @@ use crate::cache::{CachedIngress, CachedReplicaSet, CachedRollout, Caches};
 use crate::elbv2::{Elbv2, IngressTarget};
 use crate::events;
 use crate::expectations::{Expectations, Kind, Ledger, conditional, versions};
+use crate::jobs;
 use crate::notifications::Notifier;
 use crate::replica_sets::{
     STOPS_GRACEFULLY, move_pod_metadata, new_replica_set, recorded_metadata,
@@ -30,7 +31,7 @@ use crate::telemetry::Metrics;
 use crate::watches::Watches;
 use rollout_core::alb::routes::{RouteTarget, route_edit};
 use rollout_core::alb::{self, ForwardWeights};
-use rollout_core::analysis::{self, ArgContext};
+use rollout_core::analysis::{self, ArgContext, Provider};
 use rollout_core::decide::{Action, decide, pending_restart};
 use rollout_core::status_patch::status_patch;
 use rollout_core::types::{AnalysisPhase, POD_TEMPLATE_HASH, Rollout, SecretKeyRef};
@@ -492,13 +493,18 @@ async fn measure(
             .unwrap_or_default();
         analysis::due(run, run_metrics, world.now)
             .into_iter()
-            .map(move |m| (run.name.clone(), m))
+            .map(move |m| (*run, m))
     });
     let name = rollout.name_any();
     let taken = futures::future::join_all(due.map(|(run, metric)| {
         let name = &name;
         async move {
-            let (measurement, _) = rollout_metrics::measure(&ctx.prometheus, metric).await;
+            let measurement = match &metric.provider {
+                // Recorded once its Job finished.
+                Provider::Job(job) => jobs::measure(&ctx.client, rollout, run, metric, job).await?,
+                _ => rollout_metrics::measure(&ctx.prometheus, metric).await.0,
+            };
+            let run = run.name.clone();
             tracing::info!(
                 rollout = %name,
                 run = %run,
@@ -509,16 +515,16 @@ async fn measure(
                 message = measurement.message.as_deref().unwrap_or(""),
                 "measured"
             );
-            Taken {
+            Some(Taken {
                 run,
                 pod_template_hash: hash.to_string(),
                 metric: metric.name.clone(),
                 measurement,
-            }
+            })
         }
     }))
     .await;
-    Ok(taken)
+    Ok(taken.into_iter().flatten().collect())
 }
 
 /// The Secret keys the templates' arguments read.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -145,6 +146,59 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("delete {name}: {e}"));
     }
 
+    /// Plays the Job controller and the kubelet for a Job: on the fake, its
+    /// status says it completed (or failed); on a real cluster its pods
+    /// report that they ran to the end (or failed), and the Job controller
+    /// takes it from there.
+    pub fn finish_job(&self, name: &str, succeeded: bool) {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        if self.fake.is_some() {
+            let (kind, count) = if succeeded {
+                ("Complete", "succeeded")
+            } else {
+                ("Failed", "failed")
+            };
+            let mut conditions =
+                vec![json!({"type": kind, "status": "True", "lastTransitionTime": now})];
+            if succeeded {
+                conditions.insert(0, json!({"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now}));
+            } else {
+                conditions.insert(0, json!({"type": "FailureTarget", "status": "True", "lastTransitionTime": now, "reason": "BackoffLimitExceeded"}));
+                conditions[1]["reason"] = json!("BackoffLimitExceeded");
+                conditions[1]["message"] = json!("Job has reached the specified backoff limit");
+            }
+            let status = json!({"status": {"startTime": now, "completionTime": if succeeded { json!(now) } else { json!(null) },
+                count: 1, "conditions": conditions}});
+            return self.merge_patch(&jobs(), name, &status, true);
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let selector = format!("batch.kubernetes.io/job-name={name}");
+        let listed = self
+            .block_on(pods.list(&ListParams::default().labels(&selector)))
+            .unwrap_or_else(|e| panic!("pods of Job {name}: {e}"));
+        let (phase, code) = if succeeded {
+            ("Succeeded", 0)
+        } else {
+            ("Failed", 1)
+        };
+        for pod in listed.items {
+            let container = pod
+                .spec
+                .as_ref()
+                .map(|s| s.containers[0].name.clone())
+                .unwrap_or_default();
+            let status = json!({"status": {"phase": phase, "containerStatuses": [{
+                "name": container, "image": "", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "startedAt": now, "finishedAt": now}}}]}});
+            self.block_on(pods.patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            ))
+            .unwrap_or_else(|e| panic!("pod {}: {e}", pod.name_any()));
+        }
+    }
+
     /// A JSON merge patch of the object, or of its status.
     pub fn merge_patch(&self, resource: &ApiResource, name: &str, patch: &Value, status: bool) {
         let api = self.api(resource);
@@ -189,6 +243,14 @@ pub fn replica_sets() -> ApiResource {
 
 pub fn ingresses() -> ApiResource {
     ApiResource::erase::<Ingress>(&())
+}
+
+pub fn jobs() -> ApiResource {
+    ApiResource::erase::<Job>(&())
+}
+
+pub fn analysis_templates() -> ApiResource {
+    ApiResource::erase::<AnalysisTemplate>(&())
 }
 
 /// Waits up to 2 minutes for `probe` to give a value.

@@ -212,7 +212,7 @@ fn templates_that_cannot_work_are_refused_with_their_paths() {
     let r = analysis_run(&file, &["base=http://127.0.0.1:9"]);
     assert!(
         r.stderr
-            .contains("spec.metrics[0].provider: give one of prometheus, web or cloudWatch"),
+            .contains("spec.metrics[0].provider: give one of prometheus, web, cloudWatch or job"),
         "{}",
         r.stderr
     );

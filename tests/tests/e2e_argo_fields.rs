@@ -17,6 +17,8 @@
 //! - `dynamicStableScale`: the stable down to its share once the weight
 //!   moved, back to full size before the weight returns on abort, its
 //!   pods given a preStop sleep;
+//! - `job` metrics: a Job per measurement, its outcome the measurement's
+//!   (the Job controller and kubelet played where there are none);
 //! - header routes (`managedRoutes` + `setHeaderRoute`): the conditions
 //!   and action annotations and the route's path before the root
 //!   Service's, removed by a step, at promotion and when the Rollout is
@@ -25,7 +27,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use gantry_tests::cluster::{Cluster, ingresses, replica_sets, rollouts, services};
+use gantry_tests::cluster::{
+    Cluster, analysis_templates, ingresses, jobs, replica_sets, rollouts, services,
+};
 use gantry_tests::controller::Controller;
 use gantry_tests::free_port;
 use rollout_core::alb::parse_action;
@@ -537,4 +541,91 @@ fn a_dynamically_scaled_stable_follows_its_share_and_stops_gracefully() {
         }
         s["phase"] == "Degraded" && r.weight() == Some(0)
     });
+}
+
+/// The analysis Jobs of the Rollout `demo`, newest last.
+fn analysis_jobs(run: &Run) -> Vec<Value> {
+    let mut all: Vec<Value> = run
+        .cluster
+        .list(&jobs())
+        .into_iter()
+        .filter(|j| j["metadata"]["labels"]["gantry.dev/rollout"] == "demo")
+        .collect();
+    all.sort_by_key(|j| {
+        j["metadata"]["creationTimestamp"]
+            .as_str()
+            .map(String::from)
+    });
+    all
+}
+
+#[test]
+fn a_job_metric_runs_a_job_per_measurement_and_judges_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = routed(
+        json!([{"setWeight": 25}, {"analysis": {"templates": [{"templateName": "smoke"}]}}, {"pause": {}}]),
+        json!({}),
+    );
+    let mut run = Run::start(dir.path(), "gantry-job-metric", spec);
+    run.cluster.create(
+        &analysis_templates(),
+        json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "smoke"},
+            "spec": {"metrics": [{"name": "smoke", "provider": {"job": {
+                "metadata": {"labels": {"team": "payments"}},
+                "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "smoke", "image": "registry.k8s.io/pause:3.9",
+                        "command": ["/smoke", "--target", "http://demo-canary"]}]}}}}}}]}}),
+    );
+    run.wait("the first deploy", |_, s| s["phase"] == "Healthy");
+    run.release("2");
+    // The step analysis starts its Job, and waits for it.
+    run.wait("the smoke Job", |r, _| !analysis_jobs(r).is_empty());
+    let created = analysis_jobs(&run).remove(0);
+    let name = created["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(
+        name.starts_with("demo-step-1-smoke-") && name.ends_with("-1"),
+        "{name}"
+    );
+    assert_eq!(created["metadata"]["labels"]["team"], "payments");
+    assert_eq!(
+        created["metadata"]["labels"]["gantry.dev/analysis-run"],
+        "step-1"
+    );
+    assert_eq!(created["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    assert_eq!(created["spec"]["ttlSecondsAfterFinished"], 86400);
+    std::thread::sleep(Duration::from_secs(2));
+    let status = run.status();
+    assert_eq!(
+        status["currentStepIndex"], 1,
+        "held while the Job runs: {status:#}"
+    );
+    assert_eq!(analysis_jobs(&run).len(), 1, "one Job per measurement");
+
+    run.cluster.finish_job(&name, true);
+    let paused = run.wait("the analysis passed", |_, s| Run::paused_at(s, 2));
+    let measured = &paused["analysisRuns"][0]["metrics"][0];
+    assert_eq!(measured["successful"], 1, "{paused:#}");
+    assert!(
+        measured["measurements"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Job {name} completed")),
+        "{measured:#}"
+    );
+
+    // The next release: its Job fails, and the canary is aborted.
+    run.release("3");
+    run.wait("the next smoke Job", |r, _| analysis_jobs(r).len() == 2);
+    let second = analysis_jobs(&run).pop().unwrap();
+    let second = second["metadata"]["name"].as_str().unwrap().to_string();
+    assert_ne!(second, name);
+    run.cluster.finish_job(&second, false);
+    run.wait("the abort", |r, s| {
+        s["phase"] == "Degraded" && r.weight() == Some(0)
+    });
+    let status = run.status();
+    assert!(
+        status["message"].as_str().unwrap().contains("failed"),
+        "{status:#}"
+    );
 }

@@ -1,8 +1,8 @@
 //! `gantry rollout convert` on a corpus of Argo Rollouts manifests
 //! (`tests/fixtures/argo/`, written for these tests): canary with ALB,
 //! analysis with args, background analysis with a dry-run metric,
-//! experiments, blueGreen, header routes, dynamicStableScale, a
-//! ClusterAnalysisTemplate,
+//! experiments, blueGreen, header routes, dynamicStableScale, a job
+//! metric, a ClusterAnalysisTemplate,
 //! workloadRef, a basic canary, a rollback window, ping-pong, two
 //! Ingresses, and the shape of Argo's getting-started
 //! Rollout (no Services named), which is then run to completion on the
@@ -17,7 +17,7 @@ use gantry_tests::{Run, gantry, repo, run};
 use rollout_core::simulate::Simulation;
 use rollout_core::types::{Phase, Rollout};
 
-const CORPUS: [(&str, i32); 13] = [
+const CORPUS: [(&str, i32); 14] = [
     ("canary-alb", 0),
     ("background-analysis", 0),
     ("cluster-template", 0),
@@ -29,6 +29,7 @@ const CORPUS: [(&str, i32); 13] = [
     ("two-ingresses", 0),
     ("header-routes", 0),
     ("dynamic-stable-scale", 0),
+    ("job-analysis", 0),
     ("experiment", 2),
     ("bluegreen", 2),
 ];
@@ -127,6 +128,7 @@ fn converted_manifests_plan_as_the_controller_would_run_them() {
         "two-ingresses",
         "header-routes",
         "dynamic-stable-scale",
+        "job-analysis",
     ] {
         let plan = plan_converted(name);
         assert_eq!(plan.code, 0, "{name}: {}", plan.stderr);

@@ -936,7 +936,10 @@ pub struct MetricProvider {
     /// CloudWatch's GetMetricData (Argo's `cloudWatch` provider).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch: Option<CloudWatchMetric>,
-    /// Every other Argo provider (datadog, job, …): rejected by name.
+    /// A Kubernetes Job per measurement (Argo's `job` provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMetric>,
+    /// Every other Argo provider (datadog, newRelic, …): rejected by name.
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: std::collections::BTreeMap<String, Value>,
@@ -968,6 +971,20 @@ pub struct PrometheusMetric {
 /// `provider.web`: the measurement is the JSON the URL answers, or the
 /// part of it `jsonPath` selects; `{{args.NAME}}` is replaced in the URL,
 /// headers and body.
+/// A measurement is a Job in the Rollout's namespace: Successful when it
+/// completes, Failed when it fails.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetric {
+    /// Labels and annotations for the Job.
+    #[serde(default, skip_serializing_if = "PodMetadata::is_empty")]
+    pub metadata: PodMetadata,
+    /// A `batch/v1` JobSpec; `{{args.NAME}}` is replaced in its strings.
+    #[serde(default)]
+    #[schemars(schema_with = "opaque")]
+    pub spec: Value,
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebMetric {

@@ -1,7 +1,8 @@
 //! Takes measurements for analysis, as the controller and `gantry
 //! analysis run` both do: Prometheus instant queries (`prometheus`), JSON
 //! from any HTTP endpoint (`web`) and CloudWatch's GetMetricData
-//! (`cloudwatch`), judged by the metric's conditions.
+//! (`cloudwatch`), judged by the metric's conditions. (`job` metrics are
+//! Kubernetes Jobs: the controller's own.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,9 @@ impl Client {
             Provider::Prometheus(p) => self.query(p).await.map_err(|e| e.to_string()),
             Provider::Web(w) => self.fetch(w).await.map_err(|e| e.to_string()),
             Provider::CloudWatch(c) => self.metric_data(c).await.map_err(|e| e.to_string()),
+            Provider::Job(_) => Err(
+                "a job metric runs as a Kubernetes Job, which the controller creates in the cluster; it cannot be measured from here".into(),
+            ),
         }
     }
 }

@@ -19,7 +19,7 @@ use regex::Regex;
 use crate::world::Observed;
 
 mod provider;
-pub use provider::{CloudWatch, Prometheus, Provider, Web};
+pub use provider::{CloudWatch, Job, Prometheus, Provider, Web};
 
 use crate::types::{
     AnalysisArg, AnalysisPhase, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec,
@@ -372,7 +372,9 @@ fn aws_dimension(which: &str, alb: Option<&Observed>) -> Result<String, String> 
     Ok(arn[if keep { at } else { at + marker.len() }..].to_string())
 }
 
-/// The fields of a Rollout an argument may read.
+/// The fields of a Rollout an argument may read. A label or annotation
+/// the Rollout does not have reads as empty, as in Argo (Kubernetes'
+/// field paths): a template may name one a later revision sets.
 fn field_value(meta: &ObjectMeta, path: &str) -> Result<String, String> {
     let keyed = |prefix: &str| {
         path.strip_prefix(prefix)
@@ -384,9 +386,11 @@ fn field_value(meta: &ObjectMeta, path: &str) -> Result<String, String> {
         "metadata.namespace" => meta.namespace.clone(),
         _ => {
             if let Some(k) = keyed("metadata.labels['") {
-                meta.labels.as_ref().and_then(|l| l.get(&k).cloned())
+                let label = meta.labels.as_ref().and_then(|l| l.get(&k).cloned());
+                Some(label.unwrap_or_default())
             } else if let Some(k) = keyed("metadata.annotations['") {
-                meta.annotations.as_ref().and_then(|a| a.get(&k).cloned())
+                let annotation = meta.annotations.as_ref().and_then(|a| a.get(&k).cloned());
+                Some(annotation.unwrap_or_default())
             } else {
                 return Err(format!(
                     "valueFrom.fieldRef.fieldPath: {path:?} is not supported (metadata.name, metadata.namespace, metadata.labels['k'], metadata.annotations['k'])"
@@ -486,6 +490,11 @@ fn resolve_metric(
         }
     }
     let provider = provider::resolve(mpath, &m.provider, args, errors);
+    if m.provider.job.is_some() && (success.is_some() || failure.is_some()) {
+        errors.push(format!(
+            "{mpath}: a job metric is judged by its Job (Complete: Successful, Failed: Failed); leave successCondition and failureCondition out"
+        ));
+    }
     if errors.len() > before {
         return None;
     }
@@ -1526,5 +1535,53 @@ mod tests {
         assert_eq!(at(&run), None);
         assess_run(&mut run);
         assert_eq!(run.phase, Successful);
+    }
+
+    #[test]
+    fn a_missing_label_or_annotation_reads_as_empty_as_in_argo() {
+        let meta: ObjectMeta =
+            serde_json::from_value(serde_json::json!({"name": "web", "labels": {"rev": "2"}}))
+                .unwrap();
+        assert_eq!(field_value(&meta, "metadata.labels['rev']").unwrap(), "2");
+        assert_eq!(field_value(&meta, "metadata.labels['team']").unwrap(), "");
+        assert_eq!(field_value(&meta, "metadata.annotations['a']").unwrap(), "");
+        assert!(field_value(&meta, "spec.replicas").is_err());
+    }
+
+    #[test]
+    fn a_job_metric_is_checked_as_a_job_spec() {
+        let resolve = |yaml: &str| {
+            let m: crate::types::Metric = serde_yaml::from_str(yaml).unwrap();
+            let mut errors = Vec::new();
+            let resolved = resolve_metric("m", &m, &BTreeMap::new(), &mut errors);
+            (resolved, errors.join("\n"))
+        };
+        let (ok, _) = resolve(
+            "{name: smoke, provider: {job: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: s, image: 'smoke:1', args: [--fast]}]}}}}}}",
+        );
+        let ok = ok.unwrap();
+        assert!(matches!(ok.provider, Provider::Job(_)));
+        assert_eq!(ok.display_query, "job: smoke:1 --fast");
+        for (yaml, why) in [
+            (
+                "{name: s, provider: {job: {spec: {template: {spec: {containers: [{name: s, image: i}]}}}}}}",
+                "m.provider.job.spec.template.spec.restartPolicy: must be Never or OnFailure for a Job, got \"Always\"",
+            ),
+            (
+                "{name: s, provider: {job: {spec: {template: {spec: {restartPolicy: Never, containers: []}}}}}}",
+                "m.provider.job.spec.template.spec.containers: required",
+            ),
+            (
+                "{name: s, provider: {job: {spec: {template: 3}}}}",
+                "m.provider.job.spec: not a batch/v1 JobSpec",
+            ),
+            (
+                "{name: s, successCondition: 'result == 1', provider: {job: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: s, image: i}]}}}}}}",
+                "m: a job metric is judged by its Job",
+            ),
+        ] {
+            let (resolved, errors) = resolve(yaml);
+            assert!(resolved.is_none() && errors.contains(why), "{errors}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Metric providers: what a measurement asks, with the arguments
-//! substituted and every field checked (Prometheus, and `web` for any HTTP
-//! endpoint answering JSON). Asking is the glue's job.
+//! substituted and every field checked (Prometheus, `web` for any HTTP
+//! endpoint answering JSON, CloudWatch, and `job`: a Kubernetes Job).
+//! Asking is the glue's job.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,9 +12,11 @@ use serde_json::Value;
 
 use super::{ArgValue, MASK, substitute};
 use crate::types::{
-    CloudWatchMetric, Header, MetricDataQuery, MetricProvider, PrometheusMetric, WebMetric,
+    CloudWatchMetric, Header, JobMetric, MetricDataQuery, MetricProvider, PodMetadata,
+    PrometheusMetric, WebMetric,
 };
 use crate::validate::parse_duration;
+use k8s_openapi::api::batch::v1::JobSpec;
 
 const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Argo's default for `web`.
@@ -26,6 +29,16 @@ pub enum Provider {
     Prometheus(Prometheus),
     Web(Web),
     CloudWatch(CloudWatch),
+    Job(Job),
+}
+
+/// A Job to create per measurement, arguments substituted: Successful
+/// when it completes, Failed when it fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub metadata: PodMetadata,
+    /// A checked `batch/v1` JobSpec.
+    pub spec: Value,
 }
 
 /// GetMetricData over the last `interval`, arguments substituted.
@@ -179,7 +192,7 @@ pub(super) fn resolve(
     let others: Vec<&str> = provider.other.keys().map(String::as_str).collect();
     if !others.is_empty() {
         errors.push(format!(
-            "{mpath}.provider: {} is not supported by gantry (prometheus, web or cloudWatch)",
+            "{mpath}.provider: {} is not supported by gantry (prometheus, web, cloudWatch or job)",
             others.join(", ")
         ));
     }
@@ -192,9 +205,10 @@ pub(super) fn resolve(
         provider.prometheus.is_some(),
         provider.web.is_some(),
         provider.cloud_watch.is_some(),
+        provider.job.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
-        let many = format!("{mpath}.provider: give one of prometheus, web or cloudWatch");
+        let many = format!("{mpath}.provider: give one of prometheus, web, cloudWatch or job");
         fields.errors.push(many);
         return None;
     }
@@ -207,11 +221,56 @@ pub(super) fn resolve(
     if let Some(c) = &provider.cloud_watch {
         return cloud_watch(&mut fields, c);
     }
+    if let Some(j) = &provider.job {
+        return job(&mut fields, j);
+    }
     if others.is_empty() {
-        let none = format!("{mpath}.provider: required (prometheus, web or cloudWatch)");
+        let none = format!("{mpath}.provider: required (prometheus, web, cloudWatch or job)");
         fields.errors.push(none);
     }
     None
+}
+
+/// A JobSpec as the API server would take it, whose pods do not restart;
+/// shown as its first container's image and command.
+fn job(f: &mut Fields, j: &JobMetric) -> Option<(Provider, String)> {
+    let spec = f.sub_json("provider.job.spec", &j.spec, false);
+    let shown = f.sub_json("provider.job.spec", &j.spec, true);
+    let parsed: JobSpec = match serde_json::from_value(spec.clone()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            f.error("job.spec", format!("not a batch/v1 JobSpec: {e}"));
+            return None;
+        }
+    };
+    let pod = parsed.template.spec.unwrap_or_default();
+    if pod.containers.is_empty() {
+        f.error(
+            "job.spec.template.spec.containers",
+            "required (what the Job runs)".into(),
+        );
+    }
+    let restart = pod.restart_policy.as_deref().unwrap_or("Always");
+    if !matches!(restart, "Never" | "OnFailure") {
+        f.error(
+            "job.spec.template.spec.restartPolicy",
+            format!("must be Never or OnFailure for a Job, got {restart:?}"),
+        );
+    }
+    let first = &shown["template"]["spec"]["containers"][0];
+    let words: Vec<&str> = [&first["command"], &first["args"]]
+        .into_iter()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let image = first["image"].as_str().unwrap_or_default();
+    let display = format!("job: {image} {}", words.join(" "));
+    let job = Job {
+        metadata: j.metadata.clone(),
+        spec,
+    };
+    Some((Provider::Job(job), display.trim_end().to_string()))
 }
 
 fn prometheus(f: &mut Fields, p: &PrometheusMetric) -> Option<(Provider, String)> {

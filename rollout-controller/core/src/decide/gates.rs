@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How often a running Job of a job metric is looked at.
+const JOB_POLL: Duration = Duration::from_secs(5);
+
 impl Decider<'_> {
     /// Adds the measurements just taken to their runs and reassesses them.
     pub(super) fn record_measurements(&mut self, hash: &str) {
@@ -77,17 +80,23 @@ impl Decider<'_> {
                 run.message.as_deref().unwrap_or_default()
             )),
             AnalysisPhase::Pending | AnalysisPhase::Running => {
+                // A job metric's overdue measurement is its Job still
+                // running: looked at again every few seconds.
                 let next = run
                     .metrics
                     .iter()
                     .filter_map(|r| {
                         let m = metrics.iter().find(|m| m.name == r.name)?;
-                        analysis::next_measurement(run, r, m)
+                        let at = analysis::next_measurement(run, r, m)?;
+                        let job = matches!(m.provider, analysis::Provider::Job(_));
+                        Some(match at.duration_since(now) {
+                            d if job && d <= SignedDuration::ZERO => JOB_POLL,
+                            d => d.unsigned_abs().max(MIN_REQUEUE),
+                        })
                     })
                     .min();
-                if let Some(at) = next {
-                    let wait = at.duration_since(now);
-                    self.requeue_in(wait.unsigned_abs().max(MIN_REQUEUE));
+                if let Some(wait) = next {
+                    self.requeue_in(wait);
                 }
                 Gate::Running
             }
