@@ -3,17 +3,22 @@
 #
 # What a release pipeline does, against throw-away local stand-ins: a
 # distribution registry in place of ECR, a bare repository in place of the
-# GitOps repository.
+# GitOps repository (holding the example app, manifests/example).
 #   1. build the backend image (daemonless buildah) and push it;
 #   2. build it again unchanged: reused, nothing built, nothing uploaded;
-#   3. bump the staging overlay to the pushed digest, commit, push.
-# It prints the resulting commit as the remote sees it.
+#   3. bump the staging overlay to the pushed digest, commit, push;
+#   4. render that overlay and plan the canary the pushed commit starts.
+# It prints the resulting commit as the remote sees it, then the plan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tests/setup   # the registry and buildah, if missing
-cargo build --quiet -p gantry
-gantry="$PWD/target/debug/gantry"
+# $GANTRY: a gantry already built (the test suite's); else build it.
+gantry=${GANTRY:-}
+if [ -z "$gantry" ]; then
+  cargo build --quiet -p gantry
+  gantry="$PWD/target/debug/gantry"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/gantry-quickstart.XXXXXX")
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -57,24 +62,11 @@ echo
 
 git init --quiet --bare -b main "$work/gitops.git"
 git clone --quiet "$work/gitops.git" "$work/ci" 2>/dev/null
+cp -r manifests/example/base manifests/example/overlays "$work/ci/"
+root=$PWD
 cd "$work/ci"
-mkdir -p overlays/staging
-cat > overlays/staging/kustomization.yaml <<'YAML'
-# Staging overlay: `images:` is what the release pipeline bumps.
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - ../../base
-images:
-  - name: backend
-    newName: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/backend
-    newTag: "1.4.0"   # set by CI
-  - name: frontend
-    newName: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/frontend
-    newTag: "2.0.0"
-YAML
 git add -A
-git -c user.name=Platform -c user.email=platform@example.com commit --quiet -m "Add staging overlay"
+git -c user.name=Platform -c user.email=platform@example.com commit --quiet -m "Add the webapp"
 git push --quiet origin main
 
 spec="backend=$repo:1.5.0@${image#*@}"
@@ -84,4 +76,16 @@ GITHUB_ACTOR=${GITHUB_ACTOR:-release-pipeline} \
 
 echo
 echo "The remote's new commit ($work/gitops.git):"
-git --no-pager --git-dir="$work/gitops.git" show --stat --patch --format='commit %H%nAuthor: %an <%ae>%n%n    %s%n' main
+git --no-pager --git-dir="$work/gitops.git" show --patch --format='commit %H%nAuthor: %an <%ae>%n%n    %s%n' main
+
+echo
+echo "\$ kubectl kustomize overlays/staging | gantry rollout plan -f -   # the canary this commit starts"
+kubectl kustomize overlays/staging | "$gantry" rollout plan -f -
+
+cat <<EOF
+
+To go further, on a cluster with the AWS Load Balancer Controller:
+  kubectl apply --server-side -k $root/manifests/controller   # the CRDs and rollout-controller
+  kubectl apply -k $work/ci/overlays/staging   # what Argo CD syncs (with the Sealed Secrets and Prometheus Operator CRDs)
+  $gantry rollout status backend -n webapp-staging --watch   # or: gantry rollout dashboard
+EOF
