@@ -500,6 +500,8 @@ async fn measure(
         let name = &name;
         async move {
             let measurement = match &metric.provider {
+                // Creating a Job is a write: the leader's alone.
+                Provider::Job(_) if !ctx.leader.load(Ordering::Relaxed) => return None,
                 // Recorded once its Job finished.
                 Provider::Job(job) => jobs::measure(&ctx.client, rollout, run, metric, job).await?,
                 _ => rollout_metrics::measure(&ctx.prometheus, metric).await.0,

@@ -227,7 +227,8 @@ impl Observed {
     /// where all show the same, and each target in the worst state any
     /// shows (one missing from a target group counts as `initial` there),
     /// so weight moves only onto pods healthy everywhere and pods go only
-    /// once drained everywhere. Names and ARNs are the first ALB's.
+    /// once drained everywhere; header routes as every ALB shows them, and
+    /// as any one does. Names and ARNs are the first ALB's.
     pub fn merge(all: Vec<Observed>) -> Option<Observed> {
         let mut all = all.into_iter();
         let mut merged = all.next()?;
