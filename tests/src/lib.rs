@@ -340,19 +340,20 @@ pub fn wait_for_port(port: u16, what: &str) {
 }
 
 /// Serves `app` on a free loopback port from a runtime of its own; the
-/// server lives as long as the returned runtime.
+/// server lives as long as the returned runtime. The port is bound here,
+/// not picked and bound later, so nothing can take it in between.
 pub fn serve(app: axum::Router, what: &str) -> (u16, tokio::runtime::Runtime) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port();
+    let listener = listen();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         axum::serve(listener, app).await.unwrap();
     });
     wait_for_port(port, what);
@@ -384,16 +385,19 @@ pub fn sigterm(child: &Child) {
 /// servers started side by side (moto takes seconds to bind) must not be
 /// given the same one.
 pub fn free_port() -> u16 {
+    listen().local_addr().unwrap().port()
+}
+
+/// A loopback listener on a port never handed out before in this process
+/// (`free_port`'s may still be waiting for their server to bind them).
+fn listen() -> TcpListener {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         if GIVEN.lock().unwrap().insert(port) {
-            return port;
+            return listener;
         }
     }
 }
