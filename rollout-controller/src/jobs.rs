@@ -16,6 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use rollout_core::analysis::{Job, Metric};
+use rollout_core::hash::fnv1a;
 use rollout_core::types::{AnalysisPhase, AnalysisRunStatus, Measurement, Rollout};
 
 /// Labels on every analysis Job: whose it is.
@@ -63,10 +64,13 @@ fn job_name(rollout: &Rollout, run: &AnalysisRunStatus, metric: &str) -> String 
         .find(|r| r.name == metric)
         .map_or(0, |r| r.count + r.error);
     let uid = rollout.uid().unwrap_or_default();
-    let id = fnv(&format!(
-        "{uid}/{}/{}/{}",
-        run.name, run.pod_template_hash, run.started_at
-    ));
+    let id = fnv1a(
+        format!(
+            "{uid}/{}/{}/{}",
+            run.name, run.pod_template_hash, run.started_at
+        )
+        .as_bytes(),
+    );
     let suffix = format!("-{id:08x}-{}", taken + 1);
     let base: String = format!("{}-{}-{metric}", rollout.name_any(), run.name)
         .to_ascii_lowercase()
@@ -76,12 +80,6 @@ fn job_name(rollout: &Rollout, run: &AnalysisRunStatus, metric: &str) -> String 
     let room = 63 - suffix.len();
     let base = base[..base.len().min(room)].trim_end_matches('-');
     format!("{base}{suffix}")
-}
-
-fn fnv(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5, |h: u32, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 fn new_job(

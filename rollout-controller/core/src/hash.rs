@@ -11,15 +11,18 @@ const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// (the decimal hash, each digit mapped into a safe alphabet).
 pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
     let bytes = serde_json::to_vec(template).expect("a pod template serialises");
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in bytes {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash.to_string()
+    fnv1a(&bytes)
+        .to_string()
         .bytes()
         .map(|d| ALPHABET[d as usize % ALPHABET.len()] as char)
         .collect()
+}
+
+/// 32-bit FNV-1a: short, stable names derived from longer keys.
+pub fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash: u32, b| {
+        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// `a=b,c in (d,e)` for `status.selector`.
