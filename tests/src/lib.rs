@@ -5,6 +5,7 @@
 //! `tests/run` (and so `.ci/run`) installs what is needed; a missing server
 //! fails the test with a message saying so, never skips it.
 
+pub mod act;
 pub mod alb_sim;
 pub mod aws;
 pub mod browser;
@@ -40,23 +41,26 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The GitHub Actions context a process would inherit from a suite run in
+/// Actions; tests decide what context exists.
+pub const ACTIONS_CONTEXT: [&str; 12] = [
+    "GITHUB_ACTIONS",
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_ACTOR",
+    "GITHUB_ACTOR_ID",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GITHUB_API_URL",
+    "GITHUB_REPOSITORY",
+    "GANTRY_GITHUB_APP_ID",
+    "GANTRY_GITHUB_APP_KEY_FILE",
+    "GANTRY_GITHUB_APP_PRIVATE_KEY",
+];
+
 pub fn gantry() -> Command {
     let mut cmd = Command::new(binary("gantry"));
-    // Tests decide what GitHub Actions context exists.
-    for var in [
-        "GITHUB_ACTIONS",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_ACTOR",
-        "GITHUB_ACTOR_ID",
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "GITHUB_API_URL",
-        "GITHUB_REPOSITORY",
-        "GANTRY_GITHUB_APP_ID",
-        "GANTRY_GITHUB_APP_KEY_FILE",
-        "GANTRY_GITHUB_APP_PRIVATE_KEY",
-    ] {
+    for var in ACTIONS_CONTEXT {
         cmd.env_remove(var);
     }
     cmd.env("GANTRY_LOG", "info");

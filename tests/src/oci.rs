@@ -239,6 +239,16 @@ impl Registry {
         std::fs::read_to_string(link).ok()
     }
 
+    /// The bytes of a stored manifest (or any blob), as text.
+    pub fn manifest(&self, digest: &str) -> String {
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::read_to_string(
+            self.storage()
+                .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])),
+        )
+        .unwrap_or_else(|e| panic!("manifest {digest} not in the registry: {e}"))
+    }
+
     /// Whether the registry stores a blob with this digest.
     pub fn has_blob(&self, digest: &str) -> bool {
         let hex = digest.trim_start_matches("sha256:");
@@ -333,6 +343,31 @@ impl Moto {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// ECR's API and registry are one store; moto and the test registry
+    /// are two: this tells moto's ECR (in `region`) that `repo:tag` is the
+    /// registry's manifest `digest`, as real ECR would know.
+    pub fn mirror(&self, registry: &Registry, region: &str, repo: &str, tag: &str, digest: &str) {
+        let manifest = registry.manifest(digest);
+        self.boto3(&format!(
+            "c = boto3.client('ecr', endpoint_url='{}', region_name='{region}', aws_access_key_id='t', aws_secret_access_key='t')\n\
+             c.put_image(repositoryName='{repo}', imageTag='{tag}', imageManifest={manifest:?}, \
+             imageManifestMediaType='application/vnd.oci.image.manifest.v1+json')\nprint('{{}}')",
+            self.endpoint()
+        ));
+    }
+
+    /// The manifest ECR's API (moto, in `region`) has for `repo:tag` (not
+    /// its digest: moto computes that from its own serialisation).
+    pub fn tag_manifest(&self, region: &str, repo: &str, tag: &str) -> Option<String> {
+        let found = self.boto3(&format!(
+            "c = boto3.client('ecr', endpoint_url='{}', region_name='{region}', aws_access_key_id='t', aws_secret_access_key='t')\n\
+             r = c.batch_get_image(repositoryName='{repo}', imageIds=[{{'imageTag': '{tag}'}}])['images']\n\
+             print(json.dumps(r[0]['imageManifest'] if r else None))",
+            self.endpoint()
+        ));
+        found.as_str().map(str::to_owned)
     }
 
     /// The registry password in moto's ECR tokens.

@@ -242,18 +242,8 @@ fn ecr_build_avoidance_retags_through_the_api() {
     let digest = digest_of(&r.stdout);
     let key = key_tag(&r.stderr);
 
-    // ECR's API and registry are one store; moto and the test registry are
-    // two, so the test tells moto what the registry now holds.
-    let hex = digest.trim_start_matches("sha256:");
-    let manifest = std::fs::read_to_string(registry.dir.path().join(format!(
-        "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
-        &hex[..2]
-    )))
-    .unwrap();
-    moto.boto3(&format!(
-        "c.put_image(repositoryName='svc', imageTag='{key}', imageManifest={manifest:?}, \
-             imageManifestMediaType='application/vnd.oci.image.manifest.v1+json')\nprint('{{}}')"
-    ));
+    moto.mirror(&registry, "us-east-1", "svc", &key, &digest);
+    let manifest = registry.manifest(&digest);
 
     let uploads = registry.uploads();
     let mut again = build_without_builder(ctx.path(), storage.path(), &args);
