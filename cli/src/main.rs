@@ -3,53 +3,16 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
-use gantry::commands::{analysis, bump, image, promote, rollout};
+use clap::{CommandFactory as _, FromArgMatches as _};
+use gantry::commands::{Cli, LogFormat};
 use gantry::git::GitError;
 use gantry::github::actions;
 use gantry::kustomize::bump::FileError;
 
-/// GitOps delivery: build and push images, bump kustomizations, commit and push them race-safely.
-#[derive(Parser)]
-#[command(name = "gantry", version, about, propagate_version = true)]
-struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GANTRY_LOG_FORMAT")]
-    log_format: LogFormat,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    Bump(bump::BumpArgs),
-    Promote(promote::PromoteArgs),
-    #[command(subcommand)]
-    Image(image::Command),
-    #[command(subcommand)]
-    Analysis(analysis::Command),
-    #[command(subcommand)]
-    Rollout(rollout::Command),
-}
-
 fn main() -> ExitCode {
     let cli = parse();
     init_tracing(cli.log_format);
-    let result = match cli.command {
-        Command::Bump(args) => bump::exec(args),
-        Command::Promote(args) => promote::exec(args),
-        Command::Image(command) => image::exec(command),
-        Command::Analysis(command) => analysis::exec(command),
-        Command::Rollout(command) => rollout::exec(command),
-    };
-    result.unwrap_or_else(|e| fail(&e))
+    cli.exec().unwrap_or_else(|e| fail(&e))
 }
 
 /// The command line; installed as `kubectl-gantry` (a kubectl plugin, run

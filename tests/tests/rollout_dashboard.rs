@@ -275,7 +275,7 @@ fn the_page_follows_a_canary_and_promotes_it() {
         std::fs::create_dir_all(&artifacts).unwrap();
         std::fs::write(artifacts.join("dashboard.png"), &png).unwrap();
         if std::env::var_os("GANTRY_BLESS").is_some() {
-            std::fs::write(repo().join("docs/dashboard.png"), &png).unwrap();
+            std::fs::write(repo().join("docs/src/dashboard.png"), &png).unwrap();
         }
 
         // What RBAC forbids fails with the API server's message.
