@@ -164,18 +164,6 @@ impl Job {
             .collect()
     }
 
-    /// The steps that ran, by name, with their result.
-    pub fn steps(&self) -> Vec<(String, String)> {
-        self.log
-            .iter()
-            .filter(|l| l["stepResult"].is_string() && l["stage"] == "Main")
-            .map(|l| {
-                let field = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-                (field("step"), field("stepResult"))
-            })
-            .collect()
-    }
-
     /// The log as a person reads it: every message, in order.
     pub fn text(&self) -> String {
         self.log

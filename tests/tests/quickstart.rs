@@ -13,8 +13,8 @@ use gantry_tests::{binary, repo};
 #[test]
 fn the_quickstart_builds_bumps_and_plans_the_canary() {
     let started = Instant::now();
-    // The suite's gantry: `cargo build -p gantry` alone would build it
-    // again with other features.
+    // The suite's gantry: the quickstart's own build (its `quickstart`
+    // profile) is a second build of minutes; the benchmark times it.
     let out = Command::new("bash")
         .arg(repo().join("examples/quickstart.sh"))
         .env("GANTRY", binary("gantry"))
