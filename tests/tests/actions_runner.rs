@@ -21,7 +21,7 @@ const PROD: &str = "manifests/example/overlays/prod/kustomization.yaml";
 /// The repository the workflows run in: a bare `origin` and a clone at its
 /// `main`, where act runs.
 struct Project {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     bare: PathBuf,
     work: PathBuf,
 }
@@ -54,7 +54,11 @@ impl Project {
         };
         image("frontend", "index.html", "<h1>webapp</h1>\n");
         image("backend", "version.txt", "backend 1.5.0\n");
-        let project = Project { dir, bare, work };
+        let project = Project {
+            _dir: dir,
+            bare,
+            work,
+        };
         project.commit("Add the webapp");
         project
     }
@@ -149,9 +153,7 @@ impl Aws {
         ])
         .collect()
     }
-}
 
-impl Aws {
     /// What real ECR would know after a push: the tags the registry holds,
     /// in the ECR API too.
     fn mirror(&self, tags: &str, digest: &str) {
@@ -288,7 +290,6 @@ fn release_builds_pushes_and_deploys_to_staging_then_reuses_the_images() {
     );
     assert_eq!(job.output("bump", "changed"), "true");
     assert_eq!(job.output("bump", "commit"), project.remote_head("main"));
-    drop(project.dir);
 }
 
 /// promote.yml, dispatched with its `images` input, against the fake

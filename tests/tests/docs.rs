@@ -119,6 +119,20 @@ fn every_yaml_example_parses_and_every_rollout_plans() {
         }
     }
     assert!(!rollouts.is_empty() && !templates.is_empty());
+    // A template is checked by planning a Rollout that uses it.
+    for template in &templates {
+        let name = template["metadata"]["name"].as_str().unwrap_or_default();
+        let used = rollouts.iter().any(|(_, r)| {
+            serde_yaml::to_string(r)
+                .unwrap()
+                .contains(&format!("templateName: {name}"))
+        });
+        if !used {
+            failures.push(format!(
+                "AnalysisTemplate {name}: no Rollout example uses it, so no plan checks it"
+            ));
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
     for (at, rollout) in &rollouts {
         let file = dir.path().join("rollout.yaml");
