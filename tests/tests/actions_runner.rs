@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use gantry_tests::act::{Act, Job};
 use gantry_tests::github::{FakeGitHub, NAME, OWNER, TOKEN};
-use gantry_tests::oci::{Moto, Registry};
+use gantry_tests::oci::{Moto, Registry, buildah_storage};
 use gantry_tests::{git, git_raw, repo};
 
 const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -108,7 +108,8 @@ fn succeeded(job: &Job) {
 struct Aws {
     moto: Moto,
     registry: Registry,
-    storage: tempfile::TempDir,
+    _storage: tempfile::TempDir,
+    storage_conf: PathBuf,
 }
 
 impl Aws {
@@ -116,18 +117,12 @@ impl Aws {
         let moto = Moto::start();
         let registry = Registry::start(Some(("AWS", &moto.ecr_password())));
         let storage = tempfile::tempdir().unwrap();
-        std::fs::write(
-            storage.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
-                storage.path().display()
-            ),
-        )
-        .unwrap();
+        let storage_conf = buildah_storage(storage.path());
         Aws {
             moto,
             registry,
-            storage,
+            _storage: storage,
+            storage_conf,
         }
     }
 
@@ -136,11 +131,10 @@ impl Aws {
     /// ARN (`vars.AWS_RELEASE_ROLE_ARN`), the token (`-s GITHUB_TOKEN`, read
     /// from act's environment).
     fn runner_args(&self) -> Vec<String> {
-        let conf = self.storage.path().join("storage.conf");
         [
             format!("AWS_ENDPOINT_URL={}", self.moto.endpoint()),
             format!("GANTRY_REGISTRY_ENDPOINT=http://{}", self.registry.host()),
-            format!("CONTAINERS_STORAGE_CONF={}", conf.display()),
+            format!("CONTAINERS_STORAGE_CONF={}", self.storage_conf.display()),
             "BUILDAH_ISOLATION=chroot".into(),
         ]
         .into_iter()

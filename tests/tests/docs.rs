@@ -274,30 +274,32 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
-fn anchors(page: &Path) -> BTreeSet<String> {
+/// A page's lines outside code blocks (fence lines left out).
+fn prose(page: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(page).unwrap();
     let mut fenced = false;
     text.lines()
         .filter(|l| {
-            fenced ^= l.trim_start().starts_with("```");
-            !fenced && l.starts_with('#')
+            let fence = l.trim_start().starts_with("```");
+            fenced ^= fence;
+            !fenced && !fence
         })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn anchors(page: &Path) -> BTreeSet<String> {
+    prose(page)
+        .iter()
+        .filter(|l| l.starts_with('#'))
         .map(|l| anchor(l.trim_start_matches('#')))
         .collect()
 }
 
 /// `](target)` links of a page, outside code blocks.
 fn links(page: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(page).unwrap();
-    let mut fenced = false;
     let mut links = Vec::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-        }
-        if fenced {
-            continue;
-        }
+    for line in prose(page) {
         for (i, _) in line.match_indices("](") {
             if let Some(end) = line[i + 2..].find(')') {
                 links.push(line[i + 2..i + 2 + end].to_string());

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use gantry_tests::oci::{Moto, Registry};
+use gantry_tests::oci::{Moto, Registry, buildah_storage};
 use gantry_tests::{Run, gantry, git, run};
 
 /// A build context: a `FROM scratch` image with one file, and a .dockerignore.
@@ -22,15 +22,7 @@ fn context(dir: &Path, content: &str) {
 /// `gantry image build` with buildah's storage in `storage` (vfs, chroot
 /// isolation: no daemon, no privileges beyond what this sandbox allows).
 fn build(ctx: &Path, storage: &Path, args: &[&str]) -> Command {
-    let conf = storage.join("storage.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
-            storage.display()
-        ),
-    )
-    .unwrap();
+    let conf = buildah_storage(storage);
     let mut cmd = gantry();
     cmd.args(["image", "build"])
         .arg(ctx)

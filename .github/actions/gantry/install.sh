@@ -8,8 +8,7 @@ if [ "$GANTRY_VERSION" = source ]; then
   # Keyed by what the CLI is built from, so a runner whose tool cache
   # outlives the job (self-hosted) never runs an older build, and a second
   # use of this action in the job (after a bump commit, too) finds this one.
-  key=$(git -C "$GANTRY_SOURCE" ls-tree HEAD -- Cargo.toml Cargo.lock cli rollout-controller 2>/dev/null | sha256sum | cut -c1-16)
-  dest="$cache/source-$key"
+  dest="$cache/source-$("$(dirname "$0")/source-key.sh" "$GANTRY_SOURCE")"
   # The workspace's target/, so a rust-cache step finds the build.
   [ -x "$dest/bin/gantry" ] || CARGO_TARGET_DIR="$GANTRY_SOURCE/target" \
     cargo install --quiet --locked --path "$GANTRY_SOURCE/cli" --root "$dest"
